@@ -1,0 +1,24 @@
+#pragma once
+// Subcommands of the `layerskip` binary. Each returns the process exit code and prints one-line errors.
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "cli/flags.h"
+#include "engine/decode/generate.h"
+#include "engine/runtime/loaded_model.h"
+
+namespace layerskip::cli {
+
+int RunGenerate(int argc, char** argv);
+int RunInspect(int argc, char** argv);
+int RunBench(int argc, char** argv);
+
+// Shared by the commands: --dtype, --threads, --max-context -> load options.
+absl::StatusOr<ModelLoadOptions> LoadOptionsFromFlags(const Flags& flags);
+// --mode, --exit-layer, --speculations -> decode options (validated against num_layers).
+absl::StatusOr<DecodeOptions> DecodeOptionsFromFlags(const Flags& flags, int num_layers);
+// Prints "layerskip <command>: <message>" to stderr and returns 1 (2 for usage errors).
+int Fail(const std::string& command, const absl::Status& status);
+
+}  // namespace layerskip::cli

@@ -1,0 +1,130 @@
+// layerskip generate: one prompt, one completion, optional JSON with statistics.
+#include <cstdio>
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "cli/commands.h"
+#include "engine/util/status.h"
+#include "nlohmann/json.hpp"
+
+namespace layerskip::cli {
+namespace {
+
+nlohmann::json SpecJson(const SpecStats& s) {
+  return {{"rounds", s.rounds},
+          {"drafted", s.drafted},
+          {"accepted", s.accepted},
+          {"acceptance_rate", s.acceptance_rate()},
+          {"tokens_per_round", s.tokens_per_round()},
+          {"drafted_per_position", s.drafted_per_position},
+          {"accepted_per_position", s.accepted_per_position},
+          {"draft_seconds", s.draft_seconds},
+          {"verify_seconds", s.verify_seconds}};
+}
+
+absl::Status Generate(const Flags& flags) {
+  if (!flags.Has("model")) return absl::InvalidArgumentError("--model DIR is required");
+  if (flags.Has("prompt") == flags.Has("prompt-ids"))
+    return absl::InvalidArgumentError("give exactly one of --prompt TEXT or --prompt-ids 1,2,3");
+  LS_ASSIGN_OR_RETURN(ModelLoadOptions load, LoadOptionsFromFlags(flags));
+  load.require_tokenizer = flags.Has("prompt") || flags.Has("stop");
+  LS_ASSIGN_OR_RETURN(auto m, LoadModelDir(flags.Get("model"), load));
+  const LlamaConfig& config = m->weights->config;
+  LS_ASSIGN_OR_RETURN(DecodeOptions decode, DecodeOptionsFromFlags(flags, config.num_hidden_layers));
+
+  std::vector<int> prompt;
+  if (flags.Has("prompt")) {
+    prompt = m->tokenizer->Encode(flags.Get("prompt"), /*add_special_tokens=*/true);
+  } else {
+    LS_ASSIGN_OR_RETURN(prompt, ParseIntList(flags.Get("prompt-ids"), "--prompt-ids"));
+  }
+  if (prompt.empty()) return absl::InvalidArgumentError("the prompt is empty");
+
+  GenerationParams params;
+  LS_ASSIGN_OR_RETURN(int64_t max_tokens, flags.GetInt("max-tokens", 64));
+  LS_ASSIGN_OR_RETURN(double temperature, flags.GetDouble("temperature", 0.0));
+  LS_ASSIGN_OR_RETURN(int64_t top_k, flags.GetInt("top-k", 0));
+  LS_ASSIGN_OR_RETURN(double top_p, flags.GetDouble("top-p", 1.0));
+  LS_ASSIGN_OR_RETURN(int64_t seed, flags.GetInt("seed", 0));
+  if (max_tokens <= 0) return absl::InvalidArgumentError("--max-tokens must be positive");
+  if (temperature < 0) return absl::InvalidArgumentError("--temperature must be >= 0");
+  if (top_k < 0) return absl::InvalidArgumentError("--top-k must be >= 0");
+  if (!(top_p > 0 && top_p <= 1)) return absl::InvalidArgumentError("--top-p must be in (0, 1]");
+  params.max_tokens = static_cast<int>(std::min<int64_t>(max_tokens, 1 << 24));
+  params.sampling.temperature = static_cast<float>(temperature);
+  params.sampling.top_k = static_cast<int>(top_k);
+  params.sampling.top_p = static_cast<float>(top_p);
+  params.seed = static_cast<uint64_t>(seed);
+  if (!flags.Has("ignore-eos")) {
+    params.eos_ids = config.eos_token_ids;
+    if (m->tokenizer)
+      for (int id : m->tokenizer->eos_ids())
+        if (std::find(params.eos_ids.begin(), params.eos_ids.end(), id) == params.eos_ids.end()) params.eos_ids.push_back(id);
+  }
+  const std::vector<std::string> stops = flags.GetAll("stop");
+  const Tokenizer* tok = m->tokenizer.get();
+  if (!stops.empty()) {
+    params.stop_check = [tok, stops](const std::vector<int>& ids) {
+      const std::string text = tok->Decode(ids, /*skip_special_tokens=*/true);
+      for (const std::string& s : stops)
+        if (!s.empty() && text.find(s) != std::string::npos) return true;
+      return false;
+    };
+  }
+
+  KvCache cache(config, 0, config.num_hidden_layers, /*num_slots=*/1, m->context);
+  LS_ASSIGN_OR_RETURN(auto results, GenerateBatch(*m->model, cache, {prompt}, {params}, decode));
+  const GenerateResult& r = results[0];
+  std::string text = tok ? tok->Decode(r.ids, /*skip_special_tokens=*/true) : "";
+  for (const std::string& s : stops) {  // the text ends before the stop sequence
+    const size_t at = s.empty() ? std::string::npos : text.find(s);
+    if (at != std::string::npos) text.resize(at);
+  }
+  const double tps = r.decode_seconds > 0 ? (r.ids.size() - 1) / r.decode_seconds : 0.0;
+  if (flags.Has("json")) {
+    nlohmann::json out = {{"prompt_ids", prompt},
+                          {"ids", r.ids},
+                          {"text", text},
+                          {"finish_reason", FinishReasonName(r.finish_reason)},
+                          {"mode", DecodeModeName(decode.mode)},
+                          {"stats",
+                           {{"prompt_tokens", prompt.size()},
+                            {"generated_tokens", r.ids.size()},
+                            {"prefill_seconds", r.prefill_seconds},
+                            {"decode_seconds", r.decode_seconds},
+                            {"tokens_per_second", tps}}}};
+    if (decode.mode != DecodeMode::kAutoregressive) out["exit_layer"] = decode.exit_layer;
+    if (decode.mode == DecodeMode::kSelfSpeculative) {
+      out["speculations"] = decode.speculation.adaptive ? nlohmann::json("auto") : nlohmann::json(decode.speculation.speculations);
+      out["stats"]["speculation"] = SpecJson(r.spec);
+    }
+    std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
+  } else {
+    if (tok) std::cout << text << std::endl;
+    else {
+      for (size_t i = 0; i < r.ids.size(); ++i) std::cout << (i ? "," : "") << r.ids[i];
+      std::cout << std::endl;
+    }
+    std::fprintf(stderr, "[%s] %zu prompt tokens, %zu generated (%s), prefill %.3f s, decode %.2f tokens/s",
+                 DecodeModeName(decode.mode), prompt.size(), r.ids.size(), FinishReasonName(r.finish_reason),
+                 r.prefill_seconds, tps);
+    if (decode.mode == DecodeMode::kSelfSpeculative)
+      std::fprintf(stderr, ", acceptance %.1f%%, %.2f tokens/round", 100 * r.spec.acceptance_rate(), r.spec.tokens_per_round());
+    std::fprintf(stderr, "\n");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int RunGenerate(int argc, char** argv) {
+  auto flags = Flags::Parse(argc, argv, 2,
+                            {"model", "prompt", "prompt-ids", "max-tokens", "temperature", "top-k", "top-p", "seed",
+                             "mode", "exit-layer", "speculations", "dtype", "threads", "max-context"},
+                            {"json", "ignore-eos"}, {"stop"});
+  if (!flags.ok()) return Fail("generate", flags.status());
+  absl::Status s = Generate(*flags);
+  return s.ok() ? 0 : Fail("generate", s);
+}
+
+}  // namespace layerskip::cli

@@ -1,0 +1,56 @@
+// layerskip inspect: config, parameter count, bytes and dtypes of a checkpoint directory.
+#include <cstdio>
+#include <map>
+
+#include "cli/commands.h"
+#include "engine/model/config.h"
+#include "engine/model/safetensors.h"
+#include "engine/util/status.h"
+
+namespace layerskip::cli {
+namespace {
+
+absl::Status Inspect(const Flags& flags) {
+  if (!flags.Has("model")) return absl::InvalidArgumentError("--model DIR is required");
+  const std::string dir = flags.Get("model");
+  LS_ASSIGN_OR_RETURN(LlamaConfig c, LoadLlamaConfig(dir));
+  LS_ASSIGN_OR_RETURN(auto files, CheckpointFiles::Open(dir));
+  int64_t params = 0;
+  size_t bytes = 0;
+  std::map<std::string, int64_t> per_dtype;
+  for (const TensorView* t : files->All()) {
+    params += t->numel();
+    bytes += t->nbytes;
+    per_dtype[DTypeName(t->dtype)] += t->numel();
+  }
+  std::printf("model: %s\n", dir.c_str());
+  std::printf("architecture: %s\n", c.architecture.c_str());
+  std::printf("layers: %d  hidden: %d  intermediate: %d  heads: %d  kv_heads: %d  head_dim: %d\n",
+              c.num_hidden_layers, c.hidden_size, c.intermediate_size, c.num_attention_heads,
+              c.num_key_value_heads, c.head_dim);
+  std::printf("vocab: %d  max_positions: %d  rms_norm_eps: %g  rope_theta: %g  tied_embeddings: %s\n", c.vocab_size,
+              c.max_position_embeddings, c.rms_norm_eps, c.rope_theta, c.tie_word_embeddings ? "yes" : "no");
+  if (c.rope_scaling)
+    std::printf("rope_scaling: %s factor %g low %g high %g original_max %d\n", c.rope_scaling->rope_type.c_str(),
+                c.rope_scaling->factor, c.rope_scaling->low_freq_factor, c.rope_scaling->high_freq_factor,
+                c.rope_scaling->original_max_position_embeddings);
+  std::printf("bos: %s  eos:", c.bos_token_id ? std::to_string(*c.bos_token_id).c_str() : "none");
+  for (int e : c.eos_token_ids) std::printf(" %d", e);
+  std::printf("\nparameters: %lld (%.3f B)\nbytes on disk (tensor data): %zu (%.1f MiB)\n",
+              static_cast<long long>(params), params / 1e9, bytes, bytes / 1048576.0);
+  std::printf("dtypes:");
+  for (const auto& [name, n] : per_dtype) std::printf(" %s=%lld", name.c_str(), static_cast<long long>(n));
+  std::printf("\nin memory: bf16 %.1f MiB, f32 %.1f MiB\n", params * 2 / 1048576.0, params * 4 / 1048576.0);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int RunInspect(int argc, char** argv) {
+  auto flags = Flags::Parse(argc, argv, 2, {"model"});
+  if (!flags.ok()) return Fail("inspect", flags.status());
+  absl::Status s = Inspect(*flags);
+  return s.ok() ? 0 : Fail("inspect", s);
+}
+
+}  // namespace layerskip::cli

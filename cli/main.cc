@@ -1,0 +1,35 @@
+// layerskip: generate, inspect and bench on Hugging Face Llama checkpoints.
+#include <cstdio>
+#include <cstring>
+
+#include "cli/commands.h"
+
+namespace {
+
+void Usage() {
+  std::fprintf(stderr,
+               "usage: layerskip <command> [flags]\n"
+               "  generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--max-tokens N] [--temperature T]\n"
+               "           [--top-k K] [--top-p P] [--seed S] [--mode autoregressive|early-exit|self-speculative]\n"
+               "           [--exit-layer E] [--speculations D|auto] [--stop TEXT]... [--ignore-eos] [--json]\n"
+               "           [--dtype bf16|f32] [--threads N] [--max-context N]\n"
+               "  inspect  --model DIR\n"
+               "  bench    (--model DIR | --random llama3.2-1b|llama3-8b|tiny) [--mode autoregressive|self-speculative]\n"
+               "           [--prompt-tokens N] [--decode-tokens N] [--exit-layers A-B] [--threads N] [--dtype bf16|f32]\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
+    Usage();
+    return argc < 2 ? 2 : 0;
+  }
+  const char* cmd = argv[1];
+  if (!std::strcmp(cmd, "generate")) return layerskip::cli::RunGenerate(argc, argv);
+  if (!std::strcmp(cmd, "inspect")) return layerskip::cli::RunInspect(argc, argv);
+  if (!std::strcmp(cmd, "bench")) return layerskip::cli::RunBench(argc, argv);
+  std::fprintf(stderr, "layerskip: unknown command '%s'\n", cmd);
+  Usage();
+  return 2;
+}

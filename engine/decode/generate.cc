@@ -1,0 +1,87 @@
+#include "engine/decode/generate.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "engine/decode/step.h"
+#include "engine/util/status.h"
+
+namespace layerskip {
+
+absl::Status ValidateDecodeOptions(const DecodeOptions& o, int num_layers) {
+  switch (o.mode) {
+    case DecodeMode::kAutoregressive:
+      return absl::OkStatus();
+    case DecodeMode::kEarlyExit:
+      if (o.exit_layer < 1 || o.exit_layer > num_layers)
+        return absl::InvalidArgumentError(
+            absl::StrCat("exit_layer ", o.exit_layer, " must be in [1, ", num_layers, "] for early-exit decoding"));
+      return absl::OkStatus();
+    case DecodeMode::kSelfSpeculative: {
+      SpeculationConfig s = o.speculation;
+      s.exit_layer = o.exit_layer;
+      return ValidateSpeculation(s, num_layers);
+    }
+  }
+  return absl::InvalidArgumentError("unknown decode mode");
+}
+
+absl::StatusOr<std::vector<GenerateResult>> GenerateBatch(const Model& model, KvCache& cache,
+                                                          const std::vector<std::vector<int>>& prompts,
+                                                          const std::vector<GenerationParams>& params,
+                                                          const DecodeOptions& options) {
+  LS_RETURN_IF_ERROR(ValidateDecodeOptions(options, model.num_layers()));
+  if (prompts.size() != params.size()) return absl::InvalidArgumentError("one GenerationParams per prompt");
+  if (static_cast<int>(prompts.size()) > cache.num_slots())
+    return absl::InvalidArgumentError(absl::StrCat(prompts.size(), " prompts but the cache has ", cache.num_slots(), " slots"));
+  const int context = ContextLength(model, cache);
+  std::vector<Sequence> seqs;
+  seqs.reserve(prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    if (prompts[i].empty()) return absl::InvalidArgumentError("prompt is empty");
+    if (static_cast<int>(prompts[i].size()) >= context)
+      return absl::OutOfRangeError(absl::StrCat("prompt of ", prompts[i].size(), " tokens does not fit the context of ",
+                                                context, " positions (it needs room for one generated token)"));
+    for (int id : prompts[i])
+      if (id < 0 || id >= model.vocab_size())
+        return absl::InvalidArgumentError(absl::StrCat("prompt id ", id, " is outside the vocabulary [0, ", model.vocab_size(), ")"));
+    cache.Reset(static_cast<int>(i));
+    seqs.emplace_back(static_cast<int>(i), prompts[i], params[i]);
+  }
+  std::vector<Sequence*> ptrs;
+  for (Sequence& s : seqs) ptrs.push_back(&s);
+  SpeculationConfig spec = options.speculation;
+  spec.exit_layer = options.exit_layer;
+
+  std::vector<GenerateResult> results(seqs.size());
+  auto now = [] { return std::chrono::steady_clock::now(); };
+  bool first = true;
+  for (;;) {
+    bool any = false;
+    for (const Sequence& s : seqs) any |= !s.finished();
+    if (!any) break;
+    const auto t0 = now();
+    switch (options.mode) {
+      case DecodeMode::kAutoregressive:
+        LS_RETURN_IF_ERROR(AutoregressiveStep(model, cache, ptrs, model.num_layers()));
+        break;
+      case DecodeMode::kEarlyExit:
+        LS_RETURN_IF_ERROR(AutoregressiveStep(model, cache, ptrs, options.exit_layer));
+        break;
+      case DecodeMode::kSelfSpeculative:
+        LS_RETURN_IF_ERROR(SelfSpeculativeRound(model, cache, ptrs, spec));
+        break;
+    }
+    const double dt = std::chrono::duration<double>(now() - t0).count();
+    for (GenerateResult& r : results) (first ? r.prefill_seconds : r.decode_seconds) += dt;
+    first = false;
+  }
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    results[i].ids = seqs[i].generated();
+    results[i].finish_reason = seqs[i].finish_reason();
+    results[i].spec = seqs[i].stats();
+  }
+  return results;
+}
+
+}  // namespace layerskip

@@ -1,0 +1,38 @@
+#pragma once
+// Runs whole requests to completion on one model and KV cache: the call behind `layerskip generate`,
+// `layerskip bench` and the tests. The service's scheduler calls the step functions directly instead.
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/decode/self_speculative.h"
+#include "engine/decode/sequence.h"
+#include "engine/runtime/kv_cache.h"
+#include "engine/runtime/model.h"
+
+namespace layerskip {
+
+struct DecodeOptions {
+  DecodeMode mode = DecodeMode::kAutoregressive;
+  int exit_layer = 0;  // early-exit and self-speculative modes
+  SpeculationConfig speculation;  // self-speculative mode (its exit_layer is set from exit_layer)
+};
+
+struct GenerateResult {
+  std::vector<int> ids;  // generated ids only
+  FinishReason finish_reason = FinishReason::kNone;
+  SpecStats spec;
+  double prefill_seconds = 0.0;  // the first step: prompt processing and the first token
+  double decode_seconds = 0.0;   // every later step
+};
+
+// InvalidArgument naming the field for a bad mode / exit layer / speculation setting.
+absl::Status ValidateDecodeOptions(const DecodeOptions& options, int num_layers);
+
+// Generates for each prompt in its own slot (slot i for prompts[i]; the cache needs prompts.size() slots),
+// all in one batch. Prompts must be non-empty, in the vocabulary and shorter than the context.
+absl::StatusOr<std::vector<GenerateResult>> GenerateBatch(const Model& model, KvCache& cache,
+                                                          const std::vector<std::vector<int>>& prompts,
+                                                          const std::vector<GenerationParams>& params,
+                                                          const DecodeOptions& options);
+
+}  // namespace layerskip

@@ -1,0 +1,161 @@
+// LoadModelWeights: Hugging Face Llama safetensors checkpoints -> ModelWeights (a layer range of them).
+#include <algorithm>
+#include <cstring>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "engine/model/safetensors.h"
+#include "engine/model/weights.h"
+#include "engine/util/bf16.h"
+#include "engine/util/status.h"
+
+namespace layerskip {
+namespace {
+
+// Converts src[begin, end) (any stored dtype, possibly unaligned) to f32 or bf16 bits in `out`.
+void ConvertRange(const TensorView& src, bool to_bf16, void* out, int64_t begin, int64_t end) {
+  const uint8_t* p = src.data;
+  if (to_bf16 && src.dtype == DType::kBF16) {  // same representation: copy
+    std::memcpy(static_cast<uint16_t*>(out) + begin, p + begin * 2, static_cast<size_t>(end - begin) * 2);
+    return;
+  }
+  if (!to_bf16 && src.dtype == DType::kF32) {
+    std::memcpy(static_cast<float*>(out) + begin, p + begin * 4, static_cast<size_t>(end - begin) * 4);
+    return;
+  }
+  for (int64_t i = begin; i < end; ++i) {
+    float f;
+    if (src.dtype == DType::kF32) {
+      std::memcpy(&f, p + i * 4, 4);
+    } else {
+      uint16_t h;
+      std::memcpy(&h, p + i * 2, 2);
+      f = src.dtype == DType::kF16 ? F16ToF32(h) : Bf16ToF32(h);
+    }
+    if (to_bf16) {
+      static_cast<uint16_t*>(out)[i] = F32ToBf16(f);  // round to nearest even
+    } else {
+      static_cast<float*>(out)[i] = f;  // exact
+    }
+  }
+}
+
+// Converts the whole tensor, in parallel when it is large.
+void Convert(const TensorView& src, bool to_bf16, void* out) {
+  const int64_t n = src.numel();
+  constexpr int64_t kPerThread = 1 << 20;
+  unsigned hc = std::thread::hardware_concurrency();
+  const int64_t threads = std::clamp<int64_t>(std::min<int64_t>(hc == 0 ? 2 : hc, 16), 1, std::max<int64_t>(1, n / kPerThread));
+  if (threads <= 1) {
+    ConvertRange(src, to_bf16, out, 0, n);
+    return;
+  }
+  std::vector<std::thread> pool;
+  const int64_t per = (n + threads - 1) / threads;
+  for (int64_t t = 1; t < threads; ++t) {
+    const int64_t b = t * per, e = std::min(n, b + per);
+    if (b < e) pool.emplace_back(ConvertRange, std::cref(src), to_bf16, out, b, e);
+  }
+  ConvertRange(src, to_bf16, out, 0, std::min(n, per));
+  for (auto& th : pool) th.join();
+}
+
+std::string ShapeString(const std::vector<int64_t>& shape) { return absl::StrCat("[", absl::StrJoin(shape, ", "), "]"); }
+
+class Loader {
+ public:
+  Loader(const std::filesystem::path& dir, const CheckpointFiles& files, WeightType type)
+      : dir_(dir), files_(files), type_(type) {}
+
+  // Finds `name` and checks its shape; NotFound / InvalidArgument name the tensor and the file.
+  absl::StatusOr<const TensorView*> Get(const std::string& name, const std::vector<int64_t>& shape) const {
+    const TensorView* t = files_.Find(name);
+    if (t == nullptr) {
+      return absl::NotFoundError(absl::StrCat("tensor '", name, "' missing from the checkpoint in ", dir_.string()));
+    }
+    if (t->shape != shape) {
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' in ", files_.FileOf(name).string(), ": expected shape ",
+                                                     ShapeString(shape), " (from config.json), got ", ShapeString(t->shape)));
+    }
+    return t;
+  }
+
+  absl::StatusOr<std::unique_ptr<Matrix>> LoadMatrix(const std::string& name, int64_t rows, int64_t cols) const {
+    LS_ASSIGN_OR_RETURN(const TensorView* t, Get(name, {rows, cols}));
+    auto m = std::make_unique<Matrix>(type_, rows, cols);
+    Convert(*t, type_ == WeightType::kBF16, m->data());
+    return m;
+  }
+
+  absl::StatusOr<std::vector<float>> LoadNorm(const std::string& name, int64_t n) const {  // always f32
+    LS_ASSIGN_OR_RETURN(const TensorView* t, Get(name, {n}));
+    std::vector<float> v(static_cast<size_t>(n));
+    Convert(*t, false, v.data());
+    return v;
+  }
+
+ private:
+  std::filesystem::path dir_;
+  const CheckpointFiles& files_;
+  WeightType type_;
+};
+
+}  // namespace
+
+absl::StatusOr<ModelWeights> LoadModelWeights(const std::filesystem::path& dir, const LoadOptions& options) {
+  LS_ASSIGN_OR_RETURN(LlamaConfig config, LoadLlamaConfig(dir));
+  const int L = config.num_hidden_layers;
+  const int first = options.first_layer, end = options.end_layer < 0 ? L : options.end_layer;
+  if (first < 0 || first > end || end > L) {
+    return absl::InvalidArgumentError(absl::StrCat("LoadOptions: layer range [", options.first_layer, ", ", options.end_layer,
+                                                   ") is not within [0, ", L, "] (num_hidden_layers in ", (dir / "config.json").string(), ")"));
+  }
+  LS_ASSIGN_OR_RETURN(std::unique_ptr<CheckpointFiles> files, CheckpointFiles::Open(dir));
+  Loader loader(dir, *files, options.type);
+
+  ModelWeights w;
+  w.config = config;
+  w.type = options.type;
+  w.first_layer = first;
+  w.end_layer = end;
+  const int64_t D = config.hidden_size, F = config.intermediate_size, V = config.vocab_size;
+  const int64_t Q = config.q_dim(), KV = config.kv_dim();
+
+  // The embedding [V, D] also serves as the head when tied.
+  if (options.embedding || (options.head && config.tie_word_embeddings)) {
+    LS_ASSIGN_OR_RETURN(std::unique_ptr<Matrix> embed, loader.LoadMatrix("model.embed_tokens.weight", V, D));
+    std::shared_ptr<const Matrix> shared = std::move(embed);
+    if (options.embedding) w.embed = shared;
+    if (options.head && config.tie_word_embeddings) w.lm_head = shared;
+  }
+  w.layers.resize(static_cast<size_t>(end - first));
+  for (int l = first; l < end; ++l) {
+    LayerWeights& lw = w.layers[static_cast<size_t>(l - first)];
+    const std::string p = absl::StrCat("model.layers.", l, ".");
+    LS_ASSIGN_OR_RETURN(lw.attn_norm, loader.LoadNorm(p + "input_layernorm.weight", D));              // [D]
+    LS_ASSIGN_OR_RETURN(lw.wq, loader.LoadMatrix(p + "self_attn.q_proj.weight", Q, D));              // [H*hd, D]
+    LS_ASSIGN_OR_RETURN(lw.wk, loader.LoadMatrix(p + "self_attn.k_proj.weight", KV, D));             // [KV*hd, D]
+    LS_ASSIGN_OR_RETURN(lw.wv, loader.LoadMatrix(p + "self_attn.v_proj.weight", KV, D));             // [KV*hd, D]
+    LS_ASSIGN_OR_RETURN(lw.wo, loader.LoadMatrix(p + "self_attn.o_proj.weight", D, Q));              // [D, H*hd]
+    LS_ASSIGN_OR_RETURN(lw.mlp_norm, loader.LoadNorm(p + "post_attention_layernorm.weight", D));     // [D]
+    LS_ASSIGN_OR_RETURN(lw.w_gate, loader.LoadMatrix(p + "mlp.gate_proj.weight", F, D));             // [F, D]
+    LS_ASSIGN_OR_RETURN(lw.w_up, loader.LoadMatrix(p + "mlp.up_proj.weight", F, D));                 // [F, D]
+    LS_ASSIGN_OR_RETURN(lw.w_down, loader.LoadMatrix(p + "mlp.down_proj.weight", D, F));             // [D, F]
+  }
+  if (options.head) {
+    LS_ASSIGN_OR_RETURN(w.final_norm, loader.LoadNorm("model.norm.weight", D));  // [D]
+    if (!config.tie_word_embeddings) {
+      if (files->Find("lm_head.weight") == nullptr) {
+        return absl::NotFoundError(absl::StrCat("tensor 'lm_head.weight' missing from the checkpoint in ", dir.string(),
+                                                " and config.json has tie_word_embeddings = false"));
+      }
+      LS_ASSIGN_OR_RETURN(std::unique_ptr<Matrix> head, loader.LoadMatrix("lm_head.weight", V, D));  // [V, D]
+      w.lm_head = std::move(head);
+    }
+  }
+  return w;
+}
+
+}  // namespace layerskip

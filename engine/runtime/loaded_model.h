@@ -1,0 +1,36 @@
+#pragma once
+// A model directory loaded for serving: weights, tokenizer (when the directory has one), threads, forward.
+#include <filesystem>
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "engine/model/weights.h"
+#include "engine/runtime/model.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "engine/util/thread_pool.h"
+
+namespace layerskip {
+
+struct LoadedModel {
+  std::shared_ptr<const ModelWeights> weights;
+  std::unique_ptr<Tokenizer> tokenizer;  // null when the directory has no tokenizer
+  std::unique_ptr<ThreadPool> pool;
+  std::unique_ptr<Model> model;
+  int context = 0;  // positions per sequence
+};
+
+struct ModelLoadOptions {
+  WeightType type = WeightType::kBF16;
+  int threads = 0;             // 0: all cores
+  int max_context = 4096;      // capped by the model's max_position_embeddings
+  bool require_tokenizer = false;
+};
+
+// Loads `dir` (config.json, safetensors, tokenizer). Errors name the file and field.
+absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModelDir(const std::filesystem::path& dir,
+                                                          const ModelLoadOptions& options);
+
+// Wraps weights already in memory (random models for benchmarks and tests).
+std::unique_ptr<LoadedModel> WrapWeights(std::shared_ptr<const ModelWeights> weights, const ModelLoadOptions& options);
+
+}  // namespace layerskip

@@ -1,0 +1,112 @@
+#include "engine/runtime/model.h"
+
+#include <cstring>
+#include <map>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/attention.h"
+#include "kernels/embedding.h"
+#include "kernels/matmul.h"
+#include "kernels/rms_norm.h"
+#include "kernels/swiglu.h"
+
+namespace layerskip {
+
+Model::Model(std::shared_ptr<const ModelWeights> weights, int max_positions, ThreadPool* pool)
+    : weights_(std::move(weights)), rope_(weights_->config, max_positions), pool_(pool) {}
+
+absl::Status Model::Embed(absl::Span<const int> ids, float* x) const {
+  if (!weights_->embed) return absl::FailedPreconditionError("this model shard has no embedding");
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] < 0 || ids[i] >= vocab_size())
+      return absl::InvalidArgumentError(
+          absl::StrCat("token id ", ids[i], " is outside the vocabulary [0, ", vocab_size(), ")"));
+  }
+  cpu::Embedding(ids.data(), static_cast<int64_t>(ids.size()), *weights_->embed, x);
+  return absl::OkStatus();
+}
+
+absl::Status Model::Forward(int a, int b, const TokenBatch& batch, float* x, KvCache* cache) const {
+  if (a < 0 || b > num_layers() || a > b)
+    return absl::InvalidArgumentError(absl::StrCat("layer range [", a, ",", b, ") is outside [0,", num_layers(), "]"));
+  if (a == b) return absl::OkStatus();
+  if (a < weights_->first_layer || b > weights_->end_layer)
+    return absl::FailedPreconditionError(absl::StrCat("layers [", a, ",", b, ") are not all loaded (this shard has [",
+                                                      weights_->first_layer, ",", weights_->end_layer, "))"));
+  if (a < cache->first_layer() || b > cache->end_layer())
+    return absl::FailedPreconditionError(absl::StrCat("the KV cache does not hold layers [", a, ",", b, ")"));
+  // Per slot: the next expected position, equal in every layer of [a, b).
+  std::map<int, int> next;
+  for (int i = 0; i < batch.size(); ++i) {
+    const int slot = batch.slots[i], pos = batch.positions[i];
+    if (slot < 0 || slot >= cache->num_slots())
+      return absl::InvalidArgumentError(absl::StrCat("slot ", slot, " is outside the cache's ", cache->num_slots()));
+    if (pos >= cache->capacity() || pos >= max_positions())
+      return absl::OutOfRangeError(absl::StrCat("position ", pos, " is past the context length ",
+                                                std::min(cache->capacity(), max_positions())));
+    auto it = next.find(slot);
+    if (it == next.end()) {
+      const int len = cache->length(a, slot);
+      for (int l = a + 1; l < b; ++l)
+        if (cache->length(l, slot) != len)
+          return absl::FailedPreconditionError(absl::StrCat("slot ", slot, " has different cache lengths in layers ",
+                                                            a, " and ", l));
+      it = next.emplace(slot, len).first;
+    }
+    if (pos != it->second)
+      return absl::InvalidArgumentError(
+          absl::StrCat("slot ", slot, ": position ", pos, " given where position ", it->second, " comes next"));
+    ++it->second;
+  }
+  for (int l = a; l < b; ++l) Layer(l, batch, x, cache);
+  for (const auto& [slot, len] : next)
+    for (int l = a; l < b; ++l) cache->set_length(l, slot, len);
+  return absl::OkStatus();
+}
+
+// One decoder layer on x[n, D]:
+//   x += o_proj(attention(rope(q_proj(norm(x))), rope(k_proj(norm(x))), v_proj(norm(x))))
+//   x += down_proj(silu(gate_proj(norm(x))) * up_proj(norm(x)))
+void Model::Layer(int l, const TokenBatch& batch, float* x, KvCache* cache) const {
+  const LlamaConfig& c = config();
+  const LayerWeights& w = weights_->layer(l);
+  const int n = batch.size(), D = c.hidden_size, H = c.num_attention_heads, KV = c.num_key_value_heads;
+  const int hd = c.head_dim, F = c.intermediate_size;
+  std::vector<float> h(static_cast<size_t>(n) * D), q(static_cast<size_t>(n) * H * hd),
+      k(static_cast<size_t>(n) * KV * hd), v(static_cast<size_t>(n) * KV * hd), att(static_cast<size_t>(n) * H * hd);
+
+  cpu::RmsNorm(x, w.attn_norm.data(), h.data(), n, D, c.rms_norm_eps);
+  cpu::Matmul(h.data(), n, *w.wq, q.data(), pool_);  // q: [n, H*hd]
+  cpu::Matmul(h.data(), n, *w.wk, k.data(), pool_);  // k: [n, KV*hd]
+  cpu::Matmul(h.data(), n, *w.wv, v.data(), pool_);  // v: [n, KV*hd]
+  for (int i = 0; i < n; ++i) {
+    cpu::ApplyRope(q.data() + static_cast<size_t>(i) * H * hd, H, hd, rope_, batch.positions[i]);
+    cpu::ApplyRope(k.data() + static_cast<size_t>(i) * KV * hd, KV, hd, rope_, batch.positions[i]);
+    std::memcpy(cache->k(l, batch.slots[i], batch.positions[i]), k.data() + static_cast<size_t>(i) * KV * hd,
+                sizeof(float) * KV * hd);
+    std::memcpy(cache->v(l, batch.slots[i], batch.positions[i]), v.data() + static_cast<size_t>(i) * KV * hd,
+                sizeof(float) * KV * hd);
+  }
+  cpu::Attention(q.data(), n, batch.slots.data(), batch.positions.data(), H, cache->LayerView(l), att.data(), pool_);
+  cpu::Matmul(att.data(), n, *w.wo, h.data(), pool_);  // h: [n, D]
+  for (size_t i = 0; i < h.size(); ++i) x[i] += h[i];
+
+  std::vector<float> gate(static_cast<size_t>(n) * F), up(static_cast<size_t>(n) * F);
+  cpu::RmsNorm(x, w.mlp_norm.data(), h.data(), n, D, c.rms_norm_eps);
+  cpu::Matmul(h.data(), n, *w.w_gate, gate.data(), pool_);  // [n, F]
+  cpu::Matmul(h.data(), n, *w.w_up, up.data(), pool_);      // [n, F]
+  cpu::SwiGlu(gate.data(), up.data(), gate.data(), static_cast<int64_t>(n) * F);
+  cpu::Matmul(gate.data(), n, *w.w_down, h.data(), pool_);  // [n, D]
+  for (size_t i = 0; i < h.size(); ++i) x[i] += h[i];
+}
+
+absl::Status Model::ExitHead(const float* h, int n, float* logits) const {
+  if (!weights_->lm_head || weights_->final_norm.empty())
+    return absl::FailedPreconditionError("this model shard has no exit head (final norm + LM head)");
+  std::vector<float> normed(static_cast<size_t>(n) * hidden_size());
+  cpu::RmsNorm(h, weights_->final_norm.data(), normed.data(), n, hidden_size(), config().rms_norm_eps);
+  cpu::Matmul(normed.data(), n, *weights_->lm_head, logits, pool_);
+  return absl::OkStatus();
+}
+
+}  // namespace layerskip

@@ -1,0 +1,93 @@
+#include <immintrin.h>
+
+#include <algorithm>
+
+#include "kernels/matmul.h"
+#include "kernels/simd.h"
+
+namespace layerskip::cpu {
+namespace {
+
+// Loads 8 weights at w + k as f32.
+template <typename W>
+inline __m256 LoadW(const W* w);
+template <>
+inline __m256 LoadW<uint16_t>(const uint16_t* w) { return LoadBf16x8(w); }
+template <>
+inline __m256 LoadW<float>(const float* w) { return _mm256_loadu_ps(w); }
+inline float ScalarW(const uint16_t* w) { return Bf16ToF32(*w); }
+inline float ScalarW(const float* w) { return *w; }
+
+// R rows of W times T tokens of x. Every (token, row) dot product uses the same arithmetic as DotF32:
+// two accumulators over blocks of 16, a fixed horizontal sum, then the scalar tail in order. So the
+// result does not depend on how many rows or tokens are computed together.
+template <int R, int T, typename W>
+inline void MicroKernel(const float* const* xs, const W* const* ws, int64_t K, float* const* ys, int64_t j) {
+  __m256 acc[R][T][2];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) acc[r][t][0] = acc[r][t][1] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    __m256 w0[R], w1[R];
+    for (int r = 0; r < R; ++r) {
+      w0[r] = LoadW(ws[r] + k);
+      w1[r] = LoadW(ws[r] + k + 8);
+    }
+    for (int t = 0; t < T; ++t) {
+      __m256 x0 = _mm256_loadu_ps(xs[t] + k), x1 = _mm256_loadu_ps(xs[t] + k + 8);
+      for (int r = 0; r < R; ++r) {
+        acc[r][t][0] = _mm256_fmadd_ps(x0, w0[r], acc[r][t][0]);
+        acc[r][t][1] = _mm256_fmadd_ps(x1, w1[r], acc[r][t][1]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < T; ++t) {
+      float sum = HorizontalSum(_mm256_add_ps(acc[r][t][0], acc[r][t][1]));
+      for (int64_t kk = k; kk < K; ++kk) sum += xs[t][kk] * ScalarW(ws[r] + kk);
+      ys[t][j + r] = sum;
+    }
+  }
+}
+
+// Rows [j0, j1) of W against all n tokens: tokens in groups of 3 (then 2, 1), rows in pairs.
+template <typename W>
+void MatmulRows(const float* x, int64_t n, const W* w, int64_t K, int64_t M, float* y, int64_t j0, int64_t j1) {
+  constexpr int64_t kRowBlock = 64;  // rows kept hot in cache while all token groups pass over them
+  for (int64_t jb = j0; jb < j1; jb += kRowBlock) {
+    const int64_t je = std::min(j1, jb + kRowBlock);
+    for (int64_t i = 0; i < n;) {
+      const int T = n - i >= 3 ? 3 : static_cast<int>(n - i);
+      const float* xs[3] = {x + i * K, x + std::min(i + 1, n - 1) * K, x + std::min(i + 2, n - 1) * K};
+      float* ys[3] = {y + i * M, y + std::min(i + 1, n - 1) * M, y + std::min(i + 2, n - 1) * M};
+      int64_t j = jb;
+      for (; j + 2 <= je; j += 2) {
+        const W* ws[2] = {w + j * K, w + (j + 1) * K};
+        if (T == 3) MicroKernel<2, 3>(xs, ws, K, ys, j);
+        else if (T == 2) MicroKernel<2, 2>(xs, ws, K, ys, j);
+        else MicroKernel<2, 1>(xs, ws, K, ys, j);
+      }
+      for (; j < je; ++j) {
+        const W* ws[1] = {w + j * K};
+        if (T == 3) MicroKernel<1, 3>(xs, ws, K, ys, j);
+        else if (T == 2) MicroKernel<1, 2>(xs, ws, K, ys, j);
+        else MicroKernel<1, 1>(xs, ws, K, ys, j);
+      }
+      i += T;
+    }
+  }
+}
+
+}  // namespace
+
+void Matmul(const float* x, int64_t n, const Matrix& w, float* y, ThreadPool* pool) {
+  const int64_t M = w.rows(), K = w.cols();
+  auto body = [&](int64_t j0, int64_t j1) {
+    if (w.type() == WeightType::kBF16) MatmulRows(x, n, w.bf16(), K, M, y, j0, j1);
+    else MatmulRows(x, n, w.f32(), K, M, y, j0, j1);
+  };
+  if (pool) pool->ParallelFor(M, 16, body);
+  else body(0, M);
+}
+
+}  // namespace layerskip::cpu

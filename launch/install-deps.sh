@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what LayerSkip Serve needs on Debian 12, idempotently: only missing packages are installed.
+#   launch/install-deps.sh            # C++ build + test dependencies (Debian packages)
+#   launch/install-deps.sh --python   # also the Python packages of tests/fixtures and train/ (PyPI)
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+packages=(
+  build-essential cmake ninja-build pkg-config git python3
+  libabsl-dev libgtest-dev libgmock-dev
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  libsentencepiece-dev nlohmann-json3-dev libpcre2-dev
+  clang libclang-rt-14-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ "${1:-}" = "--python" ]; then
+  python3 -m pip install -q -r "$here/../requirements.txt"
+fi
+echo "install-deps: ok"

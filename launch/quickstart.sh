@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs the main job on the model in the repo: the same prompt decoded
+# autoregressively and self-speculatively (identical greedy text), with the speculation statistics.
+#   launch/quickstart.sh [MODEL_DIR]
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+model="${1:-${LAYERSKIP_MODEL:-models/tiny-random}}"
+launch/install-deps.sh
+launch/build.sh
+bin=build/bin/layerskip
+prompt='def fibonacci(n):'
+layers=$(python3 -c "import json,sys;print(json.load(open(sys.argv[1]))['num_hidden_layers'])" "$model/config.json")
+exit_layer=$(( layers / 2 ))
+
+echo "== model"
+$bin inspect --model "$model"
+echo
+echo "== autoregressive"
+$bin generate --model "$model" --prompt "$prompt" --max-tokens 48 --json > /tmp/layerskip_ar.json
+python3 - /tmp/layerskip_ar.json <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(repr(r["text"]))
+print(f"{r['stats']['generated_tokens']} tokens, {r['stats']['tokens_per_second']:.1f} tokens/s")
+PY
+echo
+echo "== self-speculative (exit layer $exit_layer, up to 4 drafts per round)"
+$bin generate --model "$model" --prompt "$prompt" --max-tokens 48 --mode self-speculative \
+  --exit-layer "$exit_layer" --speculations 4 --json > /tmp/layerskip_ss.json
+python3 - /tmp/layerskip_ar.json /tmp/layerskip_ss.json <<'PY'
+import json, sys
+ar, ss = (json.load(open(p)) for p in sys.argv[1:3])
+s = ss["stats"]["speculation"]
+print(repr(ss["text"]))
+print(f"{ss['stats']['generated_tokens']} tokens, {ss['stats']['tokens_per_second']:.1f} tokens/s; "
+      f"{s['rounds']} rounds, {s['accepted']}/{s['drafted']} drafts accepted "
+      f"({100 * s['acceptance_rate']:.1f}%), {s['tokens_per_round']:.2f} tokens per round")
+print("identical to autoregressive:", ss["ids"] == ar["ids"])
+sys.exit(0 if ss["ids"] == ar["ids"] else 1)
+PY

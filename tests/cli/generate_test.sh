@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The layerskip binary on real checkpoint files: generate/inspect results, and one clear error line with a
+# non-zero exit (never a crash) for every kind of bad input.
+#   tests/cli/generate_test.sh BIN_DIR SOURCE_DIR
+set -uo pipefail
+bin="$1/layerskip"
+src="$2"
+model="$src/models/tiny-random"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+passed=0
+
+fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
+ok() { passed=$((passed + 1)); }
+
+# expect_error SUBSTRING CMD...: exits 1 or 2 (not a signal), prints one line to stderr containing SUBSTRING.
+expect_error() {
+  local want="$1"; shift
+  "$@" >"$tmp/out" 2>"$tmp/err"
+  local rc=$?
+  if [ $rc -eq 0 ] || [ $rc -gt 2 ]; then fail "exit $rc from: $* ($(head -c 300 "$tmp/err"))"; return; fi
+  if ! grep -qF -- "$want" "$tmp/err"; then fail "expected '$want' in the error of: $* -- got: $(cat "$tmp/err")"; return; fi
+  if [ "$(wc -l <"$tmp/err")" -ne 1 ]; then fail "expected one error line from: $* -- got: $(cat "$tmp/err")"; return; fi
+  ok
+}
+
+json_field() { python3 -c "import json,sys; print(json.dumps(json.load(open(sys.argv[1]))$2))" "$1"; }
+
+# --- generate: autoregressive vs self-speculative and early exit on the demo model
+"$bin" generate --model "$model" --prompt "def main():" --max-tokens 24 --json >"$tmp/ar.json" || fail "generate autoregressive"
+ar_ids=$(json_field "$tmp/ar.json" '["ids"]')
+[ "$(json_field "$tmp/ar.json" '["stats"]["generated_tokens"]')" -ge 1 ] && ok || fail "no tokens generated"
+for spec in "1 1" "2 4" "3 8" "2 auto"; do
+  set -- $spec
+  "$bin" generate --model "$model" --prompt "def main():" --max-tokens 24 --mode self-speculative \
+    --exit-layer "$1" --speculations "$2" --json >"$tmp/ss.json" || { fail "generate self-speculative E=$1 d=$2"; continue; }
+  [ "$(json_field "$tmp/ss.json" '["ids"]')" = "$ar_ids" ] && ok || fail "self-speculative E=$1 d=$2 ids differ from autoregressive"
+  for key in rounds drafted accepted acceptance_rate tokens_per_round accepted_per_position draft_seconds verify_seconds; do
+    json_field "$tmp/ss.json" "[\"stats\"][\"speculation\"][\"$key\"]" >/dev/null 2>&1 && ok || fail "missing speculation stat $key"
+  done
+done
+"$bin" generate --model "$model" --prompt-ids 998,315,544 --max-tokens 5 --mode early-exit --exit-layer 2 --json >"$tmp/ee.json" \
+  && [ "$(json_field "$tmp/ee.json" '["prompt_ids"]')" = "[998, 315, 544]" ] && ok || fail "early-exit with --prompt-ids"
+# Sampling with a seed is reproducible.
+for run in a b; do
+  "$bin" generate --model "$model" --prompt "x = " --max-tokens 12 --temperature 0.9 --top-k 50 --top-p 0.9 --seed 7 \
+    --mode self-speculative --exit-layer 2 --json >"$tmp/$run.json"
+done
+[ "$(json_field "$tmp/a.json" '["ids"]')" = "$(json_field "$tmp/b.json" '["ids"]')" ] && ok || fail "seeded sampling is not reproducible"
+"$bin" inspect --model "$model" >"$tmp/inspect" && grep -q "parameters:" "$tmp/inspect" && grep -q "dtypes: BF16=" "$tmp/inspect" && ok \
+  || fail "inspect output"
+"$bin" inspect --model "$src/tests/fixtures/hf/sharded" >/dev/null && ok || fail "inspect sharded checkpoint"
+
+# --- bad input
+expect_error "config.json" "$bin" generate --model "$tmp/missing" --prompt-ids 1
+mkdir -p "$tmp/noweights" && cp "$model/config.json" "$tmp/noweights/"
+expect_error "no model.safetensors" "$bin" generate --model "$tmp/noweights" --prompt-ids 1
+mkdir -p "$tmp/badcfg" && cp "$model"/* "$tmp/badcfg/"
+echo '{"hidden_size": 128,' >"$tmp/badcfg/config.json"
+expect_error "config.json" "$bin" generate --model "$tmp/badcfg" --prompt-ids 1
+python3 - "$model/config.json" "$tmp/badcfg/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c["architectures"] = ["MistralForCausalLM"]; c["model_type"] = "mistral"
+json.dump(c, open(sys.argv[2], "w"))
+PY
+expect_error "architecture" "$bin" generate --model "$tmp/badcfg" --prompt-ids 1
+python3 - "$model/config.json" "$tmp/badcfg/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c["intermediate_size"] = 300
+json.dump(c, open(sys.argv[2], "w"))
+PY
+expect_error "mlp.gate_proj.weight" "$bin" generate --model "$tmp/badcfg" --prompt-ids 1
+mkdir -p "$tmp/trunc" && cp "$model"/* "$tmp/trunc/"
+head -c 100000 "$model/model.safetensors" >"$tmp/trunc/model.safetensors"
+expect_error "model.safetensors" "$bin" generate --model "$tmp/trunc" --prompt-ids 1
+printf '\xff\xff\xff\xff\x00\x00\x00\x00{}' >"$tmp/trunc/model.safetensors"
+expect_error "model.safetensors" "$bin" generate --model "$tmp/trunc" --prompt-ids 1
+expect_error "outside the vocabulary" "$bin" generate --model "$model" --prompt-ids 1,5000
+expect_error "context" "$bin" generate --model "$model" --prompt-ids 1,2,3,4,5,6,7,8 --max-context 8
+expect_error "exit_layer" "$bin" generate --model "$model" --prompt-ids 1 --mode self-speculative --exit-layer 4
+expect_error "exit_layer" "$bin" generate --model "$model" --prompt-ids 1 --mode self-speculative --exit-layer 0
+expect_error "--mode" "$bin" generate --model "$model" --prompt-ids 1 --mode fast
+expect_error "--top-p" "$bin" generate --model "$model" --prompt-ids 1 --top-p 1.5
+expect_error "--temperature" "$bin" generate --model "$model" --prompt-ids 1 --temperature -1
+expect_error "--max-tokens" "$bin" generate --model "$model" --prompt-ids 1 --max-tokens 0
+expect_error "--prompt-ids" "$bin" generate --model "$model" --prompt-ids 1,x
+expect_error "unknown flag --bogus" "$bin" generate --model "$model" --prompt-ids 1 --bogus 3
+expect_error "--random" "$bin" bench --random nonsense
+
+echo "$passed passed, $failures failed"
+[ $failures -eq 0 ]
