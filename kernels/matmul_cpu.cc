@@ -18,6 +18,8 @@ inline __m256 LoadW<float>(const float* w) { return _mm256_loadu_ps(w); }
 inline float ScalarW(const uint16_t* w) { return Bf16ToF32(*w); }
 inline float ScalarW(const float* w) { return *w; }
 
+constexpr int kPrefetchBytes = 2048;
+
 // R rows of W times T tokens of x. Every (token, row) dot product uses the same arithmetic as DotF32:
 // two accumulators over blocks of 16, a fixed horizontal sum, then the scalar tail in order. So the
 // result does not depend on how many rows or tokens are computed together.
@@ -30,6 +32,8 @@ inline void MicroKernel(const float* const* xs, const W* const* ws, int64_t K, f
   for (; k + 16 <= K; k += 16) {
     __m256 w0[R], w1[R];
     for (int r = 0; r < R; ++r) {
+      // Rows are 4 KiB apart for a 2048-wide bf16 matrix: hardware prefetchers stop at page boundaries.
+      _mm_prefetch(reinterpret_cast<const char*>(ws[r] + k) + kPrefetchBytes, _MM_HINT_T0);
       w0[r] = LoadW(ws[r] + k);
       w1[r] = LoadW(ws[r] + k + 8);
     }
@@ -61,6 +65,12 @@ void MatmulRows(const float* x, int64_t n, const W* w, int64_t K, int64_t M, flo
       const float* xs[3] = {x + i * K, x + std::min(i + 1, n - 1) * K, x + std::min(i + 2, n - 1) * K};
       float* ys[3] = {y + i * M, y + std::min(i + 1, n - 1) * M, y + std::min(i + 2, n - 1) * M};
       int64_t j = jb;
+      if (T == 1) {  // decode: more rows in flight per pass over x
+        for (; j + 4 <= je; j += 4) {
+          const W* ws[4] = {w + j * K, w + (j + 1) * K, w + (j + 2) * K, w + (j + 3) * K};
+          MicroKernel<4, 1>(xs, ws, K, ys, j);
+        }
+      }
       for (; j + 2 <= je; j += 2) {
         const W* ws[2] = {w + j * K, w + (j + 1) * K};
         if (T == 3) MicroKernel<2, 3>(xs, ws, K, ys, j);

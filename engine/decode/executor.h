@@ -1,0 +1,44 @@
+#pragma once
+// What a scheduler drives: decoding steps for batches of sequences on one engine, local (this file) or a
+// pipeline of remote workers (coordinator/). Sequences own their KV-cache slot; the executor owns the cache.
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "engine/decode/generate.h"
+#include "engine/decode/sequence.h"
+#include "engine/runtime/loaded_model.h"
+
+namespace layerskip {
+
+class Executor {
+ public:
+  virtual ~Executor() = default;
+  virtual const LlamaConfig& config() const = 0;
+  virtual int num_slots() const = 0;
+  virtual int context_length() const = 0;  // positions per sequence
+  // One step for the unfinished sequences in `seqs`, which all use `options`: one token each
+  // (autoregressive, early exit; the first step of a sequence prefills its prompt) or one self-speculative
+  // round. An error leaves the sequences' caches unusable: the caller ends them.
+  virtual absl::Status Step(const std::vector<Sequence*>& seqs, const DecodeOptions& options) = 0;
+  // Forgets a slot's cached positions so a new sequence can use it.
+  virtual void Release(int slot) = 0;
+};
+
+// The engine in this process: one KvCache with num_slots slots of the model's context length.
+class LocalExecutor : public Executor {
+ public:
+  LocalExecutor(const LoadedModel* model, int num_slots);
+  const LlamaConfig& config() const override { return model_->weights->config; }
+  int num_slots() const override { return cache_.num_slots(); }
+  int context_length() const override;
+  absl::Status Step(const std::vector<Sequence*>& seqs, const DecodeOptions& options) override;
+  void Release(int slot) override { cache_.Reset(slot); }
+  const KvCache& cache() const { return cache_; }
+
+ private:
+  const LoadedModel* model_;
+  KvCache cache_;
+};
+
+}  // namespace layerskip
