@@ -166,6 +166,32 @@ TEST(EdgeCaseTest, EosDraftedFirstAndInsideRound) {
   }
 }
 
+// A stop check (stop strings in the service) that fires on a token in the middle of a round: nothing after it.
+TEST(EdgeCaseTest, StopCheckInsideRound) {
+  const LlamaConfig c = SmallConfig(6);
+  auto m = RandomModel(c, WeightType::kF32, 3, 8.0f, 1);
+  const auto p = Prompt(4, c.vocab_size, 6);
+  const auto free_run = Decode(*m, {p}, DecodeOptions{}, 16)[0];
+  for (size_t at : {size_t{0}, size_t{2}, size_t{5}}) {
+    const int target = free_run[at];
+    KvCache cache(c, 0, c.num_hidden_layers, 1, m->context);
+    GenerationParams params;
+    params.max_tokens = 16;
+    params.stop_check = [target](const std::vector<int>& ids) { return ids.back() == target; };
+    for (int d : {0, 2, 8}) {
+      std::vector<SpecStats> stats;
+      auto r = GenerateBatch(*m->model, cache, {p}, {params}, SelfSpec(1, d));
+      ASSERT_TRUE(r.ok()) << r.status();
+      const std::vector<int>& ids = (*r)[0].ids;
+      ASSERT_FALSE(ids.empty());
+      EXPECT_EQ(ids.back(), target) << "d=" << d;
+      EXPECT_EQ((*r)[0].finish_reason, FinishReason::kStop);
+      EXPECT_EQ(ids, std::vector<int>(free_run.begin(), free_run.begin() + ids.size())) << "d=" << d;
+      EXPECT_LE(ids.size(), at + 1);
+    }
+  }
+}
+
 TEST(EdgeCaseTest, OneTokenPromptAndContextLimit) {
   const LlamaConfig c = SmallConfig(6);
   auto m = RandomModel(c, WeightType::kBF16, 4, 8.0f, 2, 0.25f, 2, /*context=*/24);
