@@ -146,23 +146,43 @@ absl::Status Bench(const Flags& flags) {
   if (flags.Has("speculations")) {
     LS_ASSIGN_OR_RETURN(ds, ParseIntList(flags.Get("speculations"), "--speculations"));
   }
-  std::printf("autoregressive: %.2f tokens/s\n\n| E | d | tokens/s | speedup | acceptance | tokens/round |\n"
-              "|---|---|---|---|---|---|\n", base.decode_tps);
-  double best = 0;
-  int best_e = 0, best_d = 0;
+  // This machine is noisy: every configuration runs --repeats times, each run right after an
+  // autoregressive run, and speedups compare best with best.
+  LS_ASSIGN_OR_RETURN(int64_t repeats, flags.GetInt("repeats", 2));
+  if (repeats < 1 || repeats > 100) return absl::InvalidArgumentError("--repeats must be in [1, 100]");
+  struct Row {
+    int e, d;
+    Run best;
+  };
+  std::vector<Row> rows;
+  double best_ar = base.decode_tps;
   for (int e = e_lo; e <= e_hi; ++e) {
     for (int d : ds) {
       DecodeOptions ss;
       ss.mode = DecodeMode::kSelfSpeculative;
       ss.exit_layer = e;
       ss.speculation.speculations = d;
-      LS_ASSIGN_OR_RETURN(Run r, Measure(*m, prompts, static_cast<int>(decode_tokens), ss));
-      const double speedup = r.decode_tps / base.decode_tps;
-      std::printf("| %d | %d | %.2f | %.2fx | %.1f%% | %.2f |\n", e, d, r.decode_tps, speedup, 100 * r.acceptance,
-                  r.tokens_per_round);
-      std::fflush(stdout);
-      if (speedup > best) best = speedup, best_e = e, best_d = d;
+      Row row{e, d, {}};
+      for (int64_t r = 0; r < repeats; ++r) {
+        LS_ASSIGN_OR_RETURN(Run ar_run, Measure(*m, prompts, static_cast<int>(decode_tokens), ar));
+        best_ar = std::max(best_ar, ar_run.decode_tps);
+        LS_ASSIGN_OR_RETURN(Run run, Measure(*m, prompts, static_cast<int>(decode_tokens), ss));
+        if (run.decode_tps > row.best.decode_tps) row.best = run;
+      }
+      rows.push_back(row);
+      std::fprintf(stderr, "E=%d d=%d: %.2f tokens/s\n", e, d, row.best.decode_tps);
     }
+  }
+  std::printf("autoregressive: %.2f tokens/s (best of %zu runs)\n\n"
+              "| E | d | tokens/s | speedup | acceptance | tokens/round |\n|---|---|---|---|---|---|\n",
+              best_ar, rows.size() * repeats + 1);
+  double best = 0;
+  int best_e = 0, best_d = 0;
+  for (const Row& row : rows) {
+    const double speedup = row.best.decode_tps / best_ar;
+    std::printf("| %d | %d | %.2f | %.2fx | %.1f%% | %.2f |\n", row.e, row.d, row.best.decode_tps, speedup,
+                100 * row.best.acceptance, row.best.tokens_per_round);
+    if (speedup > best) best = speedup, best_e = row.e, best_d = row.d;
   }
   std::printf("\nbest: E=%d d=%d, %.2fx autoregressive\n", best_e, best_d, best);
   return absl::OkStatus();
@@ -173,7 +193,7 @@ absl::Status Bench(const Flags& flags) {
 int RunBench(int argc, char** argv) {
   auto flags = Flags::Parse(argc, argv, 2,
                             {"model", "random", "mode", "prompt-tokens", "decode-tokens", "batch", "exit-layers",
-                             "speculations", "dtype", "threads", "max-context"});
+                             "speculations", "repeats", "dtype", "threads", "max-context"});
   if (!flags.ok()) return Fail("bench", flags.status());
   absl::Status s = Bench(*flags);
   return s.ok() ? 0 : Fail("bench", s);

@@ -15,7 +15,9 @@ void Usage() {
                "           [--dtype bf16|f32] [--threads N] [--max-context N]\n"
                "  inspect  --model DIR\n"
                "  bench    (--model DIR | --random llama3.2-1b|llama3-8b|tiny) [--mode autoregressive|self-speculative]\n"
-               "           [--prompt-tokens N] [--decode-tokens N] [--exit-layers A-B] [--threads N] [--dtype bf16|f32]\n");
+               "           [--prompt-tokens N] [--decode-tokens N] [--exit-layers A-B] [--threads N] [--dtype bf16|f32]\n"
+               "  client   --server HOST:PORT (--prompt TEXT | --prompt-ids 1,2,3) [generate's sampling and speculation flags]\n"
+               "           [--stop TEXT]... [--auth-token T] [--tls-ca PEM] [--timeout SECONDS] [--json]\n");
 }
 
 }  // namespace
@@ -29,6 +31,7 @@ int main(int argc, char** argv) {
   if (!std::strcmp(cmd, "generate")) return layerskip::cli::RunGenerate(argc, argv);
   if (!std::strcmp(cmd, "inspect")) return layerskip::cli::RunInspect(argc, argv);
   if (!std::strcmp(cmd, "bench")) return layerskip::cli::RunBench(argc, argv);
+  if (!std::strcmp(cmd, "client")) return layerskip::cli::RunClient(argc, argv);
   std::fprintf(stderr, "layerskip: unknown command '%s'\n", cmd);
   Usage();
   return 2;

@@ -50,7 +50,9 @@ void Attention(const float* q, int64_t n, const int* slots, const int* positions
       for (int d = 0; d < hd; ++d) o[d] *= inv;
     }
   };
-  if (pool) pool->ParallelFor(n * heads, 1, body);
+  int64_t work = 0;  // ~ multiply-adds: small batches run on the calling thread
+  for (int64_t i = 0; i < n; ++i) work += static_cast<int64_t>(positions[i] + 1) * heads * hd * 2;
+  if (pool && work >= (int64_t{1} << 17)) pool->ParallelFor(n * heads, 1, body);
   else body(0, n * heads);
 }
 

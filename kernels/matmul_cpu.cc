@@ -96,7 +96,10 @@ void Matmul(const float* x, int64_t n, const Matrix& w, float* y, ThreadPool* po
     if (w.type() == WeightType::kBF16) MatmulRows(x, n, w.bf16(), K, M, y, j0, j1);
     else MatmulRows(x, n, w.f32(), K, M, y, j0, j1);
   };
-  if (pool) pool->ParallelFor(M, 16, body);
+  // Waking threads costs microseconds: small products run on the calling thread. Which thread computes a
+  // row never changes its arithmetic, so this does not affect results.
+  constexpr int64_t kMinParallelMacs = int64_t{1} << 18;
+  if (pool && M * K * n >= kMinParallelMacs) pool->ParallelFor(M, 16, body);
   else body(0, M);
 }
 
