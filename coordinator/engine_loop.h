@@ -1,0 +1,90 @@
+#pragma once
+// The one thread that drives the Executor (the model's thread pool is not re-entrant). Each round: drop
+// cancelled / expired requests and free their slots, admit waiting requests while slots and KV positions
+// allow (new requests join the running batch at round boundaries), Step every group the micro-batch
+// scheduler forms, stream the new tokens and text, retire finished sequences and Release their slots.
+#include <atomic>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "coordinator/capacity_scheduler.h"
+#include "coordinator/metrics.h"
+#include "coordinator/micro_batch_scheduler.h"
+#include "coordinator/request.h"
+#include "coordinator/request_queue.h"
+#include "engine/decode/executor.h"
+#include "engine/tokenizer/tokenizer.h"
+
+namespace layerskip::coordinator {
+
+struct EngineLoopOptions {
+  MicroBatchLimits batch;
+  int max_queue = 256;       // waiting requests; more -> RESOURCE_EXHAUSTED
+  int64_t kv_positions = 0;  // KV-cache positions all running sequences may reserve (0: slots * context)
+};
+
+class EngineLoop {
+ public:
+  // `executor`, `tokenizer` (may be null) and `metrics` outlive the loop.
+  EngineLoop(Executor* executor, const Tokenizer* tokenizer, ServiceMetrics* metrics, EngineLoopOptions options);
+  ~EngineLoop();
+
+  // Called once, from the loop thread, when a Step fails: every in-flight request has been failed with
+  // INTERNAL and the loop has stopped.
+  void SetFatalHandler(std::function<void(const absl::Status&)> handler) { on_fatal_ = std::move(handler); }
+  void Start();
+
+  // Queues a validated request. RESOURCE_EXHAUSTED when the queue is full or the request could never fit
+  // the KV cache; UNAVAILABLE when the server is draining or the engine has failed. On error nothing is
+  // sent to the sink.
+  absl::Status Submit(std::shared_ptr<Request> request);
+  // Marks the request cancelled (client cancel, deadline) and wakes the loop: it leaves within one round.
+  void Cancel(Request* request);
+
+  // Graceful shutdown: refuse new requests; WaitIdle until in-flight ones finish; CancelAll the rest; Stop.
+  void StopAccepting();
+  bool WaitIdle(Clock::duration timeout);  // true when nothing is running or waiting
+  void CancelAll();                        // ends every request with finish reason "cancelled"
+  void Stop();                             // joins the thread
+
+  int num_slots() const { return executor_->num_slots(); }
+  int context_length() const { return executor_->context_length(); }
+  const EngineLoopOptions& options() const { return options_; }
+  bool failed() const { return failed_.load(); }
+
+ private:
+  void Run();
+  void Round();
+  // Admits waiting requests; drops cancelled ones (mu_ held).
+  void AdmitLocked();
+  void Retire(Request& r, FinishReason reason);                      // finished or cancelled by shutdown
+  void Fail(Request& r, const absl::Status& status, bool cancelled);  // client cancel / deadline / error
+  void ReleaseSlot(Request& r);
+  void EmitNew(Request& r);
+  void Account(Request& r, bool speculation_off);
+  void UpdateGauges();  // mu_ held
+
+  Executor* executor_;
+  const Tokenizer* tokenizer_;
+  ServiceMetrics* metrics_;
+  EngineLoopOptions options_;
+  CapacityScheduler capacity_;
+  MicroBatchScheduler micro_;
+  std::function<void(const absl::Status&)> on_fatal_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  RequestQueue waiting_;                           // guarded by mu_
+  std::vector<std::shared_ptr<Request>> running_;  // guarded by mu_ (written by the loop thread only)
+  bool stop_ = false, accepting_ = true, cancel_all_ = false;
+  std::atomic<bool> failed_{false};
+  uint64_t next_id_ = 1;
+  std::thread thread_;
+};
+
+}  // namespace layerskip::coordinator

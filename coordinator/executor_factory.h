@@ -1,0 +1,30 @@
+#pragma once
+// The one place the coordinator constructs its Executor: the engine in this process today; a pipeline of
+// remote workers (coordinator/pipeline/, --workers) plugs in here behind the same interface.
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "engine/decode/executor.h"
+#include "engine/runtime/loaded_model.h"
+
+namespace layerskip::coordinator {
+
+struct ExecutorOptions {
+  int num_slots = 32;
+  std::string workers;       // comma-separated worker addresses; empty: the local engine
+  // Pipeline (--workers): see coordinator/pipeline/pipeline_executor.h and docs/pipeline.md.
+  std::string model_dir;      // the same path on every worker
+  std::string stages;         // --stages 0-3,4-11,12-15; empty: automatic, stage 0 ending at exit_layer
+  int exit_layer = 0;         // automatic plan's E (0: half the layers)
+  std::string cluster_token;  // --cluster-token-file: the workers' shared token
+  std::string transport = "tcp";
+  std::string dtype = "bf16";
+  int max_context = 4096;
+  int fail_after_steps = 0;  // testing: Step fails after this many successful steps (0: never)
+};
+
+// `model` outlives the executor.
+absl::StatusOr<std::unique_ptr<Executor>> MakeExecutor(const LoadedModel* model, const ExecutorOptions& options);
+
+}  // namespace layerskip::coordinator

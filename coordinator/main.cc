@@ -1,0 +1,181 @@
+// layerskip-coordinator: the gRPC inference service with continuous batching over the engine in this
+// process. Flags -> ServerOptions; SIGTERM / SIGINT drain and exit 0; a fatal engine error exits 1.
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "cli/commands.h"
+#include "cli/flags.h"
+#include "coordinator/server.h"
+#include "engine/util/status.h"
+
+namespace layerskip::coordinator {
+namespace {
+
+void Usage() {
+  std::fprintf(stderr,
+               "usage: layerskip-coordinator --model DIR [--listen HOST:PORT] [--metrics-port P]\n"
+               "  [--max-batch-size N] [--max-batched-tokens N] [--max-queue N] [--num-slots N] [--kv-cache-positions N]\n"
+               "  [--max-context N] [--threads N] [--dtype bf16|f32] [--model-name NAME]\n"
+               "  [--default-mode autoregressive|early-exit|self-speculative] [--default-exit-layer E]\n"
+               "  [--default-speculations D|auto] [--default-max-tokens N] [--speculation-batch-threshold N]\n"
+               "  [--tls-cert PEM --tls-key PEM] [--auth-token T | --auth-token-file F] [--drain-timeout SECONDS]\n"
+               "  [--workers ADDR,... [--stages 0-3,4-11,12-15] [--cluster-token-file F] [--transport tcp|nccl]]\n");
+}
+
+absl::StatusOr<int> IntFlag(const cli::Flags& f, const char* name, int64_t fallback, int64_t lo, int64_t hi) {
+  LS_ASSIGN_OR_RETURN(int64_t v, f.GetInt(name, fallback));
+  if (v < lo || v > hi) return absl::InvalidArgumentError(absl::StrCat("--", name, " must be in [", lo, ", ", hi, "]"));
+  return static_cast<int>(v);
+}
+
+absl::StatusOr<ServerOptions> OptionsFromFlags(const cli::Flags& f) {
+  ServerOptions o;
+  if (!f.Has("model")) return absl::InvalidArgumentError("--model DIR is required");
+  o.model_dir = f.Get("model");
+  o.model_name = f.Get("model-name");
+  LS_ASSIGN_OR_RETURN(o.load, cli::LoadOptionsFromFlags(f));
+  o.load.require_tokenizer = false;
+  o.listen = f.Get("listen", "127.0.0.1:50051");
+  if (o.listen.rfind(':') == std::string::npos) return absl::InvalidArgumentError("--listen must be HOST:PORT");
+  LS_ASSIGN_OR_RETURN(o.metrics_port, IntFlag(f, "metrics-port", -1, -1, 65535));
+  LS_ASSIGN_OR_RETURN(o.engine.batch.max_batch_size, IntFlag(f, "max-batch-size", 32, 1, 4096));
+  LS_ASSIGN_OR_RETURN(o.engine.batch.max_batched_tokens, IntFlag(f, "max-batched-tokens", 4096, 1, 1 << 24));
+  LS_ASSIGN_OR_RETURN(o.engine.batch.speculation_batch_threshold, IntFlag(f, "speculation-batch-threshold", 16, 0, 1 << 20));
+  LS_ASSIGN_OR_RETURN(o.engine.max_queue, IntFlag(f, "max-queue", 256, 0, 1 << 20));
+  LS_ASSIGN_OR_RETURN(int64_t kv, f.GetInt("kv-cache-positions", 0));
+  if (kv < 0) return absl::InvalidArgumentError("--kv-cache-positions must be >= 0");
+  o.engine.kv_positions = kv;
+  LS_ASSIGN_OR_RETURN(o.executor.num_slots, IntFlag(f, "num-slots", o.engine.batch.max_batch_size, 1, 4096));
+  o.executor.workers = f.Get("workers");
+  o.executor.model_dir = o.model_dir;  // pipeline (--workers): stage plan, cluster token, transport
+  o.executor.stages = f.Get("stages");
+  o.executor.transport = f.Get("transport", "tcp");
+  o.executor.dtype = o.load.type == WeightType::kF32 ? "f32" : "bf16";
+  o.executor.max_context = o.load.max_context;
+  if (f.Has("cluster-token-file")) {
+    std::ifstream in(f.Get("cluster-token-file"));
+    if (!in || !std::getline(in, o.executor.cluster_token) || o.executor.cluster_token.empty())
+      return absl::InvalidArgumentError("--cluster-token-file: cannot read a token from its first line");
+  } else if (const char* env = std::getenv("LAYERSKIP_CLUSTER_TOKEN")) {
+    o.executor.cluster_token = env;
+  }
+  LS_ASSIGN_OR_RETURN(o.executor.fail_after_steps, IntFlag(f, "fail-after-steps", 0, 0, 1 << 30));
+  LS_ASSIGN_OR_RETURN(o.default_max_tokens, IntFlag(f, "default-max-tokens", 64, 1, 1 << 24));
+
+  // Default decoding options, spelled like `layerskip generate`'s flags.
+  std::string mode = f.Get("default-mode", "autoregressive");
+  DecodeOptions& d = o.default_options;
+  if (mode == "autoregressive") d.mode = DecodeMode::kAutoregressive;
+  else if (mode == "early-exit") d.mode = DecodeMode::kEarlyExit;
+  else if (mode == "self-speculative") d.mode = DecodeMode::kSelfSpeculative;
+  else return absl::InvalidArgumentError(absl::StrCat("--default-mode: unknown mode '", mode, "'"));
+  LS_ASSIGN_OR_RETURN(d.exit_layer, IntFlag(f, "default-exit-layer", 0, 0, 1 << 16));  // 0: half the layers
+  o.executor.exit_layer = d.exit_layer;  // the automatic stage plan's first stage ends at E
+  const std::string spec = f.Get("default-speculations", "4");
+  if (spec == "auto") {
+    d.speculation.adaptive = true;
+    d.speculation.speculations = 4;
+  } else {
+    LS_ASSIGN_OR_RETURN(d.speculation.speculations, IntFlag(f, "default-speculations", 4, 0, 64));
+  }
+
+  if (f.Has("auth-token") && f.Has("auth-token-file"))
+    return absl::InvalidArgumentError("give --auth-token or --auth-token-file, not both");
+  o.auth_token = f.Get("auth-token");
+  if (f.Has("auth-token-file")) {
+    std::ifstream in(f.Get("auth-token-file"));
+    if (!in) return absl::InvalidArgumentError(absl::StrCat("--auth-token-file: cannot read '", f.Get("auth-token-file"), "'"));
+    std::getline(in, o.auth_token);
+    if (o.auth_token.empty()) return absl::InvalidArgumentError("--auth-token-file: the file's first line is empty");
+  }
+  o.tls_cert_file = f.Get("tls-cert");
+  o.tls_key_file = f.Get("tls-key");
+  return o;
+}
+
+int Main(int argc, char** argv) {
+  if (argc >= 2 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h")) {
+    Usage();
+    return 0;
+  }
+  auto flags = cli::Flags::Parse(
+      argc, argv, 1,
+      {"model", "model-name", "listen", "metrics-port", "max-batch-size", "max-batched-tokens", "max-queue", "num-slots",
+       "kv-cache-positions", "max-context", "threads", "dtype", "default-mode", "default-exit-layer",
+       "default-speculations", "default-max-tokens", "speculation-batch-threshold", "tls-cert", "tls-key", "auth-token",
+       "auth-token-file", "drain-timeout", "workers", "stages", "cluster-token-file", "transport", "fail-after-steps", "fatal-linger"});
+  auto fail = [](const absl::Status& s) {
+    std::fprintf(stderr, "layerskip-coordinator: %s\n", std::string(s.message()).c_str());
+    return 1;
+  };
+  if (!flags.ok()) return fail(flags.status());
+  absl::StatusOr<ServerOptions> options = OptionsFromFlags(*flags);
+  if (!options.ok()) return fail(options.status());
+  absl::StatusOr<double> drain = flags->GetDouble("drain-timeout", 30.0);
+  if (!drain.ok()) return fail(drain.status());
+  absl::StatusOr<double> linger = flags->GetDouble("fatal-linger", 1.0);
+  if (!linger.ok()) return fail(linger.status());
+
+  // Signals are taken by this thread only (sigtimedwait), so block them before any thread starts.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  absl::StatusOr<std::unique_ptr<Server>> server_or = Server::Start(*options);
+  if (!server_or.ok()) return fail(server_or.status());
+  Server& server = **server_or;
+
+  std::atomic<bool> fatal{false};
+  std::mutex fatal_mu;
+  std::string fatal_message;
+  server.SetFatalHandler([&](const absl::Status& s) {
+    {
+      std::lock_guard<std::mutex> l(fatal_mu);
+      fatal_message = std::string(s.message());
+    }
+    fatal = true;
+  });
+  std::printf("layerskip-coordinator: listening on %s (port %d)\n", options->listen.c_str(), server.port());
+  if (server.metrics_port() >= 0) std::printf("layerskip-coordinator: metrics on port %d\n", server.metrics_port());
+  std::printf("layerskip-coordinator: serving\n");
+  std::fflush(stdout);
+
+  const timespec tick{0, 100 * 1000 * 1000};
+  for (;;) {
+    const int sig = sigtimedwait(&stop_signals, nullptr, &tick);
+    if (fatal) {
+      {
+        std::lock_guard<std::mutex> l(fatal_mu);
+        std::fprintf(stderr, "layerskip-coordinator: fatal engine error: %s\n", fatal_message.c_str());
+      }
+      // Health already says NOT_SERVING; keep answering probes for a moment so they see it, then exit 1.
+      std::this_thread::sleep_for(std::chrono::duration<double>(std::max(0.0, *linger)));
+      server.Shutdown(std::chrono::milliseconds(0));
+      return 1;
+    }
+    if (sig == SIGTERM || sig == SIGINT) {
+      std::fprintf(stderr, "layerskip-coordinator: %s: draining (up to %.1f s)\n", sig == SIGTERM ? "SIGTERM" : "SIGINT", *drain);
+      server.Shutdown(std::chrono::milliseconds(static_cast<int64_t>(std::max(0.0, *drain) * 1000)));
+      std::fprintf(stderr, "layerskip-coordinator: stopped\n");
+      return 0;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace layerskip::coordinator
+
+int main(int argc, char** argv) { return layerskip::coordinator::Main(argc, argv); }

@@ -1,0 +1,73 @@
+#pragma once
+// The coordinator process minus flags and signals: the model, the executor, the engine loop, the gRPC
+// server (Inference + grpc.health.v1 + reflection) and the /metrics HTTP endpoint, with the health state
+// kept the same on gRPC and HTTP.
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/statusor.h"
+#include "coordinator/auth.h"
+#include "coordinator/engine_loop.h"
+#include "coordinator/executor_factory.h"
+#include "coordinator/inference_service.h"
+#include "coordinator/metrics.h"
+#include "coordinator/metrics_http.h"
+#include "coordinator/validation.h"
+#include "engine/runtime/loaded_model.h"
+
+namespace layerskip::coordinator {
+
+struct ServerOptions {
+  std::string model_dir;
+  std::string model_name;  // metrics label and ModelInfo; default: the model directory's name
+  ModelLoadOptions load;
+  std::string listen = "127.0.0.1:50051";  // HOST:PORT; port 0 picks a free one
+  int metrics_port = -1;                   // -1: no HTTP endpoint; 0: a free one
+  ExecutorOptions executor;
+  EngineLoopOptions engine;
+  DecodeOptions default_options;
+  int default_max_tokens = 64;
+  std::string tls_cert_file, tls_key_file;  // both or neither
+  std::string auth_token;
+};
+
+class Server {
+ public:
+  // Loads the model, starts every thread and marks health SERVING. Errors name the flag or file.
+  static absl::StatusOr<std::unique_ptr<Server>> Start(const ServerOptions& options);
+  ~Server();
+
+  int port() const { return port_; }
+  int metrics_port() const { return metrics_port_; }
+  // Called (from the engine thread) after a fatal engine error; health is NOT_SERVING by then.
+  void SetFatalHandler(std::function<void(const absl::Status&)> f) { on_fatal_ = std::move(f); }
+
+  // Graceful shutdown: NOT_SERVING, refuse new requests, let in-flight ones finish within `drain`, cancel
+  // the rest, stop the gRPC server and every thread.
+  void Shutdown(std::chrono::milliseconds drain);
+  void SetServing(bool serving);
+
+ private:
+  Server() = default;
+
+  ServerOptions options_;
+  std::unique_ptr<LoadedModel> model_;
+  std::unique_ptr<Executor> executor_;
+  std::unique_ptr<ServiceMetrics> metrics_;
+  std::unique_ptr<EngineLoop> loop_;
+  ServingDefaults defaults_;
+  std::unique_ptr<Authenticator> auth_;
+  std::unique_ptr<InferenceService> service_;
+  std::unique_ptr<grpc::Server> grpc_;
+  std::unique_ptr<MetricsHttpServer> http_;
+  std::atomic<bool> serving_{false};
+  std::function<void(const absl::Status&)> on_fatal_;
+  int port_ = 0, metrics_port_ = -1;
+  bool shut_down_ = false;
+};
+
+}  // namespace layerskip::coordinator
