@@ -46,6 +46,7 @@ absl::Status EngineLoop::Submit(std::shared_ptr<Request> request) {
   {
     std::lock_guard<std::mutex> l(mu_);
     if (failed_) status = absl::UnavailableError("the engine has failed");
+    else if (degraded_) status = absl::UnavailableError("a pipeline stage is down; retry when health is SERVING");
     else if (!accepting_) status = absl::UnavailableError("the server is shutting down");
     if (status.ok()) {
       request->id = next_id_++;
@@ -102,10 +103,16 @@ void EngineLoop::Run() {
       // requests wait) deadlines.
       cv_.wait_for(l, std::chrono::milliseconds(20), [&] {
         if (stop_ || cancel_all_ || !running_.empty()) return true;
-        if (waiting_.empty()) return false;
+        if (waiting_.empty() || degraded_) return false;  // degraded: probe every 20 ms tick
         return capacity_.free_slots() > 0 || waiting_.front()->cancelled.load();
       });
       if (stop_) break;
+      if (degraded_) {
+        l.unlock();
+        ProbeHealth();
+        l.lock();
+        if (degraded_) continue;
+      }
       AdmitLocked();
       if (running_.empty()) {
         cv_.notify_all();  // WaitIdle / CancelAll
@@ -124,6 +131,32 @@ void EngineLoop::Run() {
   }
   running_.clear();
   UpdateGauges();
+  cv_.notify_all();
+}
+
+void EngineLoop::Degrade(const absl::Status& status) {
+  degraded_ = true;
+  last_probe_ = Clock::now();
+  if (on_health_) on_health_(false);
+  const absl::Status err = absl::UnavailableError(absl::StrCat("the engine lost a stage: ", status.message()));
+  std::lock_guard<std::mutex> l(mu_);
+  for (auto& r : running_) {  // every slot's cache is suspect once a stage restarts
+    ReleaseSlot(*r);
+    metrics_->aborted->Add(1);
+    Fail(*r, err, false);
+  }
+  running_.clear();
+  UpdateGauges();
+  cv_.notify_all();
+}
+
+void EngineLoop::ProbeHealth() {
+  const Clock::time_point now = Clock::now();
+  if (now - last_probe_ < std::chrono::milliseconds(200)) return;
+  last_probe_ = now;
+  if (!executor_->Health().ok()) return;
+  degraded_ = false;
+  if (on_health_) on_health_(true);
   cv_.notify_all();
 }
 
@@ -200,6 +233,10 @@ void EngineLoop::Round() {
     std::vector<Sequence*> seqs;
     for (Request* r : g.requests) seqs.push_back(r->seq.get());
     absl::Status s = executor_->Step(seqs, g.options);
+    if (absl::IsUnavailable(s)) {
+      Degrade(s);
+      return;
+    }
     if (!s.ok()) {
       // A fatal engine error: every cache is suspect. Fail everything, stop, and let the server exit.
       failed_ = true;

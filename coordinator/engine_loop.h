@@ -37,6 +37,9 @@ class EngineLoop {
   // Called once, from the loop thread, when a Step fails: every in-flight request has been failed with
   // INTERNAL and the loop has stopped.
   void SetFatalHandler(std::function<void(const absl::Status&)> handler) { on_fatal_ = std::move(handler); }
+  // Called from the loop thread when the executor loses a part (a Step returned UNAVAILABLE: false) and
+  // when probing finds it restored (true).
+  void SetHealthHandler(std::function<void(bool)> handler) { on_health_ = std::move(handler); }
   void Start();
 
   // Queues a validated request. RESOURCE_EXHAUSTED when the queue is full or the request could never fit
@@ -56,6 +59,7 @@ class EngineLoop {
   int context_length() const { return executor_->context_length(); }
   const EngineLoopOptions& options() const { return options_; }
   bool failed() const { return failed_.load(); }
+  bool degraded() const { return degraded_.load(); }
 
  private:
   void Run();
@@ -68,6 +72,10 @@ class EngineLoop {
   void EmitNew(Request& r);
   void Account(Request& r, bool speculation_off);
   void UpdateGauges();  // mu_ held
+  // A Step returned UNAVAILABLE: every running request ends with it (tokens already sent stay sent) and
+  // admission pauses until ProbeHealth finds the executor restored.
+  void Degrade(const absl::Status& status);
+  void ProbeHealth();
 
   Executor* executor_;
   const Tokenizer* tokenizer_;
@@ -76,6 +84,7 @@ class EngineLoop {
   CapacityScheduler capacity_;
   MicroBatchScheduler micro_;
   std::function<void(const absl::Status&)> on_fatal_;
+  std::function<void(bool)> on_health_;
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -83,6 +92,8 @@ class EngineLoop {
   std::vector<std::shared_ptr<Request>> running_;  // guarded by mu_ (written by the loop thread only)
   bool stop_ = false, accepting_ = true, cancel_all_ = false;
   std::atomic<bool> failed_{false};
+  std::atomic<bool> degraded_{false};
+  Clock::time_point last_probe_{};
   uint64_t next_id_ = 1;
   std::thread thread_;
 };

@@ -64,6 +64,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
     raw->SetServing(false);
     if (raw->on_fatal_) raw->on_fatal_(st);
   });
+  s->loop_->SetHealthHandler([raw](bool serving) { raw->SetServing(serving); });
   s->auth_ = std::make_unique<Authenticator>(o.auth_token);
 
   v1::ModelInfo info;

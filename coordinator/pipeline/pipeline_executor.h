@@ -67,7 +67,7 @@ class PipelineExecutor : public Executor {
 
   // OK when every stage is up with its shard (tries to restore down stages first), else UNAVAILABLE
   // naming them. The service maps this to SERVING / NOT_SERVING.
-  absl::Status Health();
+  absl::Status Health() override;
   std::vector<StageStats> Stats();
   const std::vector<StageRange>& plan() const { return plan_; }
   int exit_layer() const { return plan_.front().end_layer; }

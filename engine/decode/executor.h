@@ -23,6 +23,9 @@ class Executor {
   virtual absl::Status Step(const std::vector<Sequence*>& seqs, const DecodeOptions& options) = 0;
   // Forgets a slot's cached positions so a new sequence can use it.
   virtual void Release(int slot) = 0;
+  // OK when every part can serve. After a Step failed with UNAVAILABLE (a remote stage died), probing may
+  // restore the part (a restarted worker reloads its shard); the caches of all sequences are then gone.
+  virtual absl::Status Health() { return absl::OkStatus(); }
 };
 
 // The engine in this process: one KvCache with num_slots slots of the model's context length.

@@ -1,0 +1,153 @@
+// The coordinator with remote pipeline stages (--workers): real layerskip-worker processes and a real
+// layerskip-coordinator on loopback, a real gRPC client. Greedy output equals `layerskip generate`; a
+// worker killed mid-stream ends the streams with UNAVAILABLE and health NOT_SERVING until it is back.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
+
+#include "nlohmann/json.hpp"
+#include "tests/pipeline/worker_process.h"
+#include "tests/service/coordinator_process.h"
+
+namespace layerskip::testing {
+namespace {
+
+const std::string kModel = std::string(LAYERSKIP_SOURCE_DIR) + "/models/tiny-random";
+constexpr int kServing = 1;  // grpc.health.v1 SERVING
+constexpr int kNotServing = 2;
+
+struct Streamed {
+  grpc::Status status;
+  std::vector<int> ids;
+};
+
+// Streams a request; `after_first` runs once the first message has arrived.
+Streamed Generate(v1::Inference::Stub& stub, const v1::GenerateRequest& q,
+                  const std::function<void()>& after_first = nullptr) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  Streamed out;
+  auto reader = stub.Generate(&ctx, q);
+  v1::GenerateResponse m;
+  bool first = true;
+  while (reader->Read(&m)) {
+    out.ids.insert(out.ids.end(), m.token_ids().begin(), m.token_ids().end());
+    if (first && after_first) after_first();
+    first = false;
+  }
+  out.status = reader->Finish();
+  return out;
+}
+
+std::vector<int> CliIds(const std::string& args) {
+  const std::string cmd = std::string(LAYERSKIP_BIN_DIR) + "/layerskip generate --model " + kModel + " --json --threads 1 " + args;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  EXPECT_EQ(::pclose(p), 0) << cmd;
+  return nlohmann::json::parse(out)["ids"].get<std::vector<int>>();
+}
+
+v1::GenerateRequest Request(const std::string& prompt, int max_tokens, v1::DecodeMode mode, int d) {
+  v1::GenerateRequest q;
+  q.set_prompt(prompt);
+  q.set_max_tokens(max_tokens);
+  q.set_mode(mode);
+  q.set_exit_layer(2);
+  if (d < 0) q.set_auto_speculations(true);
+  else q.set_speculations(d);
+  return q;
+}
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ::setenv("LAYERSKIP_CLUSTER_TOKEN", "cluster-test-token", 1); }
+  std::vector<std::unique_ptr<WorkerProcess>> StartWorkers(int n) {
+    std::vector<std::unique_ptr<WorkerProcess>> w;
+    for (int i = 0; i < n; ++i) {
+      w.push_back(std::make_unique<WorkerProcess>());
+      EXPECT_TRUE(w.back()->Start("cluster-test-token"));
+    }
+    return w;
+  }
+  static std::string Endpoints(const std::vector<std::unique_ptr<WorkerProcess>>& w) {
+    std::string s;
+    for (const auto& x : w) s += (s.empty() ? "" : ",") + x->endpoint();
+    return s;
+  }
+};
+
+TEST_F(ClusterTest, ThreeStagesMatchTheSingleProcessEngineForConcurrentStreams) {
+  auto workers = StartWorkers(3);
+  CoordinatorProcess server({"--model", kModel, "--threads", "1", "--workers", Endpoints(workers), "--stages",
+                             "0-1,2-2,3-3", "--default-exit-layer", "2"});
+  ASSERT_TRUE(server.ok()) << server.stderr_text();
+  EXPECT_EQ(server.HealthStatus(), kServing);
+  struct Case {
+    std::string prompt;
+    v1::DecodeMode mode;
+    int d;
+    std::string args;
+  };
+  const std::vector<Case> cases = {
+      {"def main():", v1::DECODE_MODE_AUTOREGRESSIVE, 0, ""},
+      {"import os", v1::DECODE_MODE_SELF_SPECULATIVE, 1, "--mode self-speculative --exit-layer 2 --speculations 1"},
+      {"class A:", v1::DECODE_MODE_SELF_SPECULATIVE, 3, "--mode self-speculative --exit-layer 2 --speculations 3"},
+      {"for i in", v1::DECODE_MODE_SELF_SPECULATIVE, -1, "--mode self-speculative --exit-layer 2 --speculations auto"},
+      {"x = [", v1::DECODE_MODE_SELF_SPECULATIVE, 4, "--mode self-speculative --exit-layer 2 --speculations 4"},
+      {"return", v1::DECODE_MODE_AUTOREGRESSIVE, 0, ""},
+  };
+  std::vector<Streamed> got(cases.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < cases.size(); ++i)
+    threads.emplace_back([&, i] {
+      auto stub = server.Stub();
+      got[i] = Generate(*stub, Request(cases[i].prompt, 24, cases[i].mode, cases[i].d));
+    });
+  for (auto& t : threads) t.join();
+  for (size_t i = 0; i < cases.size(); ++i) {
+    ASSERT_TRUE(got[i].status.ok()) << i << ": " << got[i].status.error_message();
+    EXPECT_EQ(got[i].ids, CliIds("--prompt '" + cases[i].prompt + "' --max-tokens 24 " + cases[i].args)) << "case " << i;
+  }
+}
+
+TEST_F(ClusterTest, WorkerKilledMidStreamThenRestored) {
+  auto workers = StartWorkers(2);
+  CoordinatorProcess server({"--model", kModel, "--threads", "1", "--workers", Endpoints(workers), "--stages",
+                             "0-1,2-3", "--default-exit-layer", "2"});
+  ASSERT_TRUE(server.ok()) << server.stderr_text();
+  auto stub = server.Stub();
+  const int port = workers[1]->port();
+  // Kill stage 1 as soon as the first tokens stream: the stream ends with UNAVAILABLE, not a hang.
+  Streamed cut = Generate(*stub, Request("def main():", 400, v1::DECODE_MODE_SELF_SPECULATIVE, 3),
+                          [&] { workers[1]->Kill(); });
+  EXPECT_EQ(cut.status.error_code(), grpc::StatusCode::UNAVAILABLE) << cut.status.error_message();
+  EXPECT_FALSE(cut.ids.empty());
+  EXPECT_TRUE(WaitFor([&] { return server.HealthStatus() == kNotServing; }, 10));
+  EXPECT_EQ(server.HttpGet("/health").first == 200, false);
+  // New requests are refused while the stage is down.
+  EXPECT_EQ(Generate(*stub, Request("x", 4, v1::DECODE_MODE_AUTOREGRESSIVE, 0)).status.error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+  // The restarted worker gets its shard back; the coordinator serves again, with correct output.
+  workers[1] = std::make_unique<WorkerProcess>();
+  ASSERT_TRUE(workers[1]->Start("cluster-test-token", port));
+  EXPECT_TRUE(WaitFor([&] { return server.HealthStatus() == kServing; }, 20)) << server.stderr_text();
+  Streamed after = Generate(*stub, Request("def main():", 24, v1::DECODE_MODE_SELF_SPECULATIVE, 3));
+  ASSERT_TRUE(after.status.ok()) << after.status.error_message();
+  EXPECT_EQ(after.ids, CliIds("--prompt 'def main():' --max-tokens 24 --mode self-speculative --exit-layer 2 --speculations 3"));
+}
+
+TEST_F(ClusterTest, UnreachableWorkerAtStartIsReported) {
+  auto workers = StartWorkers(1);
+  CoordinatorProcess server({"--model", kModel, "--workers", workers[0]->endpoint() + ",127.0.0.1:1", "--stages", "0-1,2-3"});
+  EXPECT_FALSE(server.ok());
+  EXPECT_EQ(server.Wait(30), 1);
+  EXPECT_NE(server.stderr_text().find("127.0.0.1:1"), std::string::npos) << server.stderr_text();
+}
+
+}  // namespace
+}  // namespace layerskip::testing
