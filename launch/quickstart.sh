@@ -40,19 +40,22 @@ sys.exit(0 if ss["ids"] == ar["ids"] else 1)
 PY
 
 echo
-echo "== service: layerskip-coordinator + a streamed request with layerskip client"
-coord_log=$(mktemp)
-build/bin/layerskip-coordinator --model "$model" --listen 127.0.0.1:0 --metrics-port 0 >"$coord_log" 2>&1 &
-coord_pid=$!
-trap 'kill "$coord_pid" 2>/dev/null || true; rm -f "$coord_log"' EXIT
-port=""
-for _ in $(seq 1 300); do  # up to 30 s for the model to load
-  if grep -q "serving" "$coord_log"; then port=$(grep -o '(port [0-9]*' "$coord_log" | grep -o '[0-9]*'); break; fi
-  kill -0 "$coord_pid" 2>/dev/null || { cat "$coord_log"; exit 1; }
+echo "== service: a coordinator and 2 pipeline workers (launch/local-cluster.sh), one streamed request"
+# Stage 0 holds the embedding, layers [0, E) and a copy of the head (the draft stage); stage 1 holds [E, L).
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+metrics_port=$((port + 3))
+cluster_log=$(mktemp)
+launch/local-cluster.sh --model "$model" --workers 2 --exit-layer "$exit_layer" --port "$port" \
+  -- --metrics-port "$metrics_port" >"$cluster_log" 2>&1 &
+cluster_pid=$!
+trap 'kill "$cluster_pid" 2>/dev/null || true; rm -f "$cluster_log"' EXIT
+for _ in $(seq 1 300); do  # up to 30 s for the shards to load
+  grep -q "serving" "$cluster_log" && break
+  kill -0 "$cluster_pid" 2>/dev/null || { cat "$cluster_log"; exit 1; }
   sleep 0.1
 done
-[ -n "$port" ] || { echo "the coordinator did not start"; cat "$coord_log"; exit 1; }
-metrics_port=$(grep -o 'metrics on port [0-9]*' "$coord_log" | grep -o '[0-9]*$')
+grep -q "serving" "$cluster_log" || { echo "the cluster did not start"; cat "$cluster_log"; exit 1; }
+grep "local-cluster:" "$cluster_log"
 $bin client --server "127.0.0.1:$port" --prompt "$prompt" --max-tokens 48 --mode self-speculative \
   --exit-layer "$exit_layer" --speculations 4
 echo "-- speculation metrics (http://127.0.0.1:$metrics_port/metrics)"
@@ -63,5 +66,6 @@ for line in text.splitlines():
     if line.startswith("layerskip:spec_decode") or line.startswith("layerskip:generation_tokens_total"):
         print(line)
 PY
-kill -TERM "$coord_pid"
-wait "$coord_pid" && echo "coordinator stopped cleanly (exit 0)"
+kill -TERM "$cluster_pid"
+wait "$cluster_pid" 2>/dev/null || true
+echo "cluster stopped"
