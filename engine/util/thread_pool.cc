@@ -1,8 +1,15 @@
 #include "engine/util/thread_pool.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 
 namespace layerskip {
+namespace {
+
+constexpr int kSpinIterations = 4000;  // ~100-200 us of pause instructions before sleeping
+
+}  // namespace
 
 ThreadPool::ThreadPool(int num_threads) {
   if (num_threads <= 0) num_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -32,16 +39,21 @@ void ThreadPool::RunChunk(int index) {
 void ThreadPool::WorkerLoop(int index) {
   uint64_t seen = 0;
   for (;;) {
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      start_cv_.wait(lock, [&] { return stop_ || generation_ != seen; });
-      if (stop_) return;
-      seen = generation_;
+    bool started = false;
+    for (int i = 0; i < kSpinIterations && !started; ++i) {
+      started = generation_.load(std::memory_order_acquire) != seen || stop_.load(std::memory_order_relaxed);
+      if (!started) _mm_pause();
     }
+    if (!started) {
+      std::unique_lock<std::mutex> lock(mu_);
+      start_cv_.wait(lock, [&] { return stop_.load() || generation_.load() != seen; });
+    }
+    if (stop_.load()) return;
+    seen = generation_.load(std::memory_order_acquire);
     RunChunk(index);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (--pending_ == 0) done_cv_.notify_one();
+    if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      std::lock_guard<std::mutex> lock(mu_);  // pairs with the caller's predicate check
+      done_cv_.notify_one();
     }
   }
 }
@@ -53,19 +65,22 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain, const std::function<void(
     fn(0, n);
     return;
   }
+  fn_ = &fn;
+  n_ = n;
+  grain_ = grain;
+  pending_.store(num_threads_ - 1, std::memory_order_relaxed);
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    fn_ = &fn;
-    n_ = n;
-    grain_ = grain;
-    pending_ = num_threads_ - 1;
-    ++generation_;
+    std::lock_guard<std::mutex> lock(mu_);  // sleeping workers check generation_ under the lock
+    generation_.fetch_add(1, std::memory_order_release);
   }
   start_cv_.notify_all();
   RunChunk(0);
+  for (int i = 0; i < kSpinIterations; ++i) {
+    if (pending_.load(std::memory_order_acquire) == 0) return;
+    _mm_pause();
+  }
   std::unique_lock<std::mutex> lock(mu_);
-  done_cv_.wait(lock, [&] { return pending_ == 0; });
-  fn_ = nullptr;
+  done_cv_.wait(lock, [&] { return pending_.load(std::memory_order_acquire) == 0; });
 }
 
 }  // namespace layerskip

@@ -1,0 +1,301 @@
+#include "engine/runtime/cuda/cuda_model.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "kernels/rope.h"
+
+namespace layerskip::cuda {
+
+#define LS_OP(expr) LS_CUDA_RETURN_IF_ERROR(expr)
+
+absl::Status CudaModel::Init(const LlamaConfig& config, WeightType type, int first_layer, int end_layer,
+                             const CudaModelOptions& options) {
+  config_ = config;
+  options_ = options;
+  type_ = type == WeightType::kBF16 ? DType::kBF16 : DType::kF32;
+  first_layer_ = first_layer;
+  end_layer_ = end_layer;
+  if (options.max_batch <= 0 || options.max_positions <= 0)
+    return absl::InvalidArgumentError("max_batch and max_positions must be positive");
+  if (config.head_dim > kMaxHeadDim || config.head_dim % 2 != 0 ||
+      config.num_attention_heads % config.num_key_value_heads != 0)
+    return absl::InvalidArgumentError(absl::StrCat("the CUDA attention takes an even head_dim <= ", kMaxHeadDim,
+                                                   " and heads divisible by kv heads"));
+  LS_OP(cudaSetDevice(options.device));
+  LS_OP(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+
+  // RoPE: the CPU table's values, so the device rotation is bitwise the CPU one.
+  const cpu::RopeTable rope(config, options.max_positions);
+  const size_t table = static_cast<size_t>(options.max_positions) * (config.head_dim / 2);
+  LS_ASSIGN_OR_RETURN(rope_cos_, DeviceBuffer<float>::FromHost(rope.cos(0), table));
+  LS_ASSIGN_OR_RETURN(rope_sin_, DeviceBuffer<float>::FromHost(rope.sin(0), table));
+
+  const size_t B = options.max_batch, D = config.hidden_size, F = config.intermediate_size;
+  LS_ASSIGN_OR_RETURN(h_, DeviceBuffer<float>::Alloc(B * D));
+  LS_ASSIGN_OR_RETURN(q_, DeviceBuffer<float>::Alloc(B * config.q_dim()));
+  LS_ASSIGN_OR_RETURN(k_, DeviceBuffer<float>::Alloc(B * config.kv_dim()));
+  LS_ASSIGN_OR_RETURN(v_, DeviceBuffer<float>::Alloc(B * config.kv_dim()));
+  LS_ASSIGN_OR_RETURN(att_, DeviceBuffer<float>::Alloc(B * config.q_dim()));
+  LS_ASSIGN_OR_RETURN(gate_, DeviceBuffer<float>::Alloc(B * F));
+  LS_ASSIGN_OR_RETURN(up_, DeviceBuffer<float>::Alloc(B * F));
+  const int decode_tokens = std::min<int>(options.max_batch, kDecodeAttentionMaxTokens);
+  LS_ASSIGN_OR_RETURN(attn_scratch_, DeviceBuffer<float>::Alloc(AttentionDecodeScratchFloats(
+                                         decode_tokens, config.num_attention_heads, options.max_positions,
+                                         config.head_dim)));
+  LS_ASSIGN_OR_RETURN(ids_, DeviceBuffer<int>::Alloc(B));
+  LS_ASSIGN_OR_RETURN(slots_, DeviceBuffer<int>::Alloc(B));
+  LS_ASSIGN_OR_RETURN(positions_, DeviceBuffer<int>::Alloc(B));
+  const int group = config.num_attention_heads / config.num_key_value_heads;
+  LS_ASSIGN_OR_RETURN(tiles_, DeviceBuffer<int>::Alloc(B * AttentionTileTokens(group)));
+  layers_.resize(end_layer - first_layer);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<DeviceWeight> CudaModel::NewMatrix(int64_t rows, int64_t cols) {
+  const size_t elem = type_ == DType::kBF16 ? 2 : 4;
+  LS_ASSIGN_OR_RETURN(DeviceBuffer<uint8_t> buf, DeviceBuffer<uint8_t>::Alloc(static_cast<size_t>(rows * cols) * elem));
+  DeviceWeight w;
+  w.type = type_;
+  w.rows = rows;
+  w.cols = cols;
+  w.data = buf.get();
+  storage_.push_back(std::move(buf));
+  return w;
+}
+
+absl::StatusOr<DeviceWeight> CudaModel::Upload(const Matrix& m) {
+  auto it = uploaded_.find(&m);
+  if (it != uploaded_.end()) return it->second;
+  LS_ASSIGN_OR_RETURN(DeviceWeight w, NewMatrix(m.rows(), m.cols()));
+  LS_OP(cudaMemcpy(const_cast<void*>(w.data), m.data(), m.bytes(), cudaMemcpyHostToDevice));
+  uploaded_[&m] = w;
+  return w;
+}
+
+absl::StatusOr<std::unique_ptr<CudaModel>> CudaModel::Create(const ModelWeights& weights,
+                                                             const CudaModelOptions& options) {
+  std::unique_ptr<CudaModel> m(new CudaModel());
+  LS_RETURN_IF_ERROR(m->Init(weights.config, weights.type, weights.first_layer, weights.end_layer, options));
+  for (int l = weights.first_layer; l < weights.end_layer; ++l) {
+    const LayerWeights& src = weights.layer(l);
+    Layer& dst = m->layers_[l - weights.first_layer];
+    LS_ASSIGN_OR_RETURN(dst.attn_norm, DeviceBuffer<float>::FromHost(src.attn_norm));
+    LS_ASSIGN_OR_RETURN(dst.mlp_norm, DeviceBuffer<float>::FromHost(src.mlp_norm));
+    LS_ASSIGN_OR_RETURN(dst.wq, m->Upload(*src.wq));
+    LS_ASSIGN_OR_RETURN(dst.wk, m->Upload(*src.wk));
+    LS_ASSIGN_OR_RETURN(dst.wv, m->Upload(*src.wv));
+    LS_ASSIGN_OR_RETURN(dst.wo, m->Upload(*src.wo));
+    LS_ASSIGN_OR_RETURN(dst.w_gate, m->Upload(*src.w_gate));
+    LS_ASSIGN_OR_RETURN(dst.w_up, m->Upload(*src.w_up));
+    LS_ASSIGN_OR_RETURN(dst.w_down, m->Upload(*src.w_down));
+  }
+  if (weights.embed) {
+    LS_ASSIGN_OR_RETURN(m->embed_, m->Upload(*weights.embed));
+  }
+  if (weights.lm_head && !weights.final_norm.empty()) {
+    LS_ASSIGN_OR_RETURN(m->lm_head_, m->Upload(*weights.lm_head));
+    LS_ASSIGN_OR_RETURN(m->final_norm_, DeviceBuffer<float>::FromHost(weights.final_norm));
+  }
+  return m;
+}
+
+absl::StatusOr<std::unique_ptr<CudaModel>> CudaModel::CreateRandom(const LlamaConfig& c, WeightType type,
+                                                                   uint64_t seed, const CudaModelOptions& options) {
+  std::unique_ptr<CudaModel> m(new CudaModel());
+  LS_RETURN_IF_ERROR(m->Init(c, type, 0, c.num_hidden_layers, options));
+  uint64_t stream_seed = seed * 1000003u;
+  auto random = [&](int64_t rows, int64_t cols) -> absl::StatusOr<DeviceWeight> {
+    LS_ASSIGN_OR_RETURN(DeviceWeight w, m->NewMatrix(rows, cols));
+    LS_OP(FillRandom(m->type_, const_cast<void*>(w.data), rows * cols, ++stream_seed, 0.02f, m->stream_));
+    return w;
+  };
+  auto ones = [&](int64_t n) -> absl::StatusOr<DeviceBuffer<float>> {
+    LS_ASSIGN_OR_RETURN(DeviceBuffer<float> b, DeviceBuffer<float>::Alloc(n));
+    LS_OP(FillConstant(b.get(), n, 1.0f, m->stream_));
+    return b;
+  };
+  const int64_t D = c.hidden_size, F = c.intermediate_size;
+  for (Layer& l : m->layers_) {
+    LS_ASSIGN_OR_RETURN(l.attn_norm, ones(D));
+    LS_ASSIGN_OR_RETURN(l.mlp_norm, ones(D));
+    LS_ASSIGN_OR_RETURN(l.wq, random(c.q_dim(), D));
+    LS_ASSIGN_OR_RETURN(l.wk, random(c.kv_dim(), D));
+    LS_ASSIGN_OR_RETURN(l.wv, random(c.kv_dim(), D));
+    LS_ASSIGN_OR_RETURN(l.wo, random(D, c.q_dim()));
+    LS_ASSIGN_OR_RETURN(l.w_gate, random(F, D));
+    LS_ASSIGN_OR_RETURN(l.w_up, random(F, D));
+    LS_ASSIGN_OR_RETURN(l.w_down, random(D, F));
+  }
+  LS_ASSIGN_OR_RETURN(m->embed_, random(c.vocab_size, D));
+  if (c.tie_word_embeddings) {
+    m->lm_head_ = m->embed_;
+  } else {
+    LS_ASSIGN_OR_RETURN(m->lm_head_, random(c.vocab_size, D));
+  }
+  LS_ASSIGN_OR_RETURN(m->final_norm_, ones(D));
+  LS_RETURN_IF_ERROR(m->Synchronize());
+  return m;
+}
+
+CudaModel::~CudaModel() {
+  if (stream_) {
+    cudaStreamSynchronize(stream_);
+    cudaStreamDestroy(stream_);
+  }
+}
+
+int64_t CudaModel::decode_read_bytes() const {
+  auto bytes = [](const DeviceWeight& w) {
+    return w.data ? w.rows * w.cols * (w.type == DType::kBF16 ? 2 : 4) : int64_t{0};
+  };
+  int64_t total = bytes(lm_head_);
+  for (const Layer& l : layers_)
+    for (const DeviceWeight* w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) total += bytes(*w);
+  return total;
+}
+
+absl::Status CudaModel::Embed(absl::Span<const int> ids, float* x) {
+  if (!embed_.data) return absl::FailedPreconditionError("this model shard has no embedding");
+  for (int id : ids)
+    if (id < 0 || id >= vocab_size())
+      return absl::InvalidArgumentError(
+          absl::StrCat("token id ", id, " is outside the vocabulary [0, ", vocab_size(), ")"));
+  for (size_t begin = 0; begin < ids.size(); begin += max_batch()) {
+    const int n = static_cast<int>(std::min<size_t>(max_batch(), ids.size() - begin));
+    LS_OP(cudaMemcpyAsync(ids_.get(), ids.data() + begin, n * sizeof(int), cudaMemcpyHostToDevice, stream_));
+    LS_RETURN_IF_ERROR(EmbedDevice(ids_.get(), n, x + begin * hidden_size()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaModel::EmbedDevice(const int* ids, int n, float* x) {
+  if (!embed_.data) return absl::FailedPreconditionError("this model shard has no embedding");
+  LS_OP(Embedding(ids, n, embed_, x, stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaModel::Forward(int a, int b, const TokenBatch& batch, float* x, CudaKvCache* cache) {
+  if (a < 0 || b > num_layers() || a > b)
+    return absl::InvalidArgumentError(absl::StrCat("layer range [", a, ",", b, ") is outside [0,", num_layers(), "]"));
+  if (a == b) return absl::OkStatus();
+  if (a < first_layer_ || b > end_layer_)
+    return absl::FailedPreconditionError(absl::StrCat("layers [", a, ",", b, ") are not all loaded (this shard has [",
+                                                      first_layer_, ",", end_layer_, "))"));
+  if (a < cache->first_layer() || b > cache->end_layer())
+    return absl::FailedPreconditionError(absl::StrCat("the KV cache does not hold layers [", a, ",", b, ")"));
+  std::map<int, int> next;  // per slot: the next expected position, equal in every layer of [a, b)
+  for (int i = 0; i < batch.size(); ++i) {
+    const int slot = batch.slots[i], pos = batch.positions[i];
+    if (slot < 0 || slot >= cache->num_slots())
+      return absl::InvalidArgumentError(absl::StrCat("slot ", slot, " is outside the cache's ", cache->num_slots()));
+    if (pos >= cache->capacity() || pos >= max_positions())
+      return absl::OutOfRangeError(absl::StrCat("position ", pos, " is past the context length ",
+                                                std::min(cache->capacity(), max_positions())));
+    auto it = next.find(slot);
+    if (it == next.end()) {
+      const int len = cache->length(a, slot);
+      for (int l = a + 1; l < b; ++l)
+        if (cache->length(l, slot) != len)
+          return absl::FailedPreconditionError(
+              absl::StrCat("slot ", slot, " has different cache lengths in layers ", a, " and ", l));
+      it = next.emplace(slot, len).first;
+    }
+    if (pos != it->second)
+      return absl::InvalidArgumentError(
+          absl::StrCat("slot ", slot, ": position ", pos, " given where position ", it->second, " comes next"));
+    ++it->second;
+  }
+  // Pieces of max_batch tokens, each through all layers of [a, b): a later piece attends to the K/V the
+  // earlier ones wrote.
+  const int group = config_.num_attention_heads / config_.num_key_value_heads;
+  for (int begin = 0; begin < batch.size(); begin += max_batch()) {
+    const int n = std::min(max_batch(), batch.size() - begin);
+    LS_OP(cudaMemcpyAsync(slots_.get(), batch.slots.data() + begin, n * sizeof(int), cudaMemcpyHostToDevice, stream_));
+    LS_OP(cudaMemcpyAsync(positions_.get(), batch.positions.data() + begin, n * sizeof(int), cudaMemcpyHostToDevice,
+                          stream_));
+    const int* tiles = nullptr;
+    int num_tiles = 0;
+    if (n > kDecodeAttentionMaxTokens) {
+      const std::vector<int> host_tiles = AttentionTiles(batch.slots.data() + begin, n, group);
+      num_tiles = static_cast<int>(host_tiles.size()) / AttentionTileTokens(group);
+      LS_OP(cudaMemcpyAsync(tiles_.get(), host_tiles.data(), host_tiles.size() * sizeof(int), cudaMemcpyHostToDevice,
+                            stream_));
+      tiles = tiles_.get();
+    }
+    LS_RETURN_IF_ERROR(ForwardDevice(a, b, n, slots_.get(), positions_.get(),
+                                     x + static_cast<size_t>(begin) * hidden_size(), cache, tiles, num_tiles));
+  }
+  for (const auto& [slot, len] : next)
+    for (int l = a; l < b; ++l) cache->set_length(l, slot, len);
+  return absl::OkStatus();
+}
+
+absl::Status CudaModel::ForwardDevice(int a, int b, int n, const int* slots, const int* positions, float* x,
+                                      CudaKvCache* cache, const int* tiles, int num_tiles) {
+  if (n > max_batch()) return absl::InvalidArgumentError(absl::StrCat(n, " tokens exceed max_batch ", max_batch()));
+  if (!tiles && n > kDecodeAttentionMaxTokens)
+    return absl::InvalidArgumentError("batches over kDecodeAttentionMaxTokens need prefill tiles");
+  for (int l = a; l < b; ++l) LS_RETURN_IF_ERROR(LayerForward(l, n, slots, positions, tiles, num_tiles, x, cache));
+  return absl::OkStatus();
+}
+
+// One decoder layer on x[n, D] (device), as Model::Layer:
+//   x += o_proj(attention(rope(q_proj(norm(x))), rope(k_proj(norm(x))), v_proj(norm(x))))
+//   x += down_proj(silu(gate_proj(norm(x))) * up_proj(norm(x)))
+absl::Status CudaModel::LayerForward(int l, int n, const int* slots, const int* positions, const int* tiles,
+                                     int num_tiles, float* x, CudaKvCache* cache) {
+  const LlamaConfig& c = config_;
+  const Layer& w = layers_[l - first_layer_];
+  const int D = c.hidden_size, H = c.num_attention_heads, KV = c.num_key_value_heads, hd = c.head_dim;
+  const int64_t F = c.intermediate_size;
+  const KvLayerView kv = cache->LayerView(l);
+  LS_OP(RmsNorm(x, w.attn_norm.get(), h_.get(), n, D, c.rms_norm_eps, stream_));
+  LS_OP(Matmul(h_.get(), n, w.wq, q_.get(), stream_));  // q: [n, H*hd]
+  LS_OP(Matmul(h_.get(), n, w.wk, k_.get(), stream_));  // k: [n, KV*hd]
+  LS_OP(Matmul(h_.get(), n, w.wv, v_.get(), stream_));  // v: [n, KV*hd]
+  LS_OP(ApplyRope(q_.get(), n, H, hd, positions, rope_cos_.get(), rope_sin_.get(), stream_));
+  LS_OP(ApplyRope(k_.get(), n, KV, hd, positions, rope_cos_.get(), rope_sin_.get(), stream_));
+  LS_OP(StoreKv(k_.get(), v_.get(), n, slots, positions, kv, stream_));
+  if (tiles) {
+    const int tile_tokens = AttentionTileTokens(H / KV);
+    LS_OP(AttentionPrefill(q_.get(), tiles, num_tiles, tile_tokens, slots, positions, H, kv, att_.get(), stream_));
+  } else {
+    const int bound = std::min(cache->capacity(), max_positions());  // sizes the grid only
+    LS_OP(AttentionDecode(q_.get(), n, slots, positions, H, bound, kv, attn_scratch_.get(), att_.get(), stream_));
+  }
+  LS_OP(Matmul(att_.get(), n, w.wo, h_.get(), stream_));  // [n, D]
+  LS_OP(AddInPlace(x, h_.get(), static_cast<int64_t>(n) * D, stream_));
+  LS_OP(RmsNorm(x, w.mlp_norm.get(), h_.get(), n, D, c.rms_norm_eps, stream_));
+  LS_OP(Matmul(h_.get(), n, w.w_gate, gate_.get(), stream_));  // [n, F]
+  LS_OP(Matmul(h_.get(), n, w.w_up, up_.get(), stream_));      // [n, F]
+  LS_OP(SwiGlu(gate_.get(), up_.get(), gate_.get(), n * F, stream_));
+  LS_OP(Matmul(gate_.get(), n, w.w_down, h_.get(), stream_));  // [n, D]
+  LS_OP(AddInPlace(x, h_.get(), static_cast<int64_t>(n) * D, stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaModel::ExitHead(const float* h, int n, float* logits) {
+  if (!lm_head_.data || final_norm_.size() == 0)
+    return absl::FailedPreconditionError("this model shard has no exit head (final norm + LM head)");
+  for (int begin = 0; begin < n; begin += max_batch()) {
+    const int m = std::min(max_batch(), n - begin);
+    LS_OP(RmsNorm(h + static_cast<size_t>(begin) * hidden_size(), final_norm_.get(), h_.get(), m, hidden_size(),
+                  config_.rms_norm_eps, stream_));
+    LS_OP(Matmul(h_.get(), m, lm_head_, logits + static_cast<size_t>(begin) * vocab_size(), stream_));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaModel::Argmax(const float* logits, int n, int* ids) {
+  LS_OP(cuda::Argmax(logits, n, vocab_size(), ids, stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaModel::Synchronize() {
+  LS_OP(cudaStreamSynchronize(stream_));
+  return absl::OkStatus();
+}
+
+}  // namespace layerskip::cuda

@@ -1,0 +1,110 @@
+#pragma once
+// The Llama forward pass on one CUDA device, mirroring engine/runtime/model.h: weights (bf16 or f32
+// matrices, f32 norms), the RoPE table, and per-call scratch live in device memory; Embed, Forward over a
+// layer range and ExitHead take device buffers. Host <-> device copies happen once per call (token ids,
+// slots and positions), never per layer. All work is enqueued on the model's stream; results are ready
+// after Synchronize() (or any later synchronous copy on that stream).
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "engine/model/weights.h"
+#include "engine/runtime/cuda/cuda_kv_cache.h"
+#include "engine/runtime/model.h"
+#include "kernels/cuda_common.h"
+#include "kernels/cuda_ops.h"
+
+namespace layerskip::cuda {
+
+struct CudaModelOptions {
+  int device = 0;             // cuda:N
+  int max_positions = 2048;   // the largest position + 1 used with this model (RoPE table, decode scratch)
+  int max_batch = 256;        // tokens per kernel launch; longer batches run in pieces
+};
+
+// Attention for batches up to this many tokens uses the split-K decode kernel, larger ones the tiled
+// prefill kernel (the two are bitwise equal, so this only picks the faster one).
+constexpr int kDecodeAttentionMaxTokens = 64;
+
+class CudaModel {
+ public:
+  // Uploads the weights (every loaded layer, and the embedding / exit head when present) to options.device.
+  static absl::StatusOr<std::unique_ptr<CudaModel>> Create(const ModelWeights& weights,
+                                                           const CudaModelOptions& options);
+  // A whole model with random weights made on the device (normal * 0.02, norms 1): benchmarks of large shapes
+  // with no host copy.
+  static absl::StatusOr<std::unique_ptr<CudaModel>> CreateRandom(const LlamaConfig& config, WeightType type,
+                                                                 uint64_t seed, const CudaModelOptions& options);
+  ~CudaModel();
+  CudaModel(const CudaModel&) = delete;
+  CudaModel& operator=(const CudaModel&) = delete;
+
+  const LlamaConfig& config() const { return config_; }
+  int num_layers() const { return config_.num_hidden_layers; }
+  int hidden_size() const { return config_.hidden_size; }
+  int vocab_size() const { return config_.vocab_size; }
+  int max_positions() const { return options_.max_positions; }
+  int max_batch() const { return options_.max_batch; }
+  int device() const { return options_.device; }
+  cudaStream_t stream() const { return stream_; }
+  // Bytes of weights one decode step reads: every layer matrix and the LM head (as `layerskip bench`).
+  int64_t decode_read_bytes() const;
+
+  // x[n, D] (device) = embedding rows of ids[n] (host). InvalidArgument for an id outside [0, V).
+  absl::Status Embed(absl::Span<const int> ids, float* x);
+  // The same with ids already on the device (unchecked: they come from Argmax).
+  absl::Status EmbedDevice(const int* ids, int n, float* x);
+
+  // Runs layers [a, b) in place on x[n, D] (device) for the tokens of `batch`, with the CPU Model's checks
+  // (loaded layers, cache range, each slot continuing at its length in every layer, capacity), and updates
+  // the cache lengths.
+  absl::Status Forward(int a, int b, const TokenBatch& batch, float* x, CudaKvCache* cache);
+
+  // The device-only path of Forward for n <= max_batch tokens whose slots[n] and positions[n] are already
+  // on the device: no checks, no host copies, no length updates (the caller keeps the lengths), so it can
+  // be captured in a CUDA graph. tiles: AttentionTiles of the batch on the device, or null to use the
+  // split-K decode attention (n <= kDecodeAttentionMaxTokens).
+  absl::Status ForwardDevice(int a, int b, int n, const int* slots, const int* positions, float* x,
+                             CudaKvCache* cache, const int* tiles = nullptr, int num_tiles = 0);
+
+  // logits[n, V] = lm_head(final_norm(h[n, D])), all on the device.
+  absl::Status ExitHead(const float* h, int n, float* logits);
+  // ids[n] (device) = argmax of each row of logits[n, V] (device).
+  absl::Status Argmax(const float* logits, int n, int* ids);
+
+  absl::Status Synchronize();
+
+ private:
+  struct Layer {
+    DeviceBuffer<float> attn_norm, mlp_norm;  // [D]
+    DeviceWeight wq, wk, wv, wo, w_gate, w_up, w_down;
+  };
+  CudaModel() = default;
+  absl::Status Init(const LlamaConfig& config, WeightType type, int first_layer, int end_layer,
+                    const CudaModelOptions& options);
+  // Allocates a [rows, cols] matrix of the model's type and returns its view.
+  absl::StatusOr<DeviceWeight> NewMatrix(int64_t rows, int64_t cols);
+  absl::StatusOr<DeviceWeight> Upload(const Matrix& m);
+  absl::Status LayerForward(int l, int n, const int* slots, const int* positions, const int* tiles, int num_tiles,
+                            float* x, CudaKvCache* cache);
+
+  LlamaConfig config_;
+  CudaModelOptions options_;
+  DType type_ = DType::kBF16;
+  int first_layer_ = 0, end_layer_ = 0;
+  cudaStream_t stream_ = nullptr;
+  std::vector<DeviceBuffer<uint8_t>> storage_;  // every matrix
+  std::map<const Matrix*, DeviceWeight> uploaded_;  // tied embedding / LM head: uploaded once
+  std::vector<Layer> layers_;
+  DeviceWeight embed_, lm_head_;                  // data == nullptr when not loaded
+  DeviceBuffer<float> final_norm_;                // empty when not loaded
+  DeviceBuffer<float> rope_cos_, rope_sin_;       // [max_positions, head_dim/2]
+  // Scratch for max_batch tokens.
+  DeviceBuffer<float> h_, q_, k_, v_, att_, gate_, up_, attn_scratch_;
+  DeviceBuffer<int> ids_, slots_, positions_, tiles_;
+};
+
+}  // namespace layerskip::cuda
