@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <fstream>
+#include <iterator>
 #include <cstdio>
 #include <random>
 #include <thread>
@@ -448,6 +450,31 @@ TEST(CoordinatorAuthTest, WrongOrMissingTokenIsUnauthenticated) {
   }
   // Health stays open for probes.
   EXPECT_EQ(server.HealthStatus(), grpc::health::v1::HealthCheckResponse::SERVING);
+}
+
+// TLS: a client that trusts the server's certificate streams; a plaintext client gets nothing.
+TEST(CoordinatorAuthTest, TlsWithSelfSignedCertificate) {
+  char dir_template[] = "/tmp/layerskip_tls_XXXXXX";
+  const std::string dir = ::mkdtemp(dir_template);
+  const std::string cert = dir + "/cert.pem", key = dir + "/key.pem";
+  const std::string cmd = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=localhost "
+                          "-addext subjectAltName=DNS:localhost,IP:127.0.0.1 -keyout " + key + " -out " + cert +
+                          " >/dev/null 2>&1";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  CoordinatorProcess server({"--model", kModel, "--threads", "1", "--tls-cert", cert, "--tls-key", key});
+  ASSERT_TRUE(server.ok()) << server.stderr_text();
+  std::ifstream in(cert);
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  auto secure = v1::Inference::NewStub(grpc::CreateChannel(server.address(), grpc::SslCredentials(ssl)));
+  v1::GenerateRequest q;
+  q.add_prompt_ids(5);
+  q.set_max_tokens(3);
+  Streamed ok = Generate(*secure, q, 30);
+  EXPECT_TRUE(ok.status.ok()) << ok.status.error_message();
+  EXPECT_EQ(ok.ids.size(), 3u);
+  EXPECT_FALSE(Generate(*server.Stub(), q, 5).status.ok());  // plaintext
+  std::system(("rm -rf " + dir).c_str());
 }
 
 TEST(CoordinatorFlagsTest, BadFlagsAndModelFailWithOneLine) {
