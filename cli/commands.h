@@ -13,6 +13,7 @@ namespace layerskip::cli {
 int RunGenerate(int argc, char** argv);
 int RunInspect(int argc, char** argv);
 int RunBench(int argc, char** argv);
+int RunLogits(int argc, char** argv);
 int RunClient(int argc, char** argv);  // cli/client_command.cc: a gRPC client of layerskip-coordinator
 
 // Shared by the commands: --dtype, --threads, --max-context -> load options.

@@ -14,6 +14,7 @@ void Usage() {
                "           [--exit-layer E] [--speculations D|auto] [--stop TEXT]... [--ignore-eos] [--json]\n"
                "           [--dtype bf16|f32] [--threads N] [--max-context N]\n"
                "  inspect  --model DIR\n"
+               "  logits   --model DIR --prompt-ids 1,2,3 [--exit-layers all|1,4,8] [--dtype bf16|f32]  (JSON)\n"
                "  bench    (--model DIR | --random llama3.2-1b|llama3-8b|tiny) [--mode autoregressive|self-speculative]\n"
                "           [--prompt-tokens N] [--decode-tokens N] [--exit-layers A-B] [--threads N] [--dtype bf16|f32]\n"
                "  client   --server HOST:PORT (--prompt TEXT | --prompt-ids 1,2,3) [generate's sampling and speculation flags]\n"
@@ -31,6 +32,7 @@ int main(int argc, char** argv) {
   if (!std::strcmp(cmd, "generate")) return layerskip::cli::RunGenerate(argc, argv);
   if (!std::strcmp(cmd, "inspect")) return layerskip::cli::RunInspect(argc, argv);
   if (!std::strcmp(cmd, "bench")) return layerskip::cli::RunBench(argc, argv);
+  if (!std::strcmp(cmd, "logits")) return layerskip::cli::RunLogits(argc, argv);
   if (!std::strcmp(cmd, "client")) return layerskip::cli::RunClient(argc, argv);
   std::fprintf(stderr, "layerskip: unknown command '%s'\n", cmd);
   Usage();

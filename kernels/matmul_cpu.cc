@@ -1,6 +1,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "kernels/matmul.h"
 #include "kernels/simd.h"
@@ -8,21 +9,29 @@
 namespace layerskip::cpu {
 namespace {
 
-// Loads 8 weights at w + k as f32.
-template <typename W>
-inline __m256 LoadW(const W* w);
-template <>
-inline __m256 LoadW<uint16_t>(const uint16_t* w) { return LoadBf16x8(w); }
-template <>
-inline __m256 LoadW<float>(const float* w) { return _mm256_loadu_ps(w); }
+// Loads the 16 weights at w as two f32 vectors (w0, w1).
+// f32: w0 = w[0..7], w1 = w[8..15].
+// bf16: one 32-byte load widened by interleaving with zeros, which works within 128-bit lanes:
+// w0 = w[0..3, 8..11], w1 = w[4..7, 12..15]. x is laid out the same way beforehand (PermuteForBf16), so
+// the dot product is unchanged in value and the widening costs no shifts on the FMA ports.
+inline void LoadW16(const float* w, __m256& w0, __m256& w1) {
+  w0 = _mm256_loadu_ps(w);
+  w1 = _mm256_loadu_ps(w + 8);
+}
+inline void LoadW16(const uint16_t* w, __m256& w0, __m256& w1) {
+  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
+  const __m256i zero = _mm256_setzero_si256();
+  w0 = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, v));
+  w1 = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, v));
+}
 inline float ScalarW(const uint16_t* w) { return Bf16ToF32(*w); }
 inline float ScalarW(const float* w) { return *w; }
 
 constexpr int kPrefetchBytes = 2048;
 
-// R rows of W times T tokens of x. Every (token, row) dot product uses the same arithmetic as DotF32:
-// two accumulators over blocks of 16, a fixed horizontal sum, then the scalar tail in order. So the
-// result does not depend on how many rows or tokens are computed together.
+// R rows of W times T tokens of x. Every (token, row) dot product has one fixed arithmetic: two
+// accumulators over blocks of 16 (lanes as LoadW16 lays them out), a fixed horizontal sum, then the
+// scalar tail in order. So the result does not depend on how many rows or tokens are computed together.
 template <int R, int T, typename W>
 inline void MicroKernel(const float* const* xs, const W* const* ws, int64_t K, float* const* ys, int64_t j) {
   __m256 acc[R][T][2];
@@ -34,8 +43,7 @@ inline void MicroKernel(const float* const* xs, const W* const* ws, int64_t K, f
     for (int r = 0; r < R; ++r) {
       // Rows are 4 KiB apart for a 2048-wide bf16 matrix: hardware prefetchers stop at page boundaries.
       _mm_prefetch(reinterpret_cast<const char*>(ws[r] + k) + kPrefetchBytes, _MM_HINT_T0);
-      w0[r] = LoadW(ws[r] + k);
-      w1[r] = LoadW(ws[r] + k + 8);
+      LoadW16(ws[r] + k, w0[r], w1[r]);
     }
     for (int t = 0; t < T; ++t) {
       __m256 x0 = _mm256_loadu_ps(xs[t] + k), x1 = _mm256_loadu_ps(xs[t] + k + 8);
@@ -88,12 +96,32 @@ void MatmulRows(const float* x, int64_t n, const W* w, int64_t K, int64_t M, flo
   }
 }
 
+// x[n, K] with every block of 16 reordered as LoadW16 widens bf16: [0..3, 8..11, 4..7, 12..15]; the
+// tail past the last full block stays in place.
+std::vector<float> PermuteForBf16(const float* x, int64_t n, int64_t K) {
+  std::vector<float> out(static_cast<size_t>(n * K));
+  for (int64_t i = 0; i < n; ++i) {
+    const float* xi = x + i * K;
+    float* oi = out.data() + i * K;
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+      const __m256 a = _mm256_loadu_ps(xi + k), b = _mm256_loadu_ps(xi + k + 8);
+      _mm256_storeu_ps(oi + k, _mm256_permute2f128_ps(a, b, 0x20));
+      _mm256_storeu_ps(oi + k + 8, _mm256_permute2f128_ps(a, b, 0x31));
+    }
+    for (; k < K; ++k) oi[k] = xi[k];
+  }
+  return out;
+}
+
 }  // namespace
 
 void Matmul(const float* x, int64_t n, const Matrix& w, float* y, ThreadPool* pool) {
   const int64_t M = w.rows(), K = w.cols();
+  std::vector<float> xp;
+  if (w.type() == WeightType::kBF16) xp = PermuteForBf16(x, n, K);
   auto body = [&](int64_t j0, int64_t j1) {
-    if (w.type() == WeightType::kBF16) MatmulRows(x, n, w.bf16(), K, M, y, j0, j1);
+    if (w.type() == WeightType::kBF16) MatmulRows(xp.data(), n, w.bf16(), K, M, y, j0, j1);
     else MatmulRows(x, n, w.f32(), K, M, y, j0, j1);
   };
   // Waking threads costs microseconds: small products run on the calling thread. Which thread computes a

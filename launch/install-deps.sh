@@ -6,7 +6,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 packages=(
-  build-essential cmake ninja-build pkg-config git python3 python3-yaml openssl
+  build-essential cmake ninja-build pkg-config git python3 python3-pip python3-yaml openssl
   libabsl-dev libgtest-dev libgmock-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libsentencepiece-dev nlohmann-json3-dev libpcre2-dev
@@ -26,6 +26,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 if [ "${1:-}" = "--python" ]; then
-  python3 -m pip install -q -r "$here/../requirements.txt"
+  # Skip pip when everything imports already; on Debian's own python3 (PEP 668) allow the system install.
+  if ! python3 -c "import torch, transformers, tokenizers, safetensors, sentencepiece, numpy" 2>/dev/null; then
+    python3 -m pip install -q -r "$here/../requirements.txt" 2>/dev/null ||
+      python3 -m pip install -q --break-system-packages -r "$here/../requirements.txt"
+  fi
 fi
 echo "install-deps: ok"

@@ -2,7 +2,7 @@
 # Installs dependencies, builds, and runs every test through ctest (unit, cli, and the fuzzers when clang exists).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-launch/install-deps.sh
+launch/install-deps.sh --python  # the Python tests (train/) need torch and transformers
 launch/build.sh
 jobs="${LAYERSKIP_JOBS:-$(nproc)}"
 status=0

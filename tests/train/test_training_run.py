@@ -4,6 +4,7 @@ import io
 import json
 import os
 import shutil
+import subprocess
 import tempfile
 import unittest
 
@@ -114,6 +115,24 @@ class TrainingRunTest(unittest.TestCase):
         tok = AutoTokenizer.from_pretrained(export)
         ids = tok("def get_alpha(self):")["input_ids"]
         self.assertEqual(tok.decode(ids, skip_special_tokens=True), "def get_alpha(self):")
+        self.check_engine_exits(export, b.wrapper, x[0, :12].tolist())
+
+    def check_engine_exits(self, export, wrapper, ids):
+        """The C++ engine (`layerskip logits`, f32 weights) reproduces every early exit of the export."""
+        bin_dir = os.environ.get("LAYERSKIP_BIN_DIR")
+        if not bin_dir:
+            self.skipTest("LAYERSKIP_BIN_DIR is not set (ctest sets it): the C++ comparison needs build/bin")
+        out = subprocess.run([os.path.join(bin_dir, "layerskip"), "logits", "--model", export, "--dtype", "f32",
+                              "--threads", "1", "--prompt-ids", ",".join(map(str, ids))],
+                             capture_output=True, text=True, check=True)
+        engine = json.loads(out.stdout)["exits"]
+        with torch.no_grad():
+            hs, _ = wrapper.layer_outputs(torch.tensor([ids]))
+            for e, h in enumerate(hs, start=1):
+                ref = wrapper.exit_logits(h)[0]                        # (T, V)
+                got = torch.tensor(engine[str(e)])
+                rel = (got - ref).abs().max() / ref.abs().max()
+                self.assertLessEqual(float(rel), 1e-4, f"exit {e}: relative error {float(rel):.2e}")
 
 
 if __name__ == "__main__":

@@ -82,7 +82,9 @@ TEST_P(LosslessTest, GreedyIdsEqualAutoregressive) {
       for (const SpecStats& s : stats) {
         accepted += s.accepted;
         drafted += s.drafted;
-        if (d == 0) EXPECT_EQ(s.drafted, 0);
+        if (d == 0) {
+          EXPECT_EQ(s.drafted, 0);
+        }
       }
     }
   }
