@@ -4,7 +4,7 @@
 #   launch/quickstart.sh [MODEL_DIR]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-model="${1:-${LAYERSKIP_MODEL:-models/tiny-random}}"
+model="${1:-${LAYERSKIP_MODEL:-models/layerskip-demo}}"
 launch/install-deps.sh
 launch/build.sh
 bin=build/bin/layerskip

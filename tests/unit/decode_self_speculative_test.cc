@@ -97,6 +97,39 @@ INSTANTIATE_TEST_SUITE_P(Models, LosslessTest,
                          ::testing::Values(Case{WeightType::kF32, 3}, Case{WeightType::kBF16, 3},
                                            Case{WeightType::kBF16, 1 << 20}));
 
+// The trained LayerSkip demo model (models/layerskip-demo, trained with train/): code prompts of mixed
+// lengths, batch 8 and batch 1, E in {1, L/4, L/2, L-1} and d in {1, 2, 4, 8, auto}.
+TEST(TrainedModelTest, GreedyIdsEqualAutoregressive) {
+  ModelLoadOptions load;
+  load.threads = 2;
+  load.max_context = 512;
+  auto loaded = LoadModelDir(std::string(LAYERSKIP_SOURCE_DIR) + "/models/layerskip-demo", load);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  const LoadedModel& m = **loaded;
+  const char* texts[] = {"def __init__(self", "import os\nimport sys\n", "class Config:\n    def", "for i in range(",
+                         "    return self.", "if __name__ == '__main__':\n", "x = [", "\"\"\"Return the"};
+  std::vector<std::vector<int>> prompts;
+  for (const char* t : texts) prompts.push_back(m.tokenizer->Encode(t, true));
+  const int max_tokens = 20, L = m.weights->config.num_hidden_layers;
+  std::vector<std::vector<int>> ref;
+  for (const auto& p : prompts) ref.push_back(Decode(m, {p}, DecodeOptions{}, max_tokens)[0]);
+  int64_t accepted = 0, drafted = 0;
+  for (int e : {1, L / 4, L / 2, L - 1}) {
+    for (int d : {1, 2, 4, 8, -1}) {
+      const DecodeOptions o = d < 0 ? SelfSpec(e, 4, true) : SelfSpec(e, d);
+      std::vector<SpecStats> stats;
+      EXPECT_EQ(Decode(m, prompts, o, max_tokens, &stats), ref) << "batch 8, E=" << e << " d=" << d;
+      EXPECT_EQ(Decode(m, {prompts[2]}, o, max_tokens)[0], ref[2]) << "batch 1, E=" << e << " d=" << d;
+      for (const SpecStats& s : stats) {
+        accepted += s.accepted;
+        drafted += s.drafted;
+      }
+    }
+  }
+  EXPECT_GT(accepted, drafted / 4) << "a LayerSkip-trained model's early exits should often agree";
+  EXPECT_LT(accepted, drafted);
+}
+
 // After every round, each layer's K/V of the cached positions equals bitwise what autoregressive decoding
 // of the same tokens wrote.
 TEST(RollbackTest, CacheEqualsAutoregressiveBitwise) {
