@@ -6,16 +6,25 @@
 #include <chrono>
 #include <cstring>
 #include <memory>
+#include <functional>
+#include <vector>
+
+#include <sys/mman.h>
 
 namespace layerskip::cli {
 
 double MeasureReadBandwidth(ThreadPool* pool, size_t bytes, int repeats) {
   const size_t n = bytes / sizeof(float);
-  std::unique_ptr<float[]> buf(new float[n]);
+  // Huge pages, as the weights get (engine/model/weights.cc), so the probe measures DRAM, not the TLB.
+  void* mem = ::mmap(nullptr, n * sizeof(float), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) return 0.0;
+  ::madvise(mem, n * sizeof(float), MADV_HUGEPAGE);
+  std::unique_ptr<float, std::function<void(float*)>> buf(static_cast<float*>(mem),
+                                                          [bytes = n * sizeof(float)](float* p) { ::munmap(p, bytes); });
   pool->ParallelFor(static_cast<int64_t>(n), 4096, [&](int64_t b, int64_t e) {
     std::fill(buf.get() + b, buf.get() + e, 1.0f);
   });
-  double best = 0.0;
+  std::vector<double> rates;
   for (int r = 0; r < repeats; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
     pool->ParallelFor(static_cast<int64_t>(n), 4096, [&](int64_t b, int64_t e) {
@@ -31,9 +40,11 @@ double MeasureReadBandwidth(ThreadPool* pool, size_t bytes, int repeats) {
       __asm__ volatile("" : : "x"(sum));  // keep the reads
     });
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    best = std::max(best, static_cast<double>(n * sizeof(float)) / dt);
+    rates.push_back(static_cast<double>(n * sizeof(float)) / dt);
   }
-  return best;
+  // The median pass: decode is timed as an average over many steps, so the probe is not its best moment.
+  std::sort(rates.begin(), rates.end());
+  return rates[rates.size() / 2];
 }
 
 }  // namespace layerskip::cli

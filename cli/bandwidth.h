@@ -5,7 +5,7 @@
 
 namespace layerskip::cli {
 
-// Best of `repeats` full passes over a `bytes` buffer; returns bytes per second.
+// The median of `repeats` full passes over a `bytes` buffer; returns bytes per second.
 double MeasureReadBandwidth(ThreadPool* pool, size_t bytes = size_t{1} << 30, int repeats = 5);
 
 }  // namespace layerskip::cli

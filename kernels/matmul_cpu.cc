@@ -27,7 +27,7 @@ inline void LoadW16(const uint16_t* w, __m256& w0, __m256& w1) {
 inline float ScalarW(const uint16_t* w) { return Bf16ToF32(*w); }
 inline float ScalarW(const float* w) { return *w; }
 
-constexpr int kPrefetchBytes = 2048;
+constexpr int kPrefetchBytes = 1024;
 
 // R rows of W times T tokens of x. Every (token, row) dot product has one fixed arithmetic: two
 // accumulators over blocks of 16 (lanes as LoadW16 lays them out), a fixed horizontal sum, then the
