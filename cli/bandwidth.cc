@@ -15,7 +15,7 @@ namespace layerskip::cli {
 
 double MeasureReadBandwidth(ThreadPool* pool, size_t bytes, int repeats) {
   const size_t n = bytes / sizeof(float);
-  // Huge pages, as the weights get (engine/model/weights.cc), so the probe measures DRAM, not the TLB.
+  // The same page advice as the weights get (engine/model/weights.cc), so both see the same TLB.
   void* mem = ::mmap(nullptr, n * sizeof(float), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED) return 0.0;
   ::madvise(mem, n * sizeof(float), MADV_HUGEPAGE);
