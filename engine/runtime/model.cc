@@ -4,6 +4,7 @@
 #include <map>
 
 #include "absl/strings/str_cat.h"
+#include "engine/util/status.h"
 #include "kernels/attention.h"
 #include "kernels/embedding.h"
 #include "kernels/matmul.h"
@@ -27,37 +28,9 @@ absl::Status Model::Embed(absl::Span<const int> ids, float* x) const {
 }
 
 absl::Status Model::Forward(int a, int b, const TokenBatch& batch, float* x, KvCache* cache) const {
-  if (a < 0 || b > num_layers() || a > b)
-    return absl::InvalidArgumentError(absl::StrCat("layer range [", a, ",", b, ") is outside [0,", num_layers(), "]"));
-  if (a == b) return absl::OkStatus();
-  if (a < weights_->first_layer || b > weights_->end_layer)
-    return absl::FailedPreconditionError(absl::StrCat("layers [", a, ",", b, ") are not all loaded (this shard has [",
-                                                      weights_->first_layer, ",", weights_->end_layer, "))"));
-  if (a < cache->first_layer() || b > cache->end_layer())
-    return absl::FailedPreconditionError(absl::StrCat("the KV cache does not hold layers [", a, ",", b, ")"));
-  // Per slot: the next expected position, equal in every layer of [a, b).
   std::map<int, int> next;
-  for (int i = 0; i < batch.size(); ++i) {
-    const int slot = batch.slots[i], pos = batch.positions[i];
-    if (slot < 0 || slot >= cache->num_slots())
-      return absl::InvalidArgumentError(absl::StrCat("slot ", slot, " is outside the cache's ", cache->num_slots()));
-    if (pos >= cache->capacity() || pos >= max_positions())
-      return absl::OutOfRangeError(absl::StrCat("position ", pos, " is past the context length ",
-                                                std::min(cache->capacity(), max_positions())));
-    auto it = next.find(slot);
-    if (it == next.end()) {
-      const int len = cache->length(a, slot);
-      for (int l = a + 1; l < b; ++l)
-        if (cache->length(l, slot) != len)
-          return absl::FailedPreconditionError(absl::StrCat("slot ", slot, " has different cache lengths in layers ",
-                                                            a, " and ", l));
-      it = next.emplace(slot, len).first;
-    }
-    if (pos != it->second)
-      return absl::InvalidArgumentError(
-          absl::StrCat("slot ", slot, ": position ", pos, " given where position ", it->second, " comes next"));
-    ++it->second;
-  }
+  LS_RETURN_IF_ERROR(CheckTokenBatch(batch, a, b, num_layers(), weights_->first_layer, weights_->end_layer,
+                                     max_positions(), *cache, &next));
   for (int l = a; l < b; ++l) Layer(l, batch, x, cache);
   for (const auto& [slot, len] : next)
     for (int l = a; l < b; ++l) cache->set_length(l, slot, len);

@@ -8,22 +8,11 @@
 #include "absl/types/span.h"
 #include "engine/model/weights.h"
 #include "engine/runtime/kv_cache.h"
+#include "engine/runtime/token_batch.h"
 #include "engine/util/thread_pool.h"
 #include "kernels/rope.h"
 
 namespace layerskip {
-
-// The tokens of one forward call: token i belongs to KV-cache slot slots[i] at position positions[i].
-// The tokens of a slot must be consecutive positions, in order, starting at that slot's cache length.
-struct TokenBatch {
-  std::vector<int> slots;
-  std::vector<int> positions;
-  int size() const { return static_cast<int>(slots.size()); }
-  void Add(int slot, int position) {
-    slots.push_back(slot);
-    positions.push_back(position);
-  }
-};
 
 class Model {
  public:

@@ -177,36 +177,9 @@ absl::Status CudaModel::EmbedDevice(const int* ids, int n, float* x) {
 }
 
 absl::Status CudaModel::Forward(int a, int b, const TokenBatch& batch, float* x, CudaKvCache* cache) {
-  if (a < 0 || b > num_layers() || a > b)
-    return absl::InvalidArgumentError(absl::StrCat("layer range [", a, ",", b, ") is outside [0,", num_layers(), "]"));
+  std::map<int, int> next;  // per slot: the cache length after this call
+  LS_RETURN_IF_ERROR(CheckTokenBatch(batch, a, b, num_layers(), first_layer_, end_layer_, max_positions(), *cache, &next));
   if (a == b) return absl::OkStatus();
-  if (a < first_layer_ || b > end_layer_)
-    return absl::FailedPreconditionError(absl::StrCat("layers [", a, ",", b, ") are not all loaded (this shard has [",
-                                                      first_layer_, ",", end_layer_, "))"));
-  if (a < cache->first_layer() || b > cache->end_layer())
-    return absl::FailedPreconditionError(absl::StrCat("the KV cache does not hold layers [", a, ",", b, ")"));
-  std::map<int, int> next;  // per slot: the next expected position, equal in every layer of [a, b)
-  for (int i = 0; i < batch.size(); ++i) {
-    const int slot = batch.slots[i], pos = batch.positions[i];
-    if (slot < 0 || slot >= cache->num_slots())
-      return absl::InvalidArgumentError(absl::StrCat("slot ", slot, " is outside the cache's ", cache->num_slots()));
-    if (pos >= cache->capacity() || pos >= max_positions())
-      return absl::OutOfRangeError(absl::StrCat("position ", pos, " is past the context length ",
-                                                std::min(cache->capacity(), max_positions())));
-    auto it = next.find(slot);
-    if (it == next.end()) {
-      const int len = cache->length(a, slot);
-      for (int l = a + 1; l < b; ++l)
-        if (cache->length(l, slot) != len)
-          return absl::FailedPreconditionError(
-              absl::StrCat("slot ", slot, " has different cache lengths in layers ", a, " and ", l));
-      it = next.emplace(slot, len).first;
-    }
-    if (pos != it->second)
-      return absl::InvalidArgumentError(
-          absl::StrCat("slot ", slot, ": position ", pos, " given where position ", it->second, " comes next"));
-    ++it->second;
-  }
   // Pieces of max_batch tokens, each through all layers of [a, b): a later piece attends to the K/V the
   // earlier ones wrote.
   const int group = config_.num_attention_heads / config_.num_key_value_heads;
