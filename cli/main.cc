@@ -1,6 +1,10 @@
 // layerskip: generate, inspect and bench on Hugging Face Llama checkpoints.
 #include <cstdio>
+#include <cerrno>
 #include <cstring>
+#include <string>
+
+#include <unistd.h>
 
 #include "cli/commands.h"
 
@@ -33,7 +37,15 @@ int main(int argc, char** argv) {
   if (!std::strcmp(cmd, "inspect")) return layerskip::cli::RunInspect(argc, argv);
   if (!std::strcmp(cmd, "bench")) return layerskip::cli::RunBench(argc, argv);
   if (!std::strcmp(cmd, "logits")) return layerskip::cli::RunLogits(argc, argv);
-  if (!std::strcmp(cmd, "client")) return layerskip::cli::RunClient(argc, argv);
+  if (!std::strcmp(cmd, "client")) {  // the gRPC client is its own binary beside this one
+    char self[4096];
+    const ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    std::string path = n > 0 ? std::string(self, n) : std::string(argv[0]);
+    path = path.substr(0, path.find_last_of('/') + 1) + "layerskip-client";
+    execv(path.c_str(), argv);
+    std::fprintf(stderr, "layerskip client: cannot run %s: %s\n", path.c_str(), std::strerror(errno));
+    return 1;
+  }
   std::fprintf(stderr, "layerskip: unknown command '%s'\n", cmd);
   Usage();
   return 2;

@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cli/commands.h"
+#include "engine/tokenizer/tokenizer.h"
 #include "cli/flags.h"
 #include "coordinator/server.h"
 #include "engine/util/status.h"
@@ -178,4 +179,11 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace layerskip::coordinator
 
-int main(int argc, char** argv) { return layerskip::coordinator::Main(argc, argv); }
+int main(int argc, char** argv) {
+  // This process links libprotobuf (gRPC): sentencepiece's bundled protobuf would abort it.
+  layerskip::DisableSentencePiece(
+      "sentencepiece tokenizers are not supported by layerskip-coordinator (Debian's libsentencepiece bundles a "
+      "protobuf that clashes with gRPC's); give the model a tokenizer.json (transformers writes one with "
+      "AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR))");
+  return layerskip::coordinator::Main(argc, argv);
+}

@@ -5,6 +5,8 @@
 //                    [--tls-cert F --tls-key F [--tls-client-ca F]] [--allow-unauthenticated]
 #include <csignal>
 #include <cstdio>
+
+#include "engine/tokenizer/tokenizer.h"
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -43,6 +45,8 @@ void Usage() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // This process links libprotobuf (gRPC): sentencepiece's bundled protobuf would abort it.
+  layerskip::DisableSentencePiece("sentencepiece tokenizers are not supported in layerskip-worker");
   std::string listen, device = "cpu", token_file, tls_cert, tls_key, tls_client_ca;
   bool allow_unauthenticated = false;
   layerskip::worker::WorkerOptions options;

@@ -9,6 +9,15 @@
 
 namespace layerskip {
 
+namespace {
+std::string& SentencePieceDisabledReason() {
+  static std::string reason;
+  return reason;
+}
+}  // namespace
+
+void DisableSentencePiece(std::string why) { SentencePieceDisabledReason() = std::move(why); }
+
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::filesystem::path& dir) {
   using namespace tokenizer_internal;
   const std::filesystem::path json_path = dir / "tokenizer.json";
@@ -18,7 +27,11 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::filesystem::
     return absl::NotFoundError(absl::StrCat(dir.string(), ": no tokenizer.json or tokenizer.model"));
   }
   LS_ASSIGN_OR_RETURN(const TokenizerConfig config, ReadTokenizerConfig(dir));
-  if (!has_json) return CreateSentencePieceTokenizer(model_path, config);
+  if (!has_json) {
+    if (!SentencePieceDisabledReason().empty())
+      return absl::FailedPreconditionError(absl::StrCat(model_path.string(), ": ", SentencePieceDisabledReason()));
+    return CreateSentencePieceTokenizer(model_path, config);
+  }
   LS_ASSIGN_OR_RETURN(const nlohmann::json spec, ReadJsonFile(json_path));
   return CreateHfTokenizer(spec, config, json_path.string());
 }

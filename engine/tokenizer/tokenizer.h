@@ -36,6 +36,11 @@ class Tokenizer {
 // NotFound when neither file exists; InvalidArgument naming the file and field on malformed input.
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(const std::filesystem::path& dir);
 
+// Makes LoadTokenizer refuse tokenizer.model (sentencepiece) with FailedPrecondition(`why`). Processes
+// that also link libprotobuf (gRPC) call it: Debian's libsentencepiece carries its own protobuf 3.14, whose
+// model parser aborts the process when it meets libprotobuf 3.21 there. tokenizer.json is unaffected.
+void DisableSentencePiece(std::string why);
+
 // Streaming detokenizer for one sequence: feed generated ids one at a time, get the newly completed text.
 // Text that ends in an incomplete UTF-8 sequence (byte-level bytes or <0xXX> byte-fallback pieces, which
 // decode to U+FFFD) is held back until later ids complete it, or until Flush(). The concatenation of all

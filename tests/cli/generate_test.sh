@@ -3,7 +3,8 @@
 # non-zero exit (never a crash) for every kind of bad input.
 #   tests/cli/generate_test.sh BIN_DIR SOURCE_DIR
 set -uo pipefail
-bin="$1/layerskip"
+bin_dir="$1"
+bin="$bin_dir/layerskip"
 src="$2"
 model="$src/models/tiny-random"
 tmp=$(mktemp -d)
@@ -51,6 +52,14 @@ done
 "$bin" inspect --model "$model" >"$tmp/inspect" && grep -q "parameters:" "$tmp/inspect" && grep -q "dtypes: BF16=" "$tmp/inspect" && ok \
   || fail "inspect output"
 "$bin" inspect --model "$src/tests/fixtures/hf/sharded" >/dev/null && ok || fail "inspect sharded checkpoint"
+
+# A sentencepiece tokenizer.model (no tokenizer.json): the demo weights with the sentencepiece fixture.
+mkdir -p "$tmp/sp" && cp "$model/config.json" "$model/model.safetensors" "$tmp/sp/"
+cp "$src/tests/fixtures/tokenizers/sentencepiece/tokenizer.model" "$src/tests/fixtures/tokenizers/sentencepiece/tokenizer_config.json" "$tmp/sp/"
+"$bin" generate --model "$tmp/sp" --prompt "hello world" --max-tokens 4 --mode self-speculative --exit-layer 2 --json >"$tmp/sp.json" \
+  && [ "$(json_field "$tmp/sp.json" '["stats"]["generated_tokens"]')" = "4" ] && ok || fail "generate with a sentencepiece tokenizer.model"
+# The coordinator refuses it with one line (its gRPC protobuf and sentencepiece's cannot share a process).
+expect_error "tokenizer.json" "$bin_dir/layerskip-coordinator" --model "$tmp/sp" --listen 127.0.0.1:0
 
 # --- bad input
 expect_error "config.json" "$bin" generate --model "$tmp/missing" --prompt-ids 1
