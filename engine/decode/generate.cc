@@ -26,6 +26,22 @@ absl::Status ValidateDecodeOptions(const DecodeOptions& o, int num_layers) {
   return absl::InvalidArgumentError("unknown decode mode");
 }
 
+absl::Status DecodeStep(const Model& model, KvCache& cache, const std::vector<Sequence*>& seqs,
+                        const DecodeOptions& options) {
+  switch (options.mode) {
+    case DecodeMode::kAutoregressive:
+      return AutoregressiveStep(model, cache, seqs, model.num_layers());
+    case DecodeMode::kEarlyExit:
+      return AutoregressiveStep(model, cache, seqs, options.exit_layer);
+    case DecodeMode::kSelfSpeculative: {
+      SpeculationConfig spec = options.speculation;
+      spec.exit_layer = options.exit_layer;
+      return SelfSpeculativeRound(model, cache, seqs, spec);
+    }
+  }
+  return absl::InvalidArgumentError("unknown decode mode");
+}
+
 absl::StatusOr<std::vector<GenerateResult>> GenerateBatch(const Model& model, KvCache& cache,
                                                           const std::vector<std::vector<int>>& prompts,
                                                           const std::vector<GenerationParams>& params,
@@ -50,8 +66,6 @@ absl::StatusOr<std::vector<GenerateResult>> GenerateBatch(const Model& model, Kv
   }
   std::vector<Sequence*> ptrs;
   for (Sequence& s : seqs) ptrs.push_back(&s);
-  SpeculationConfig spec = options.speculation;
-  spec.exit_layer = options.exit_layer;
 
   std::vector<GenerateResult> results(seqs.size());
   auto now = [] { return std::chrono::steady_clock::now(); };
@@ -61,17 +75,7 @@ absl::StatusOr<std::vector<GenerateResult>> GenerateBatch(const Model& model, Kv
     for (const Sequence& s : seqs) any |= !s.finished();
     if (!any) break;
     const auto t0 = now();
-    switch (options.mode) {
-      case DecodeMode::kAutoregressive:
-        LS_RETURN_IF_ERROR(AutoregressiveStep(model, cache, ptrs, model.num_layers()));
-        break;
-      case DecodeMode::kEarlyExit:
-        LS_RETURN_IF_ERROR(AutoregressiveStep(model, cache, ptrs, options.exit_layer));
-        break;
-      case DecodeMode::kSelfSpeculative:
-        LS_RETURN_IF_ERROR(SelfSpeculativeRound(model, cache, ptrs, spec));
-        break;
-    }
+    LS_RETURN_IF_ERROR(DecodeStep(model, cache, ptrs, options));
     const double dt = std::chrono::duration<double>(now() - t0).count();
     for (GenerateResult& r : results) (first ? r.prefill_seconds : r.decode_seconds) += dt;
     first = false;

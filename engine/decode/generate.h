@@ -28,6 +28,11 @@ struct GenerateResult {
 // InvalidArgument naming the field for a bad mode / exit layer / speculation setting.
 absl::Status ValidateDecodeOptions(const DecodeOptions& options, int num_layers);
 
+// One step of `options.mode` for the unfinished sequences in `seqs`: one token each (autoregressive, early
+// exit) or one self-speculative round. GenerateBatch and LocalExecutor both step through here.
+absl::Status DecodeStep(const Model& model, KvCache& cache, const std::vector<Sequence*>& seqs,
+                        const DecodeOptions& options);
+
 // Generates for each prompt in its own slot (slot i for prompts[i]; the cache needs prompts.size() slots),
 // all in one batch. Prompts must be non-empty, in the vocabulary and shorter than the context.
 absl::StatusOr<std::vector<GenerateResult>> GenerateBatch(const Model& model, KvCache& cache,

@@ -42,14 +42,7 @@ Streamed Generate(v1::Inference::Stub& stub, const v1::GenerateRequest& q,
 }
 
 std::vector<int> CliIds(const std::string& args) {
-  const std::string cmd = std::string(LAYERSKIP_BIN_DIR) + "/layerskip generate --model " + kModel + " --json --threads 1 " + args;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  EXPECT_EQ(::pclose(p), 0) << cmd;
-  return nlohmann::json::parse(out)["ids"].get<std::vector<int>>();
+  return nlohmann::json::parse(CliGenerateJson(kModel, args))["ids"].get<std::vector<int>>();
 }
 
 v1::GenerateRequest Request(const std::string& prompt, int max_tokens, v1::DecodeMode mode, int d) {

@@ -1,5 +1,7 @@
 #include "tests/service/coordinator_process.h"
 
+#include <gtest/gtest.h>
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -9,6 +11,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -148,6 +151,18 @@ double CoordinatorProcess::Metric(const std::string& prefix) const {
     if (line.rfind(prefix, 0) == 0 && line.size() > prefix.size() && line[prefix.size()] == ' ')
       return std::atof(line.c_str() + line.rfind(' ') + 1);
   return -1;
+}
+
+std::string CliGenerateJson(const std::string& model, const std::string& args) {
+  const std::string cmd =
+      std::string(LAYERSKIP_BIN_DIR) + "/layerskip generate --model " + model + " --json --threads 1 " + args;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  EXPECT_EQ(::pclose(p), 0) << cmd;
+  return out;
 }
 
 }  // namespace layerskip::testing

@@ -50,6 +50,10 @@ class CoordinatorProcess {
   bool exited_ = false;
 };
 
+// `layerskip generate --model MODEL --json --threads 1 ARGS` (ARGS go through the shell): the reference the
+// service's output must match. Empty on failure (after a gtest failure naming the command).
+std::string CliGenerateJson(const std::string& model, const std::string& args);
+
 // Polls `pred` every 10 ms for up to `seconds`.
 bool WaitFor(const std::function<bool()>& pred, double seconds);
 

@@ -48,16 +48,7 @@ Streamed Generate(v1::Inference::Stub& stub, const v1::GenerateRequest& q, doubl
 }
 
 // `layerskip generate --json` for the same request: the reference the service must match.
-nlohmann::json CliGenerate(const std::string& args) {
-  const std::string cmd = std::string(LAYERSKIP_BIN_DIR) + "/layerskip generate --model " + kModel + " --json --threads 1 " + args;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  EXPECT_EQ(::pclose(p), 0) << cmd;
-  return nlohmann::json::parse(out);
-}
+nlohmann::json CliGenerate(const std::string& args) { return nlohmann::json::parse(CliGenerateJson(kModel, args)); }
 
 v1::GenerateRequest TextRequest(const std::string& prompt, int max_tokens) {
   v1::GenerateRequest q;
