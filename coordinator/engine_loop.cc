@@ -123,6 +123,7 @@ void EngineLoop::Run() {
     if (failed_) break;
   }
   // Stopping: whatever is left ends as cancelled.
+  DrainInFlight();
   std::lock_guard<std::mutex> l(mu_);
   for (auto& r : waiting_.Clear()) Fail(*r, absl::CancelledError("the server stopped"), true);
   for (auto& r : running_) {
@@ -202,15 +203,15 @@ void EngineLoop::AdmitLocked() {
 }
 
 void EngineLoop::Round() {
-  // Leave: cancelled by the client, past the deadline, or cancelled by shutdown.
-  std::vector<std::shared_ptr<Request>> running;
+  // Leave: cancelled by the client, past the deadline, or cancelled by shutdown (a request in a step in
+  // flight leaves when its step has finished).
   {
     std::lock_guard<std::mutex> l(mu_);
     const Clock::time_point now = Clock::now();
     for (auto it = running_.begin(); it != running_.end();) {
       Request& r = **it;
       const bool deadline = r.deadline && now >= *r.deadline;
-      if (r.cancelled || deadline || cancel_all_) {
+      if (!r.in_flight && (r.cancelled || deadline || cancel_all_)) {
         ReleaseSlot(r);
         if (cancel_all_ && !r.cancelled && !deadline) Retire(r, FinishReason::kCancelled);
         else Fail(r, deadline ? absl::DeadlineExceededError("the deadline expired") : absl::CancelledError("cancelled"), true);
@@ -224,48 +225,31 @@ void EngineLoop::Round() {
       cv_.notify_all();
       return;
     }
-    running = running_;
   }
+  if (!StartSteps() || in_flight_.empty()) return;
 
-  std::vector<Request*> ptrs;
-  for (auto& r : running) ptrs.push_back(r.get());
-  for (const StepGroup& g : micro_.Schedule(ptrs)) {
-    std::vector<Sequence*> seqs;
-    for (Request* r : g.requests) seqs.push_back(r->seq.get());
-    absl::Status s = executor_->Step(seqs, g.options);
-    if (absl::IsUnavailable(s)) {
-      Degrade(s);
-      return;
-    }
-    if (!s.ok()) {
-      // A fatal engine error: every cache is suspect. Fail everything, stop, and let the server exit.
-      failed_ = true;
-      const absl::Status err = absl::InternalError(absl::StrCat("engine error: ", s.message()));
-      {
-        std::lock_guard<std::mutex> l(mu_);
-        for (auto& r : running_) {
-          metrics_->aborted->Add(1);
-          Fail(*r, err, false);
-        }
-        running_.clear();
-        for (auto& r : waiting_.Clear()) Fail(*r, err, false);
-        UpdateGauges();
-      }
-      cv_.notify_all();
-      if (on_fatal_) on_fatal_(s);
-      return;
-    }
-    for (Request* r : g.requests) {
-      Account(*r, g.speculation_off);
-      EmitNew(*r);
-    }
+  // Finish the oldest step.
+  Flight f = std::move(in_flight_.front());
+  in_flight_.pop_front();
+  const absl::Status s = executor_->FinishStep(f.id);
+  for (Request* r : f.group.requests) {
+    r->in_flight = false;
+    r->last_step = ++step_counter_;
+  }
+  if (!s.ok()) {
+    StepFailed(s);
+    return;
+  }
+  for (Request* r : f.group.requests) {
+    Account(*r, f.group.speculation_off);
+    EmitNew(*r);
   }
 
   // Retire the finished ones.
   std::lock_guard<std::mutex> l(mu_);
   for (auto it = running_.begin(); it != running_.end();) {
     Request& r = **it;
-    if (r.seq->finished()) {
+    if (!r.in_flight && r.seq->finished()) {
       ReleaseSlot(r);
       Retire(r, r.seq->finish_reason());
       it = running_.erase(it);
@@ -275,6 +259,64 @@ void EngineLoop::Round() {
   }
   UpdateGauges();
   cv_.notify_all();
+}
+
+bool EngineLoop::StartSteps() {
+  const int max_flight = std::max(1, executor_->max_in_flight());
+  while (static_cast<int>(in_flight_.size()) < max_flight) {
+    // Each step takes its share of the running requests, those that waited longest first.
+    std::vector<Request*> idle;
+    for (auto& r : running_)
+      if (!r->in_flight) idle.push_back(r.get());
+    if (idle.empty()) break;
+    std::stable_sort(idle.begin(), idle.end(), [](const Request* a, const Request* b) { return a->last_step < b->last_step; });
+    const size_t share = (running_.size() + max_flight - 1) / max_flight;
+    if (idle.size() > share) idle.resize(share);
+    std::vector<StepGroup> groups = micro_.Schedule(idle);
+    if (groups.empty()) break;
+    StepGroup& g = groups.front();
+    std::vector<Sequence*> seqs;
+    for (Request* r : g.requests) seqs.push_back(r->seq.get());
+    const absl::StatusOr<uint64_t> id = executor_->StartStep(seqs, g.options);
+    if (!id.ok()) {
+      StepFailed(id.status());
+      return false;
+    }
+    for (Request* r : g.requests) r->in_flight = true;
+    in_flight_.push_back(Flight{*id, std::move(g)});
+  }
+  return true;
+}
+
+void EngineLoop::DrainInFlight() {
+  for (Flight& f : in_flight_) {
+    executor_->FinishStep(f.id).IgnoreError();
+    for (Request* r : f.group.requests) r->in_flight = false;
+  }
+  in_flight_.clear();
+}
+
+void EngineLoop::StepFailed(const absl::Status& s) {
+  DrainInFlight();  // every step's caches are suspect now; their requests end below
+  if (absl::IsUnavailable(s)) {
+    Degrade(s);
+    return;
+  }
+  // A fatal engine error: every cache is suspect. Fail everything, stop, and let the server exit.
+  failed_ = true;
+  const absl::Status err = absl::InternalError(absl::StrCat("engine error: ", s.message()));
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    for (auto& r : running_) {
+      metrics_->aborted->Add(1);
+      Fail(*r, err, false);
+    }
+    running_.clear();
+    for (auto& r : waiting_.Clear()) Fail(*r, err, false);
+    UpdateGauges();
+  }
+  cv_.notify_all();
+  if (on_fatal_) on_fatal_(s);
 }
 
 void EngineLoop::Account(Request& r, bool speculation_off) {

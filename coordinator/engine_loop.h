@@ -1,10 +1,13 @@
 #pragma once
 // The one thread that drives the Executor (the model's thread pool is not re-entrant). Each round: drop
 // cancelled / expired requests and free their slots, admit waiting requests while slots and KV positions
-// allow (new requests join the running batch at round boundaries), Step every group the micro-batch
-// scheduler forms, stream the new tokens and text, retire finished sequences and Release their slots.
+// allow (new requests join the running batch at round boundaries), start steps for the groups the
+// micro-batch scheduler forms while the executor takes more (one at a time in-process; one per stage for a
+// pipeline, each with its share of the running requests, oldest first), finish the oldest step, stream its
+// new tokens and text, retire finished sequences and Release their slots.
 #include <atomic>
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -76,6 +79,11 @@ class EngineLoop {
   // admission pauses until ProbeHealth finds the executor restored.
   void Degrade(const absl::Status& status);
   void ProbeHealth();
+  // Starts steps while the executor takes more; false after a failed start (handled).
+  bool StartSteps();
+  // A step failed to start or finish: finish the others, then Degrade (UNAVAILABLE) or fail everything.
+  void StepFailed(const absl::Status& status);
+  void DrainInFlight();  // finishes every step in flight, ignoring results
 
   Executor* executor_;
   const Tokenizer* tokenizer_;
@@ -95,6 +103,12 @@ class EngineLoop {
   std::atomic<bool> degraded_{false};
   Clock::time_point last_probe_{};
   uint64_t next_id_ = 1;
+  struct Flight {
+    uint64_t id = 0;  // the executor's step id
+    StepGroup group;
+  };
+  std::deque<Flight> in_flight_;  // oldest first (loop thread only)
+  uint64_t step_counter_ = 0;
   std::thread thread_;
 };
 

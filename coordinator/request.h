@@ -69,6 +69,8 @@ struct Request {
   size_t sent_text = 0;    // bytes of `text` already sent
   int64_t autoregressive_steps = 0;
   SpecStats reported;      // spec stats already added to the metrics
+  bool in_flight = false;  // in a step the executor has started and not finished
+  uint64_t last_step = 0;  // when its last step finished (the loop's step counter): oldest go first
 };
 
 }  // namespace layerskip::coordinator

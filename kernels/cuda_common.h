@@ -61,18 +61,27 @@ class DeviceBuffer {
     }
     return b;
   }
-  // Allocates and copies host data (synchronous).
+  // Allocates and copies host data; the data is on the device for every stream when this returns. (A plain
+  // cudaMemcpy runs on the legacy stream, which the engine's non-blocking streams do not wait for, and a
+  // pageable copy may still be in flight when it returns.)
   static absl::StatusOr<DeviceBuffer> FromHost(const T* host, size_t size) {
     LS_ASSIGN_OR_RETURN(DeviceBuffer b, Alloc(size));
-    if (size > 0) LS_CUDA_RETURN_IF_ERROR(cudaMemcpy(b.data_, host, size * sizeof(T), cudaMemcpyHostToDevice));
+    if (size > 0) {
+      LS_CUDA_RETURN_IF_ERROR(cudaMemcpy(b.data_, host, size * sizeof(T), cudaMemcpyHostToDevice));
+      LS_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
+    }
     return b;
   }
   static absl::StatusOr<DeviceBuffer> FromHost(const std::vector<T>& host) { return FromHost(host.data(), host.size()); }
 
-  // Copies the whole buffer to host (synchronous).
+  // Copies the whole buffer to host after all work queued on any stream (the engine's streams are
+  // non-blocking, so a plain cudaMemcpy would not wait for their kernels).
   absl::StatusOr<std::vector<T>> ToHost() const {
     std::vector<T> out(size_);
-    if (size_ > 0) LS_CUDA_RETURN_IF_ERROR(cudaMemcpy(out.data(), data_, size_ * sizeof(T), cudaMemcpyDeviceToHost));
+    if (size_ > 0) {
+      LS_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());
+      LS_CUDA_RETURN_IF_ERROR(cudaMemcpy(out.data(), data_, size_ * sizeof(T), cudaMemcpyDeviceToHost));
+    }
     return out;
   }
 

@@ -73,6 +73,7 @@ absl::StatusOr<std::unique_ptr<Shard>> Shard::Load(const ShardSpec& spec) {
   const int context = std::min(spec.context, s->weights_->config.max_position_embeddings);
   s->model_ = std::make_unique<Model>(s->weights_, context, s->pool_.get());
   s->cache_ = std::make_unique<KvCache>(s->weights_->config, spec.first_layer, spec.end_layer, spec.num_slots, context);
+  s->open_start_.assign(spec.num_slots, -1);
   return s;
 }
 
@@ -103,6 +104,18 @@ absl::Status Shard::CheckSlot(int slot, int cached, int a, int b) const {
   return absl::OkStatus();
 }
 
+absl::Status Shard::Settle(int slot, int cached, int a, int b) {
+  if (slot >= 0 && slot < cache_->num_slots() && open_start_[slot] >= 0) {
+    const int start = open_start_[slot], end = cache_->length(a, slot);
+    if (cached < start || cached > end)
+      return absl::FailedPreconditionError(absl::StrCat("slot ", slot, ": the coordinator's accepted length ", cached,
+                                                        " is outside the open round's [", start, ", ", end, "]"));
+    cache_->Truncate(slot, cached);
+    open_start_[slot] = -1;
+  }
+  return CheckSlot(slot, cached, a, b);
+}
+
 absl::Status Shard::Draft(const v1::DraftRequest& req, v1::DraftResponse* resp, std::vector<float>* rows) {
   const int E = req.exit_layer(), D = hidden(), V = config().vocab_size;
   if (!is_first() || !spec_.embedding || !spec_.head || E != spec_.end_layer)
@@ -117,7 +130,7 @@ absl::Status Shard::Draft(const v1::DraftRequest& req, v1::DraftResponse* resp, 
   bool short_of_uniforms = false;
   for (int j = 0; j < req.seqs_size(); ++j) {
     const v1::DraftSequence& in = req.seqs(j);
-    LS_RETURN_IF_ERROR(CheckSlot(in.slot(), in.cached(), 0, E));
+    LS_RETURN_IF_ERROR(Settle(in.slot(), in.cached(), 0, E));
     if (in.pending().empty()) return absl::InvalidArgumentError(absl::StrCat("slot ", in.slot(), ": no pending tokens"));
     if (in.cached() + in.pending_size() + in.max_drafts() > cache_->capacity())
       return absl::OutOfRangeError(absl::StrCat("slot ", in.slot(), ": round does not fit the context"));
@@ -137,6 +150,7 @@ absl::Status Shard::Draft(const v1::DraftRequest& req, v1::DraftResponse* resp, 
       return in.uniforms(used[j]++);
     };
   }
+  for (const v1::DraftSequence& in : req.seqs()) open_start_[in.slot()] = in.cached();
   LS_RETURN_IF_ERROR(DraftAll(*model_, *cache_, drafts, cfg));
   if (short_of_uniforms) return absl::InvalidArgumentError("sampling draft: the coordinator sent too few uniforms");
   rows->clear();
@@ -160,7 +174,7 @@ absl::Status Shard::EarlyExit(const v1::DraftRequest& req, v1::DraftResponse* re
   TokenBatch batch;
   std::vector<int> ids, last;
   for (const v1::DraftSequence& in : req.seqs()) {
-    LS_RETURN_IF_ERROR(CheckSlot(in.slot(), in.cached(), 0, e));
+    LS_RETURN_IF_ERROR(Settle(in.slot(), in.cached(), 0, e));
     if (in.pending().empty()) return absl::InvalidArgumentError("no pending tokens");
     for (int i = 0; i < in.pending_size(); ++i) {
       batch.Add(in.slot(), in.cached() + i);
@@ -190,13 +204,14 @@ absl::Status Shard::Verify(const v1::VerifyRequest& req, std::vector<float>& x, 
     return absl::FailedPreconditionError(absl::StrCat("Verify goes to the later stages; this worker holds ", spec_.ToString()));
   TokenBatch batch;
   for (const v1::VerifySequence& s : req.seqs()) {
-    LS_RETURN_IF_ERROR(CheckSlot(s.slot(), s.cached(), spec_.first_layer, spec_.end_layer));
+    LS_RETURN_IF_ERROR(Settle(s.slot(), s.cached(), spec_.first_layer, spec_.end_layer));
     if (s.rows() < s.drafts_size() + 1)
       return absl::InvalidArgumentError(absl::StrCat("slot ", s.slot(), ": ", s.rows(), " rows for ", s.drafts_size(), " drafts"));
     for (int i = 0; i < s.rows(); ++i) batch.Add(s.slot(), s.cached() + i);
   }
   if (x.size() != static_cast<size_t>(batch.size()) * D)
     return absl::InvalidArgumentError(absl::StrCat("received ", x.size() / std::max(D, 1), " rows, the round has ", batch.size()));
+  for (const v1::VerifySequence& s : req.seqs()) open_start_[s.slot()] = s.cached();
   LS_RETURN_IF_ERROR(model_->Forward(spec_.first_layer, spec_.end_layer, batch, x.data(), cache_.get()));
   if (!is_last()) return absl::OkStatus();
   // Head rows: the last pending token and each draft, i.e. the last k+1 rows of each sequence.
@@ -228,11 +243,14 @@ absl::Status Shard::Truncate(int slot, int length) {
   if (slot < 0 || slot >= cache_->num_slots())
     return absl::InvalidArgumentError(absl::StrCat("slot ", slot, " outside [0, ", cache_->num_slots(), ")"));
   cache_->Truncate(slot, std::max(0, length));
+  open_start_[slot] = -1;
   return absl::OkStatus();
 }
 
 void Shard::Reset(int slot) {
-  if (slot >= 0 && slot < cache_->num_slots()) cache_->Reset(slot);
+  if (slot < 0 || slot >= cache_->num_slots()) return;
+  cache_->Reset(slot);
+  open_start_[slot] = -1;
 }
 
 }  // namespace layerskip::worker

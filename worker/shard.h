@@ -52,12 +52,16 @@ class Shard {
   // Later stages: x[rows, D] (the sequences' rows in request order) through [first, end) in place; the
   // last stage also fills resp with the targets, accepted counts and (when asked) logits.
   absl::Status Verify(const v1::VerifyRequest& req, std::vector<float>& x, v1::VerifyResponse* resp);
-  // Rollback: every layer of `slot` keeps at most `length` positions.
+  // Rollback: every layer of `slot` keeps at most `length` positions (and closes its open round).
   absl::Status Truncate(int slot, int length);
   void Reset(int slot);
 
  private:
   Shard() = default;
+  // The slot's cache must hold `cached` positions. Folded rollback: a Draft or Verify leaves its slots'
+  // round open ([start, end) positions written); the next call on the slot carries the accepted length,
+  // which must lie in [start, end], and the stage truncates to it first (no separate Accept call).
+  absl::Status Settle(int slot, int cached, int layer_a, int layer_b);
   absl::Status CheckSlot(int slot, int cached, int layer_a, int layer_b) const;
 
   ShardSpec spec_;
@@ -66,6 +70,7 @@ class Shard {
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<Model> model_;
   std::unique_ptr<KvCache> cache_;
+  std::vector<int> open_start_;  // per slot: the cached length when its open round began; -1: none
 };
 
 }  // namespace layerskip::worker

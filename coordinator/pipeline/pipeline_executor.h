@@ -3,15 +3,19 @@
 // a copy of the exit head); stages 1.. verify in contiguous layer ranges, activations moving stage to
 // stage over the transport; the last stage returns the verifier's targets (or logits when sampling); the
 // coordinator accepts (stop conditions, the sequences' generators) and sends every stage the new lengths,
-// so every stage's KV cache rolls back the same way. A step splits its sequences into micro-batches: while
-// the later stages verify one, stage 0 drafts the next.
+// so every stage's KV cache rolls back the same way (the new lengths ride on the slot's next Draft/Verify).
+// Pipelining: several steps (micro-batches of disjoint sequences) are in flight at once, each driven by its
+// own thread (draft on stage 0, then verify on the later stages), so while the later stages verify one,
+// stage 0 drafts the next; Step splits its sequences into micro-batches the same way.
 //
 // Faults: a failed call ends the step with UNAVAILABLE naming the stage; Health() is UNAVAILABLE until
 // the stage is back (a restarted worker gets its shard reloaded and the links re-wired), then OK.
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -34,7 +38,7 @@ struct PipelineOptions {
   std::string token;                  // cluster token
   std::string tls_ca_file;            // PEM roots to verify the workers' TLS; empty: plaintext
   std::string transport = "tcp";      // tcp | nccl
-  int micro_batches = 2;              // per step (1: no pipelining inside a step)
+  int micro_batches = 0;              // steps in flight, and Step's split (0: one per stage; 1: none)
   absl::Duration rpc_timeout = absl::Seconds(60);
   absl::Duration connect_timeout = absl::Seconds(5);
 };
@@ -63,6 +67,9 @@ class PipelineExecutor : public Executor {
   // One round for `seqs` (see Executor). Self-speculative requests must use exit layer E = the end of
   // stage 0; autoregressive decoding is a round with no drafts; early exit needs its layer on stage 0.
   absl::Status Step(const std::vector<Sequence*>& seqs, const DecodeOptions& options) override;
+  int max_in_flight() const override;
+  absl::StatusOr<uint64_t> StartStep(const std::vector<Sequence*>& seqs, const DecodeOptions& options) override;
+  absl::Status FinishStep(uint64_t id) override;
   void Release(int slot) override;
 
   // OK when every stage is up with its shard (tries to restore down stages first), else UNAVAILABLE
@@ -80,8 +87,28 @@ class PipelineExecutor : public Executor {
   absl::Status RestoreLocked();                  // reload down stages, re-wire
   void ProbeLocked();                            // marks stages that are gone or restarted as down
   absl::Status FailLocked(const absl::Status& cause);  // after a failed call: probe, UNAVAILABLE if a stage is down
-  absl::Status SpeculativeStep(const std::vector<Sequence*>& active, const DecodeOptions& options);
-  absl::Status EarlyExitStep(const std::vector<Sequence*>& active, int exit_layer);
+  absl::Status CheckStagesUp();                        // restores down stages (rate-limited)
+
+  // One step in flight (pipeline_round.cc): its sequences (read at the start, written at the finish, on
+  // the caller's thread), the draft call, then the verify calls that its thread (driver) launches.
+  struct Round {
+    uint64_t id = 0;
+    std::vector<Sequence*> seqs;
+    bool early_exit = false;
+    SpeculationConfig cfg;
+    v1::VerifyRequest verify;  // slots, cached lengths, want_logits; Drive adds the rows and drafts
+    std::unique_ptr<PendingCall<v1::DraftRequest, v1::DraftResponse>> draft;
+    std::vector<std::unique_ptr<PendingCall<v1::VerifyRequest, v1::VerifyResponse>>> verifies;  // under flight_mu_
+    std::thread driver;
+    absl::Status status;  // the driver's outcome
+    double started = 0, drafted = 0, verified = 0;
+  };
+  absl::Status StartSpeculative(Round& r, const DecodeOptions& options);
+  absl::Status StartEarlyExit(Round& r, int exit_layer);
+  void Drive(Round* r);  // the round's thread: wait for the draft, verify on the later stages
+  void AbortInFlight();  // a round failed: cancel every call in flight (flight_mu_ held)
+  absl::Status ApplySpeculative(Round& r);
+  absl::Status ApplyEarlyExit(Round& r);
 
   PipelineOptions options_;
   LlamaConfig config_;
@@ -93,6 +120,14 @@ class PipelineExecutor : public Executor {
   std::set<int> dirty_slots_;  // released while a stage was down: released again on restore
   uint64_t next_round_ = 1;
   absl::Time last_restore_attempt_ = absl::InfinitePast();
+
+  std::mutex flight_mu_;  // the rounds in flight and their calls
+  std::map<uint64_t, std::unique_ptr<Round>> in_flight_;
+  uint64_t next_step_ = 1;
+  bool aborting_ = false;  // a round failed: the others are being cancelled until none is in flight
+
+ public:
+  ~PipelineExecutor() override;
 };
 
 }  // namespace layerskip::pipeline

@@ -8,6 +8,8 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "coordinator/pipeline/stage_plan.h"
 #include "layerskip/v1/worker.grpc.pb.h"
@@ -66,6 +68,25 @@ std::unique_ptr<PendingCall<Req, Resp>> Launch(StageClient* stage, const std::st
     return (stub->*method)(p->context.get(), p->request, &p->response);
   });
   return call;
+}
+
+inline absl::Status FromGrpc(const grpc::Status& s, const std::string& where) {
+  if (s.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(s.error_code()), absl::StrCat(where, ": ", s.error_message()));
+}
+
+// Waits for every call (cancelling the rest after the first failure); returns the first failure.
+template <class Calls>
+absl::Status WaitAll(Calls& calls, const char* what) {
+  absl::Status first;
+  for (auto& c : calls) {
+    const grpc::Status s = c->Wait();
+    if (!s.ok() && first.ok()) {
+      first = FromGrpc(s, absl::StrCat(what, " on ", c->stage->Name()));
+      for (auto& other : calls) other->Cancel();
+    }
+  }
+  return first;
 }
 
 }  // namespace layerskip::pipeline

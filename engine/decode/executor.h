@@ -1,10 +1,13 @@
 #pragma once
 // What a scheduler drives: decoding steps for batches of sequences on one engine, local (this file) or a
 // pipeline of remote workers (coordinator/). Sequences own their KV-cache slot; the executor owns the cache.
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "engine/decode/generate.h"
 #include "engine/decode/sequence.h"
 #include "engine/runtime/loaded_model.h"
@@ -21,11 +24,22 @@ class Executor {
   // (autoregressive, early exit; the first step of a sequence prefills its prompt) or one self-speculative
   // round. An error leaves the sequences' caches unusable: the caller ends them.
   virtual absl::Status Step(const std::vector<Sequence*>& seqs, const DecodeOptions& options) = 0;
+  // Steps in flight (a pipeline keeps one per stage busy): up to max_in_flight() steps on disjoint
+  // sequences may run at once. StartStep begins one and returns its id (an error: nothing was started);
+  // FinishStep waits for it and applies it to its sequences, with Step's error contract. Every started step
+  // is finished once, and the sequences are not touched in between. This base runs Step inside StartStep.
+  virtual int max_in_flight() const { return 1; }
+  virtual absl::StatusOr<uint64_t> StartStep(const std::vector<Sequence*>& seqs, const DecodeOptions& options);
+  virtual absl::Status FinishStep(uint64_t id);
   // Forgets a slot's cached positions so a new sequence can use it.
   virtual void Release(int slot) = 0;
   // OK when every part can serve. After a Step failed with UNAVAILABLE (a remote stage died), probing may
   // restore the part (a restarted worker reloads its shard); the caches of all sequences are then gone.
   virtual absl::Status Health() { return absl::OkStatus(); }
+
+ private:
+  uint64_t next_step_ = 1;
+  std::map<uint64_t, absl::Status> finished_;  // the base's steps, run in StartStep
 };
 
 // The engine in this process: one KvCache with num_slots slots of the model's context length.

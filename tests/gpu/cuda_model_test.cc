@@ -77,7 +77,7 @@ class CudaModelFixtureTest : public ::testing::TestWithParam<const char*> {
 
 // Logits of a 20-token prefill and 12 decode steps vs the CPU model with the same (bf16) weights.
 TEST_P(CudaModelFixtureTest, LogitsMatchCpu) {
-  const std::filesystem::path dir = std::filesystem::path(LAYERSKIP_SOURCE_DIR) / GetParam();
+  const std::filesystem::path dir = testing::SourceDir() / GetParam();
   ModelLoadOptions o;
   o.threads = 2;
   o.max_context = 256;
@@ -183,8 +183,80 @@ TEST_P(CudaModelTest, SelfSpeculativeIsLossless) {
   EXPECT_GT(accepted, 0) << "no draft was ever accepted: the test does not exercise acceptance";
 }
 
+// The index of the first difference of two id lists (their common length when one is a prefix).
+size_t FirstDifference(const std::vector<int>& a, const std::vector<int>& b) {
+  size_t i = 0;
+  while (i < a.size() && i < b.size() && a[i] == b[i]) ++i;
+  return i;
+}
+
+// As above past the first attention chunk (positions >= 64: the decode attention folds several chunks),
+// and autoregressive decoding is deterministic run to run.
+TEST_P(CudaModelTest, SelfSpeculativeIsLosslessPastOneChunk) {
+  const LlamaConfig c = layerskip::testing::SmallConfig(6, 97);
+  auto cpu = layerskip::testing::RandomModel(c, GetParam(), 21, 8.0f, /*quiet_from=*/2, 0.25f);
+  CudaModelOptions go;
+  go.max_positions = 256;
+  auto gpu = CudaModel::Create(*cpu->weights, go);
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  const std::vector<int> prompt = RandomIds(9, c.vocab_size, 4);
+  const int max_new = 160;
+  std::vector<int> ar;
+  for (int rep = 0; rep < 2; ++rep) {
+    auto ar_cache = CudaKvCache::Create(c, 0, c.num_hidden_layers, 1, 256);
+    ASSERT_TRUE(ar_cache.ok());
+    auto ids = GreedyAutoregressive(**gpu, ar_cache->get(), 0, prompt, max_new, c.num_hidden_layers);
+    ASSERT_TRUE(ids.ok()) << ids.status();
+    if (rep == 1) EXPECT_EQ(*ids, ar) << "autoregressive decoding differs run to run at " << FirstDifference(*ids, ar);
+    ar = *ids;
+  }
+  for (int E : {1, 3})
+    for (int d : {2, 4, 6})
+      for (bool graph : {false, true}) {
+        auto cache = CudaKvCache::Create(c, 0, c.num_hidden_layers, 2, 256);
+        ASSERT_TRUE(cache.ok());
+        auto spec = GreedySelfSpeculative(**gpu, cache->get(), 1, prompt, max_new, E, d, graph, nullptr);
+        ASSERT_TRUE(spec.ok()) << spec.status();
+        EXPECT_EQ(*spec, ar) << "E=" << E << " d=" << d << " graph=" << graph << ": first difference at generated token "
+                             << FirstDifference(*spec, ar);
+      }
+}
+
 INSTANTIATE_TEST_SUITE_P(Dtypes, CudaModelTest, ::testing::Values(WeightType::kBF16, WeightType::kF32),
                          [](const auto& info) { return std::string(WeightTypeName(info.param)); });
+
+// The trained demo model (models/layerskip-demo), as cuda_bench runs it: a text prompt, 128 tokens, the
+// bench's (E, d) grid, eager and graph rounds.
+TEST(CudaDemoModelTest, SelfSpeculativeIsLossless) {
+  LS_SKIP_WITHOUT_GPU();
+  ModelLoadOptions o;
+  o.threads = 1;
+  o.max_context = 512;
+  auto demo = LoadModelDir(testing::SourceDir() / "models/layerskip-demo", o);
+  ASSERT_TRUE(demo.ok()) << demo.status();
+  CudaModelOptions go;
+  go.max_positions = 512;
+  auto gpu = CudaModel::Create(*(*demo)->weights, go);
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  const LlamaConfig& c = (*gpu)->config();
+  const std::vector<int> prompt =
+      (*demo)->tokenizer->Encode("def read_config(path):\n    \"\"\"Read the configuration file at path and return");
+  const int max_new = 128;
+  auto ar_cache = CudaKvCache::Create(c, 0, c.num_hidden_layers, 1, 512);
+  ASSERT_TRUE(ar_cache.ok());
+  auto ar = GreedyAutoregressive(**gpu, ar_cache->get(), 0, prompt, max_new, c.num_hidden_layers);
+  ASSERT_TRUE(ar.ok()) << ar.status();
+  for (int E : {2, 3, 4, 6, 8})
+    for (int d : {0, 2, 4, 6})  // d = 0: autoregressive rounds
+      for (bool graph : {false, true}) {
+        auto cache = CudaKvCache::Create(c, 0, c.num_hidden_layers, 1, 512);
+        ASSERT_TRUE(cache.ok());
+        auto spec = GreedySelfSpeculative(**gpu, cache->get(), 0, prompt, max_new, E, d, graph, nullptr);
+        ASSERT_TRUE(spec.ok()) << spec.status();
+        EXPECT_EQ(*spec, *ar) << "E=" << E << " d=" << d << " graph=" << graph << ": first difference at generated token "
+                              << FirstDifference(*spec, *ar);
+      }
+}
 
 }  // namespace
 }  // namespace layerskip::cuda

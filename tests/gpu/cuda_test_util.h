@@ -1,5 +1,7 @@
 #pragma once
 // Shared helpers of the GPU tests: skip without a device, host <-> device copies that fail the test.
+#include <cstdlib>
+#include <filesystem>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -15,6 +17,13 @@ namespace layerskip::cuda::testing {
     }                                                                              \
   } while (0)
 
+// The repository root: $LAYERSKIP_SOURCE_DIR when set (binaries packed by tests/gpu/pack.sh run in another
+// checkout), else the one they were built from.
+inline std::filesystem::path SourceDir() {
+  const char* env = std::getenv("LAYERSKIP_SOURCE_DIR");
+  return env && *env ? std::filesystem::path(env) : std::filesystem::path(LAYERSKIP_SOURCE_DIR);
+}
+
 template <typename T>
 DeviceBuffer<T> Up(const std::vector<T>& host) {
   auto b = DeviceBuffer<T>::FromHost(host);
@@ -28,6 +37,7 @@ DeviceBuffer<T> Zeros(size_t n) {
   EXPECT_TRUE(b.ok()) << b.status();
   if (b.ok() && n > 0) {
     EXPECT_EQ(cudaMemset(b->get(), 0, b->bytes()), cudaSuccess);
+    EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);  // before the engine's non-blocking streams read it
   }
   return b.ok() ? std::move(b).value() : DeviceBuffer<T>();
 }

@@ -3,14 +3,18 @@
 # for sm_90, prints nvidia-smi, runs every GPU test (ctest -L gpu) and the GPU benchmark. About 5-8 minutes
 # (most of it the build). Logs go to $OUT when set (else build-gpu/gpu-logs/).
 #   tests/gpu/run.sh [--skip-build] [--arch 90]
+#   tests/gpu/run.sh --prebuilt DIR     binaries and libraries packed by tests/gpu/pack.sh on another machine
+#                                       (for a GPU machine without the build dependencies); no build, no ctest
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 ARCH=90
 BUILD=1
+PREBUILT=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --skip-build) BUILD=0 ;;
     --arch) ARCH="$2"; shift ;;
+    --prebuilt) PREBUILT="$2"; BUILD=0; shift ;;
   esac
   shift
 done
@@ -38,13 +42,27 @@ if [ "$BUILD" = 1 ]; then
   fi
 fi
 
-step "ctest -L gpu"
-(cd build-gpu && timeout 240 ctest -L gpu --output-on-failure --timeout 120) 2>&1 | tee "$LOG/ctest.txt"
-[ "${PIPESTATUS[0]}" = 0 ] || status=1
-if grep -q "Skipped\|Not Run" "$LOG/ctest.txt"; then echo "WARNING: GPU tests were skipped (no device?)" | tee -a "$LOG/summary.txt"; fi
+BIN=build-gpu/bin
+if [ -n "$PREBUILT" ]; then
+  BIN="$PREBUILT/bin"
+  export LD_LIBRARY_PATH="$PWD/$PREBUILT/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  export LAYERSKIP_SOURCE_DIR="$PWD"
+  step "GPU tests (prebuilt)"
+  for t in cuda_ops_test cuda_model_test; do
+    timeout 240 "$BIN/$t" 2>&1 | tee "$LOG/$t.txt"
+    [ "${PIPESTATUS[0]}" = 0 ] || status=1
+    if grep -q "SKIPPED" "$LOG/$t.txt"; then echo "WARNING: $t skipped tests (no device?)" | tee -a "$LOG/summary.txt"; fi
+    grep -E "^\[  (PASSED|FAILED)" "$LOG/$t.txt" | sed "s/^/$t: /" >> "$LOG/summary.txt"
+  done
+else
+  step "ctest -L gpu"
+  (cd build-gpu && timeout 240 ctest -L gpu --output-on-failure --timeout 120) 2>&1 | tee "$LOG/ctest.txt"
+  [ "${PIPESTATUS[0]}" = 0 ] || status=1
+  if grep -q "Skipped\|Not Run" "$LOG/ctest.txt"; then echo "WARNING: GPU tests were skipped (no device?)" | tee -a "$LOG/summary.txt"; fi
+fi
 
 step "cuda_bench"
-timeout 180 build-gpu/bin/cuda_bench --steps 64 2>&1 | tee "$LOG/bench.txt"
+timeout 180 "$BIN/cuda_bench" --steps 64 --model models/layerskip-demo 2>&1 | tee "$LOG/bench.txt"
 [ "${PIPESTATUS[0]}" = 0 ] || status=1
 
 step "done, status $status"

@@ -2,6 +2,7 @@
 // Disabled by default (timing, not correctness):
 //   build/bin/pipeline_pipeline_bench_test --gtest_also_run_disabled_tests
 // LAYERSKIP_BENCH_MODEL picks the model (default models/tiny-random), LAYERSKIP_BENCH_STAGES the plan.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -53,21 +54,37 @@ TEST(PipelineBench, DISABLED_TokensPerSecond) {
   d.speculation.speculations = 3;
   std::printf("model %s, stages %s, E=%d d=3, %d tokens per stream, 1 thread per process\n", model.c_str(),
               stages.c_str(), E, max_tokens);
+  // Three schedules: the single process (Step), the pipeline with Step (micro-batches overlap inside one
+  // step only), and the pipeline as the engine loop drives it: one group per stage in flight, each group's
+  // next round started as soon as its previous one finishes (StartStep / FinishStep).
+  enum Schedule { kSingle, kPipelineStep, kPipelineInFlight };
   for (int streams : {1, 16}) {
-    for (Executor* ex : {static_cast<Executor*>(&single), static_cast<Executor*>(pipe->get())}) {
-      const auto before = ex == &single ? std::vector<StageStats>() : (*pipe)->Stats();
+    for (Schedule sched : {kSingle, kPipelineStep, kPipelineInFlight}) {
+      Executor* ex = sched == kSingle ? static_cast<Executor*>(&single) : static_cast<Executor*>(pipe->get());
+      const auto before = sched == kSingle ? std::vector<StageStats>() : (*pipe)->Stats();
       std::vector<Sequence> seqs;
+      seqs.reserve(streams);
       GenerationParams gp;
       gp.max_tokens = max_tokens;
       for (int i = 0; i < streams; ++i) seqs.emplace_back(i, std::vector<int>{1 + i, 2 + i, 3 + i}, gp);
-      std::vector<Sequence*> ptrs;
-      for (Sequence& s : seqs) ptrs.push_back(&s);
+      const int groups = sched == kPipelineInFlight ? std::min(streams, ex->max_in_flight()) : 1;
+      std::vector<std::vector<Sequence*>> group(groups);
+      for (int i = 0; i < streams; ++i) group[i % groups].push_back(&seqs[i]);
+      auto unfinished = [](const std::vector<Sequence*>& g) {
+        return std::any_of(g.begin(), g.end(), [](const Sequence* s) { return !s->finished(); });
+      };
       const auto t0 = std::chrono::steady_clock::now();
-      bool done = false;
-      while (!done) {
-        ASSERT_TRUE(ex->Step(ptrs, d).ok());
-        done = true;
-        for (Sequence& s : seqs) done &= s.finished();
+      if (sched != kPipelineInFlight) {
+        while (unfinished(group[0])) ASSERT_TRUE(ex->Step(group[0], d).ok());
+      } else {
+        std::vector<std::pair<uint64_t, int>> flight;
+        for (int g = 0; g < groups; ++g) flight.emplace_back(*ex->StartStep(group[g], d), g);
+        while (!flight.empty()) {
+          const auto [id, g] = flight.front();
+          flight.erase(flight.begin());
+          ASSERT_TRUE(ex->FinishStep(id).ok());
+          if (unfinished(group[g])) flight.emplace_back(*ex->StartStep(group[g], d), g);
+        }
       }
       const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       int tokens = 0;
@@ -75,9 +92,9 @@ TEST(PipelineBench, DISABLED_TokensPerSecond) {
         tokens += static_cast<int>(s.generated().size());
         ex->Release(s.slot());
       }
-      std::printf("%-9s streams %2d: %7.1f tokens/s (%.3f s)", ex == &single ? "single" : "pipeline", streams,
-                  tokens / dt, dt);
-      if (ex != &single) {
+      const char* name[] = {"single", "pipeline (Step)", "pipeline (in flight)"};
+      std::printf("%-21s streams %2d: %7.1f tokens/s (%.3f s)", name[sched], streams, tokens / dt, dt);
+      if (sched != kSingle) {
         const auto after = (*pipe)->Stats();
         for (size_t i = 0; i < after.size(); ++i)
           std::printf("  stage %zu busy %4.1f%%", i, 100.0 * (after[i].busy_seconds - before[i].busy_seconds) / dt);

@@ -213,6 +213,110 @@ TEST(Pipeline, StaggeredStreamsAndSlotReuse) {
   EXPECT_EQ(got, want);
 }
 
+// The engine loop's schedule: one step per stage in flight, each group's next round started as soon as its
+// previous one is finished (StartStep / FinishStep), so stage 0 drafts for one group while the later stages
+// verify the others. Same ids as the single-process engine.
+TEST(Pipeline, StepsStayInFlightAcrossRounds) {
+  std::vector<std::unique_ptr<WorkerProcess>> workers;
+  for (int i = 0; i < 3; ++i) {
+    workers.push_back(std::make_unique<WorkerProcess>());
+    ASSERT_TRUE(workers.back()->Start(kToken));
+  }
+  auto opts = ClusterOptions(kTiny, "0-1,2-2,3-3", workers);
+  opts.micro_batches = 0;  // one step per stage
+  auto e = PipelineExecutor::Create(opts);
+  ASSERT_TRUE(e.ok()) << e.status();
+  PipelineExecutor& ex = **e;
+  ASSERT_EQ(ex.max_in_flight(), 3);
+  const auto prompts = Prompts(7, ex.config().vocab_size, 31);
+  std::vector<GenerationParams> params;
+  for (size_t i = 0; i < prompts.size(); ++i) params.push_back(Params(9 + static_cast<int>(i % 3) * 4));
+  const auto want = Reference(kTiny, prompts, params, Options(DecodeMode::kAutoregressive, 0, 0));
+  std::vector<Sequence> seqs;
+  seqs.reserve(prompts.size());
+  for (size_t i = 0; i < prompts.size(); ++i) seqs.emplace_back(static_cast<int>(i), prompts[i], params[i]);
+  std::vector<std::vector<Sequence*>> groups(3);  // 3, 2, 2 sequences
+  for (size_t i = 0; i < seqs.size(); ++i) groups[i % 3].push_back(&seqs[i]);
+  const std::vector<DecodeOptions> modes = {Options(DecodeMode::kSelfSpeculative, 2, 3),
+                                            Options(DecodeMode::kAutoregressive, 0, 0),
+                                            Options(DecodeMode::kSelfSpeculative, 2, 2, /*adaptive=*/true)};
+  auto unfinished = [](const std::vector<Sequence*>& g) {
+    return std::any_of(g.begin(), g.end(), [](const Sequence* s) { return !s->finished(); });
+  };
+  std::vector<std::pair<uint64_t, int>> flight;  // (step id, group), oldest first
+  for (int g = 0; g < 3; ++g) {
+    auto id = ex.StartStep(groups[g], modes[g]);
+    ASSERT_TRUE(id.ok()) << id.status();
+    flight.emplace_back(*id, g);
+  }
+  int max_concurrent = static_cast<int>(flight.size());
+  for (int rounds = 0; !flight.empty() && rounds < 500; ++rounds) {
+    const auto [id, g] = flight.front();
+    flight.erase(flight.begin());
+    ASSERT_TRUE(ex.FinishStep(id).ok());
+    if (unfinished(groups[g])) {
+      auto next = ex.StartStep(groups[g], modes[g]);
+      ASSERT_TRUE(next.ok()) << next.status();
+      flight.emplace_back(*next, g);
+    }
+    max_concurrent = std::max(max_concurrent, static_cast<int>(flight.size()));
+  }
+  EXPECT_EQ(max_concurrent, 3);
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    EXPECT_EQ(seqs[i].generated(), want[i]) << "sequence " << i;
+    ex.Release(seqs[i].slot());
+  }
+  EXPECT_EQ(ex.FinishStep(12345).code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Rollback rides on the next call: a stage checks the length the coordinator sends against the slot's open
+// round and refuses one outside it (a coordinator that lost track), instead of drifting.
+TEST(Pipeline, LengthOutsideTheOpenRoundIsRefused) {
+  auto cluster = StartCluster(kTiny, "0-1,2-3", 2);
+  ASSERT_NE(cluster->executor, nullptr);
+  PipelineExecutor& ex = *cluster->executor;
+  const auto prompts = Prompts(1, ex.config().vocab_size, 8);
+  Sequence a(0, {5, 6, 7, 8, 9}, Params(20));
+  const DecodeOptions o = Options(DecodeMode::kSelfSpeculative, 2, 2);
+  ASSERT_TRUE(ex.Step({&a}, o).ok());
+  ASSERT_TRUE(ex.Step({&a}, o).ok());  // slot 0's open round starts past the prompt
+  Sequence stale(0, {5}, Params(20));  // slot 0 again, not released: 0 cached positions claimed
+  absl::Status st = ex.Step({&stale}, o);
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_NE(st.message().find("outside the open round"), std::string::npos) << st;
+  ex.Release(0);
+  Sequence fresh(0, prompts[0], Params(6));  // after Release the slot is clean again
+  EXPECT_TRUE(ex.Step({&fresh}, o).ok());
+  ex.Release(0);
+}
+
+// The explicit Accept call (kept beside the folded rollback): it truncates every stage and closes the
+// open round, after which the coordinator's next call must carry exactly that length.
+TEST(Pipeline, ExplicitAcceptClosesTheRound) {
+  auto cluster = StartCluster(kTiny, "0-1,2-3", 2);
+  ASSERT_NE(cluster->executor, nullptr);
+  PipelineExecutor& ex = *cluster->executor;
+  GenerationParams p = Params(12);
+  Sequence a(0, {5, 6, 7}, p);
+  const DecodeOptions o = Options(DecodeMode::kSelfSpeculative, 2, 3);
+  ASSERT_TRUE(ex.Step({&a}, o).ok());
+  for (auto& w : cluster->workers) {
+    auto stub = v1::Worker::NewStub(grpc::CreateChannel(w->endpoint(), grpc::InsecureChannelCredentials()));
+    v1::AcceptRequest req;
+    req.add_slots(0);
+    req.add_lengths(a.cached());
+    v1::AcceptResponse resp;
+    auto ctx = MakeContext(kToken, absl::Seconds(5));
+    ASSERT_TRUE(stub->Accept(ctx.get(), req, &resp).ok()) << w->endpoint();
+    req.add_slots(1);  // two slots, one length
+    auto bad = MakeContext(kToken, absl::Seconds(5));
+    EXPECT_EQ(stub->Accept(bad.get(), req, &resp).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  while (!a.finished()) ASSERT_TRUE(ex.Step({&a}, o).ok());
+  EXPECT_EQ(a.generated(), Reference(kTiny, {{5, 6, 7}}, {p}, Options(DecodeMode::kAutoregressive, 0, 0))[0]);
+  ex.Release(0);
+}
+
 TEST(Pipeline, SamplingMatchesEngineWithTheSameSeeds) {
   auto cluster = StartCluster(kTiny, "0-1,2-3", 2);
   ASSERT_NE(cluster->executor, nullptr);

@@ -98,8 +98,8 @@ absl::StatusOr<std::vector<int>> GreedySelfSpeculative(CudaModel& model, CudaKvC
                                                        SelfSpeculativeStats* stats) {
   const int L = model.num_layers(), E = exit_layer, d = speculations;
   LS_RETURN_IF_ERROR(CheckArgs(model, *cache, slot, prompt, max_new_tokens + d + 1, E));
-  if (E >= L || d < 1 || d + 1 > kDecodeAttentionMaxTokens)
-    return absl::InvalidArgumentError("self-speculation needs 1 <= E < L and 1 <= d < 64");
+  if (E >= L || d < 0 || d + 1 > kDecodeAttentionMaxTokens)
+    return absl::InvalidArgumentError("self-speculation needs 1 <= E < L and 0 <= d < 64");
   SelfSpeculativeStats local;
   if (!stats) stats = &local;
   std::vector<int> out;

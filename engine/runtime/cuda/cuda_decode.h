@@ -28,7 +28,8 @@ struct SelfSpeculativeStats {
 };
 
 // Greedy self-speculative decoding of `prompt` in an empty `slot`: rounds of `speculations` drafts.
-// use_graph: capture a round (drafting + verification + argmax) once and replay it.
+// use_graph: capture a round (drafting + verification + argmax) once and replay it. speculations = 0 is
+// autoregressive decoding with one CUDA graph per token (the fair baseline for the graph rounds).
 absl::StatusOr<std::vector<int>> GreedySelfSpeculative(CudaModel& model, CudaKvCache* cache, int slot,
                                                        absl::Span<const int> prompt, int max_new_tokens,
                                                        int exit_layer, int speculations, bool use_graph,

@@ -23,6 +23,7 @@ absl::StatusOr<std::unique_ptr<CudaKvCache>> CudaKvCache::Create(const LlamaConf
   // Zeroed so that a stale read (a bug) gives finite numbers, never NaN from uninitialised memory.
   LS_CUDA_RETURN_IF_ERROR(cudaMemset(c->k_.get(), 0, c->k_.bytes()));
   LS_CUDA_RETURN_IF_ERROR(cudaMemset(c->v_.get(), 0, c->v_.bytes()));
+  LS_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());  // legacy-stream memsets: done before any engine stream reads
   c->lengths_.assign(static_cast<size_t>(end_layer - first_layer) * num_slots, 0);
   return c;
 }

@@ -98,6 +98,7 @@ absl::StatusOr<std::unique_ptr<CudaModel>> CudaModel::Create(const ModelWeights&
     LS_ASSIGN_OR_RETURN(m->lm_head_, m->Upload(*weights.lm_head));
     LS_ASSIGN_OR_RETURN(m->final_norm_, DeviceBuffer<float>::FromHost(weights.final_norm));
   }
+  LS_CUDA_RETURN_IF_ERROR(cudaDeviceSynchronize());  // the weight copies ran on the legacy stream
   return m;
 }
 
