@@ -117,6 +117,30 @@ class TrainingRunTest(unittest.TestCase):
         self.assertEqual(tok.decode(ids, skip_special_tokens=True), "def get_alpha(self):")
         self.check_engine_exits(export, b.wrapper, x[0, :12].tolist())
 
+    def test_fit_steps(self):
+        """--fit-steps: T (LR cosine + recipe) is sized to what fits in the rest of --max-minutes."""
+        out = os.path.join(self.root, "fit")
+        with self.quiet():
+            t = trainer_mod.Trainer(self.args("--out", out, "--steps", "100000", "--max-minutes", "1",
+                                              "--fit-steps", "--min-lr-ratio", "0.1"))
+            for _ in range(5):
+                t.train_step()
+            total = t.fit_total_steps(steps_done=10, seconds=2.0, elapsed=30.0)   # 5 steps/s, 30 s left
+        self.assertEqual(total, 5 + int(0.97 * 30 * 5))
+        self.assertEqual((t.args.steps, t.wrapper.recipe.total_steps), (total, total))
+        ref = trainer_mod.lr_lambda_factory(3, total, 0.1)
+        t.train_step()
+        self.assertAlmostEqual(t.scheduler.get_last_lr()[0], 3e-3 * ref(6), places=12)
+        self.assertAlmostEqual(t.scheduler.lr_lambdas[0](total), 0.1, places=12)
+
+        with self.quiet():  # end to end: a 2-second budget, probed after 4 steps; stops at T or at the limit
+            r = trainer_mod.Trainer(self.args("--out", out, "--steps", "100000", "--max-minutes", "0.035",
+                                              "--fit-steps", "--probe-steps", "4", "--eval-batches", "-1"))
+            r.run()
+        self.assertLess(r.args.steps, 100000)
+        self.assertLessEqual(r.step, r.args.steps)
+        self.assertTrue(os.path.exists(os.path.join(out, "export", "config.json")))
+
     def check_engine_exits(self, export, wrapper, ids):
         """The C++ engine (`layerskip logits`, f32 weights) reproduces every early exit of the export."""
         bin_dir = os.environ.get("LAYERSKIP_BIN_DIR")

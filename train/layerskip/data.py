@@ -21,16 +21,24 @@ def split_path(corpus, split):
     return corpus
 
 
-def tokenize_corpus(texts, tokenizer):
-    """Concatenate <bos> doc <eos> for every doc; tokenizer is a `tokenizers.Tokenizer`. Returns (N,) int64."""
+def tokenize_corpus(texts, tokenizer, batch_docs=2048):
+    """Concatenate <bos> doc <eos> for every doc; tokenizer is a `tokenizers.Tokenizer`. Returns (N,) int64.
+
+    Encodes batch_docs documents at a time (threaded by `tokenizers`, RAYON_NUM_THREADS caps the threads;
+    `encode_batch_fast` skips the offsets when available) and concatenates with numpy, so a corpus of
+    hundreds of MB is not held as Encoding objects or Python ints.
+    """
+    import numpy as np
     bos = tokenizer.token_to_id("<|begin_of_text|>")
     eos = tokenizer.token_to_id("<|end_of_text|>")
-    ids = []
-    for enc in tokenizer.encode_batch(texts, add_special_tokens=False):
-        ids.append(bos)
-        ids.extend(enc.ids)
-        ids.append(eos)
-    return torch.tensor(ids, dtype=torch.long)
+    encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
+    sep_b, sep_e = np.array([bos], dtype=np.int64), np.array([eos], dtype=np.int64)
+    parts = []
+    texts = list(texts)
+    for i in range(0, len(texts), batch_docs):
+        for enc in encode(texts[i:i + batch_docs], add_special_tokens=False):
+            parts += [sep_b, np.asarray(enc.ids, dtype=np.int64), sep_e]
+    return torch.from_numpy(np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64))
 
 
 class TokenChunks:

@@ -67,8 +67,8 @@ class LayerSkipLlama(nn.Module):
         B, T = input_ids.shape
         h = m.embed_tokens(input_ids)                                    # (B, T, C)
         position_ids = torch.arange(T, device=h.device).unsqueeze(0)    # (1, T)
-        mask = create_causal_mask(config=m.config, inputs_embeds=h, attention_mask=None, cache=None,
-                                  position_ids=position_ids)
+        # the cache positionally: its keyword is `past_key_values` in transformers 5.17, `cache` in 5.24
+        mask = create_causal_mask(m.config, h, None, None, position_ids=position_ids)
         pos_emb = m.rotary_emb(h, position_ids=position_ids)            # (cos, sin), each (1, T, head_dim)
         outputs, keeps = [], []
         for l, layer in enumerate(m.layers):

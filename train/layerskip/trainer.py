@@ -63,6 +63,11 @@ def build_parser():
     g.add_argument("--log-every", type=int, default=10)
     g.add_argument("--max-minutes", type=float, default=0.0, help="stop (save + export) after this wall time")
     g.add_argument("--stop-at", type=int, default=0, help="stop after this step (schedules still use --steps)")
+    g.add_argument("--fit-steps", action="store_true",
+                   help="size T (--steps: LR cosine and recipe schedules) to --max-minutes from the measured step "
+                        "time after --probe-steps steps, measured again at half the time")
+    g.add_argument("--probe-steps", type=int, default=30, help="steps timed by --fit-steps (first quarter skipped)")
+    g.add_argument("--eval-at-start", action="store_true", help="evaluate every exit on the val split first")
     g.add_argument("--progress", choices=["plain", "tqdm"], default="plain")
     g.add_argument("--fsdp", action="store_true", help="shard with FSDP instead of DDP under torchrun")
     return ap
@@ -119,11 +124,15 @@ class Trainer:
         self.tokenizer = Tokenizer.from_file(os.path.join(args.tokenizer, "tokenizer.json"))
         bos = self.tokenizer.token_to_id("<|begin_of_text|>")
         eos = self.tokenizer.token_to_id("<|end_of_text|>")
+        t0 = time.time()
         self.train_chunks = TokenChunks(
             tokenize_corpus(read_texts(split_path(args.corpus, "train")), self.tokenizer), args.seq_len)
         val_path = split_path(args.corpus, "val")
         self.val_chunks = TokenChunks(tokenize_corpus(read_texts(val_path), self.tokenizer), args.seq_len) \
             if os.path.exists(val_path) else None
+        self.log(f"tokenized {args.corpus}: train {len(self.train_chunks.tokens)} tokens, val "
+                 f"{len(self.val_chunks.tokens) if self.val_chunks is not None else 0} tokens "
+                 f"in {time.time() - t0:.1f} s")
         hf = build_model(args, self.tokenizer.get_vocab_size(), bos, eos).to(self.device)
         scratch = {"auto": not args.from_pretrained, "scratch": True, "constant": False}[args.dropout_schedule]
         recipe = RecipeConfig(p_max=args.p_max, dropout_shape=args.dropout_shape, from_scratch=scratch,
@@ -209,6 +218,27 @@ class Trainer:
         if self.rank == 0:
             print(msg, flush=True)
 
+    # ---- schedule sized to the time budget (--fit-steps) ----------------------------------------------
+    def set_total_steps(self, total):
+        """Change T: the cosine LR schedule and the recipe's schedules (continuous for the steps done)."""
+        a = self.args
+        a.steps = total
+        self.wrapper.recipe.total_steps = total
+        f = lr_lambda_factory(a.warmup, total, a.min_lr_ratio)
+        self.scheduler.lr_lambdas = [f] * len(self.optimizer.param_groups)
+
+    def fit_total_steps(self, steps_done, seconds, elapsed):
+        """T = this step + the steps that fit in the rest of --max-minutes at steps_done / seconds (97%)."""
+        a = self.args
+        rate = steps_done / max(seconds, 1e-9)
+        left = a.max_minutes * 60 - elapsed
+        total = max(self.step + 1, self.step + int(0.97 * left * rate))
+        self.set_total_steps(total)
+        if total < 2 * a.warmup:
+            self.log(f"warning: T={total} < 2 x warmup {a.warmup}")
+        self.log(f"fit-steps: {rate:.2f} steps/s, {left:.0f} s left at step {self.step} -> T = {total}")
+        return total
+
     # ---- loop ---------------------------------------------------------------------------------------
     def train_step(self):
         """One optimiser step (with grad accumulation); returns (loss, {layer: CE}, tokens)."""
@@ -254,6 +284,18 @@ class Trainer:
         loss_acc, n_acc, exit_acc = 0.0, 0, {}
         bar = None
         last = a.steps if a.stop_at <= 0 else min(a.steps, a.stop_at)
+        fit = a.fit_steps and a.max_minutes > 0
+        if a.fit_steps and not fit:
+            self.log("--fit-steps needs --max-minutes; T stays --steps")
+        step0 = self.step
+        probe_skip, probe_end = step0 + max(1, a.probe_steps // 4), step0 + max(2, a.probe_steps)
+        t_probe, refit_done, tok_total = None, False, 0
+        if a.eval_at_start:
+            rows = self.evaluate()
+            if rows is not None:
+                self.log(f"val at step {self.step} (before training):")
+                self.log(format_table(rows))
+            t_start = t_export = t_log = time.time()
         if a.progress == "tqdm" and self.rank == 0:
             from tqdm import tqdm
             bar = tqdm(total=last, initial=self.step)
@@ -262,6 +304,22 @@ class Trainer:
                  f"{len(self.train_chunks)} train chunks of {a.seq_len}")
         while self.step < last:
             loss, exits, tokens = self.train_step()
+            tok_total += tokens
+            if fit:  # time steps probe_skip..probe_end, fit T; again at half the budget over the steps since
+                refit = False
+                if self.step == probe_skip:
+                    t_probe = (self.step, time.time())
+                elif self.step == probe_end and t_probe is not None:
+                    refit = True
+                elif not refit_done and t_probe is not None and self.step > probe_end and \
+                        self._shared_time(time.time() - t_start) >= a.max_minutes * 30:
+                    refit = refit_done = True
+                if refit:  # every rank uses rank 0's times, so all fit the same T
+                    now = time.time()
+                    total = self.fit_total_steps(self.step - t_probe[0], self._shared_time(now - t_probe[1]),
+                                                 self._shared_time(now - t_start))
+                    last = total if a.stop_at <= 0 else min(total, a.stop_at)
+                    t_probe = (self.step, now)
             loss_acc += loss
             n_acc += 1
             tok_log += tokens
@@ -290,9 +348,20 @@ class Trainer:
             if out_of_time:
                 self.log(f"time limit of {a.max_minutes} min reached at step {self.step}")
                 break
+        elapsed = time.time() - t_start
+        self.log(f"trained steps {step0} -> {self.step} of T={a.steps}: {tok_total} tokens in {elapsed / 60:.2f} min "
+                 f"({tok_total / max(elapsed, 1e-9):.0f} tokens/s)")
         self.export()
         if bar is not None:
             bar.close()
+
+    def _shared_time(self, seconds):
+        """rank 0's value on every rank (so every rank fits the same T)."""
+        if self.world <= 1:
+            return seconds
+        t = torch.tensor([seconds], dtype=torch.float64, device=self.device)
+        torch.distributed.broadcast(t, 0)
+        return t.item()
 
 
 class _null:
