@@ -1,6 +1,7 @@
 #include "coordinator/engine_loop.h"
 
 #include <algorithm>
+#include <cstdio>
 
 #include "absl/strings/str_cat.h"
 
@@ -102,8 +103,10 @@ void EngineLoop::Run() {
       // Sleep while there is nothing to step; wake for submissions, cancellations and (every 20 ms while
       // requests wait) deadlines.
       cv_.wait_for(l, std::chrono::milliseconds(20), [&] {
-        if (stop_ || cancel_all_ || !running_.empty()) return true;
-        if (waiting_.empty() || degraded_) return false;  // degraded: probe every 20 ms tick
+        if (stop_ || cancel_all_) return true;
+        if (degraded_) return false;  // probe every 20 ms tick
+        if (!running_.empty()) return true;
+        if (waiting_.empty()) return false;
         return capacity_.free_slots() > 0 || waiting_.front()->cancelled.load();
       });
       if (stop_) break;
@@ -111,7 +114,10 @@ void EngineLoop::Run() {
         l.unlock();
         ProbeHealth();
         l.lock();
-        if (degraded_) continue;
+        if (degraded_) {
+          ExpireSuspendedLocked();
+          continue;
+        }
       }
       AdmitLocked();
       if (running_.empty()) {
@@ -137,16 +143,53 @@ void EngineLoop::Run() {
 
 void EngineLoop::Degrade(const absl::Status& status) {
   degraded_ = true;
-  last_probe_ = Clock::now();
+  degraded_since_ = last_probe_ = Clock::now();
+  degraded_cause_ = status;
   if (on_health_) on_health_(false);
-  const absl::Status err = absl::UnavailableError(absl::StrCat("the engine lost a stage: ", status.message()));
   std::lock_guard<std::mutex> l(mu_);
-  for (auto& r : running_) {  // every slot's cache is suspect once a stage restarts
+  if (options_.restore_timeout > Clock::duration::zero()) {
+    // Suspend: every slot's cache is suspect once a stage restarts, so each sequence will re-prefill its
+    // prompt and the tokens it has generated (batch-invariant kernels: the same next tokens).
+    for (auto& r : running_) {
+      executor_->Release(r->seq->slot());
+      r->seq->ForgetCache();
+    }
+    std::fprintf(stderr, "layerskip-coordinator: %s; %zu running requests wait up to %.0f s for it\n",
+                 std::string(status.message()).c_str(), running_.size(), Seconds(options_.restore_timeout));
+  } else {
+    FailRunningLocked(absl::UnavailableError(absl::StrCat("the engine lost a stage: ", status.message())));
+  }
+  UpdateGauges();
+  cv_.notify_all();
+}
+
+void EngineLoop::FailRunningLocked(const absl::Status& status) {
+  for (auto& r : running_) {
     ReleaseSlot(*r);
     metrics_->aborted->Add(1);
-    Fail(*r, err, false);
+    Fail(*r, status, false);
   }
   running_.clear();
+}
+
+void EngineLoop::ExpireSuspendedLocked() {
+  const Clock::time_point now = Clock::now();
+  for (auto it = running_.begin(); it != running_.end();) {
+    Request& r = **it;
+    const bool deadline = r.deadline && now >= *r.deadline;
+    if (r.cancelled || deadline || cancel_all_) {
+      ReleaseSlot(r);
+      if (cancel_all_ && !r.cancelled && !deadline) Retire(r, FinishReason::kCancelled);
+      else Fail(r, deadline ? absl::DeadlineExceededError("the deadline expired") : absl::CancelledError("cancelled"), true);
+      it = running_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (!running_.empty() && now - degraded_since_ >= options_.restore_timeout)
+    FailRunningLocked(absl::UnavailableError(absl::StrCat("the engine lost a stage and it was not restored within ",
+                                                          Seconds(options_.restore_timeout),
+                                                          " s: ", degraded_cause_.message())));
   UpdateGauges();
   cv_.notify_all();
 }

@@ -29,6 +29,10 @@ struct EngineLoopOptions {
   MicroBatchLimits batch;
   int max_queue = 256;       // waiting requests; more -> RESOURCE_EXHAUSTED
   int64_t kv_positions = 0;  // KV-cache positions all running sequences may reserve (0: slots * context)
+  // When a pipeline stage is lost (a step returns UNAVAILABLE), running requests wait this long for it to
+  // come back and then continue where they stopped (their caches are re-prefilled; tokens already sent
+  // stay sent); past it they end with UNAVAILABLE. 0: they end at once.
+  Clock::duration restore_timeout = std::chrono::seconds(30);
 };
 
 class EngineLoop {
@@ -75,10 +79,14 @@ class EngineLoop {
   void EmitNew(Request& r);
   void Account(Request& r, bool speculation_off);
   void UpdateGauges();  // mu_ held
-  // A Step returned UNAVAILABLE: every running request ends with it (tokens already sent stay sent) and
-  // admission pauses until ProbeHealth finds the executor restored.
+  // A step returned UNAVAILABLE: admission pauses until ProbeHealth finds the executor restored. Running
+  // requests are suspended (their caches forgotten) for up to restore_timeout, or end with the error.
   void Degrade(const absl::Status& status);
   void ProbeHealth();
+  // While degraded (mu_ held): suspended requests that were cancelled, expired, or outlived the
+  // restore timeout end.
+  void ExpireSuspendedLocked();
+  void FailRunningLocked(const absl::Status& status);  // every running request ends with `status`
   // Starts steps while the executor takes more; false after a failed start (handled).
   bool StartSteps();
   // A step failed to start or finish: finish the others, then Degrade (UNAVAILABLE) or fail everything.
@@ -102,6 +110,8 @@ class EngineLoop {
   std::atomic<bool> failed_{false};
   std::atomic<bool> degraded_{false};
   Clock::time_point last_probe_{};
+  Clock::time_point degraded_since_{};
+  absl::Status degraded_cause_;
   uint64_t next_id_ = 1;
   struct Flight {
     uint64_t id = 0;  // the executor's step id

@@ -30,7 +30,8 @@ void Usage() {
                "  [--default-mode autoregressive|early-exit|self-speculative] [--default-exit-layer E]\n"
                "  [--default-speculations D|auto] [--default-max-tokens N] [--speculation-batch-threshold N]\n"
                "  [--tls-cert PEM --tls-key PEM] [--auth-token T | --auth-token-file F] [--drain-timeout SECONDS]\n"
-               "  [--workers ADDR,... [--stages 0-3,4-11,12-15] [--cluster-token-file F] [--transport tcp|nccl]]\n");
+               "  [--workers ADDR,... [--stages 0-3,4-11,12-15] [--cluster-token-file F] [--transport tcp|nccl]\n"
+               "   [--restore-timeout SECONDS]]\n");
 }
 
 absl::StatusOr<int> IntFlag(const cli::Flags& f, const char* name, int64_t fallback, int64_t lo, int64_t hi) {
@@ -56,6 +57,9 @@ absl::StatusOr<ServerOptions> OptionsFromFlags(const cli::Flags& f) {
   LS_ASSIGN_OR_RETURN(int64_t kv, f.GetInt("kv-cache-positions", 0));
   if (kv < 0) return absl::InvalidArgumentError("--kv-cache-positions must be >= 0");
   o.engine.kv_positions = kv;
+  LS_ASSIGN_OR_RETURN(double restore, f.GetDouble("restore-timeout", 30.0));
+  if (!(restore >= 0.0 && restore <= 86400.0)) return absl::InvalidArgumentError("--restore-timeout must be in [0, 86400] seconds");
+  o.engine.restore_timeout = std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(restore));
   LS_ASSIGN_OR_RETURN(o.executor.num_slots, IntFlag(f, "num-slots", o.engine.batch.max_batch_size, 1, 4096));
   o.executor.workers = f.Get("workers");
   o.executor.model_dir = o.model_dir;  // pipeline (--workers): stage plan, cluster token, transport
@@ -114,7 +118,7 @@ int Main(int argc, char** argv) {
       {"model", "model-name", "listen", "metrics-port", "max-batch-size", "max-batched-tokens", "max-queue", "num-slots",
        "kv-cache-positions", "max-context", "threads", "dtype", "default-mode", "default-exit-layer",
        "default-speculations", "default-max-tokens", "speculation-batch-threshold", "tls-cert", "tls-key", "auth-token",
-       "auth-token-file", "drain-timeout", "workers", "stages", "cluster-token-file", "transport", "fail-after-steps", "fatal-linger"});
+       "auth-token-file", "drain-timeout", "workers", "stages", "cluster-token-file", "transport", "fail-after-steps", "fatal-linger", "restore-timeout"});
   auto fail = [](const absl::Status& s) {
     std::fprintf(stderr, "layerskip-coordinator: %s\n", std::string(s.message()).c_str());
     return 1;

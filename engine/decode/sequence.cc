@@ -41,6 +41,11 @@ Sequence::Sequence(int slot, std::vector<int> prompt, GenerationParams params)
   if (params_.max_tokens <= 0) finish_ = FinishReason::kLength;
 }
 
+void Sequence::ForgetCache() {
+  pending_ = prompt_;
+  pending_.insert(pending_.end(), generated_.begin(), generated_.end());
+}
+
 bool Sequence::Append(int token, int context) {
   if (finished()) return false;
   generated_.push_back(token);

@@ -64,6 +64,9 @@ class Sequence {
   bool Append(int token, int context);
   // Called after a step has cached the pending tokens (before Append of the next token).
   void MarkPendingCached() { pending_.clear(); }
+  // The KV cache of the slot is gone (a pipeline stage restarted): every token, prompt and generated,
+  // becomes pending, so the next step prefills them all and decoding continues where it stopped.
+  void ForgetCache();
   void Finish(FinishReason reason) { finish_ = reason; }
 
   SpecStats& stats() { return stats_; }

@@ -110,8 +110,9 @@ TEST_F(ClusterTest, ThreeStagesMatchTheSingleProcessEngineForConcurrentStreams) 
 
 TEST_F(ClusterTest, WorkerKilledMidStreamThenRestored) {
   auto workers = StartWorkers(2);
+  // --restore-timeout 0: streams in flight end at once when a stage is lost.
   CoordinatorProcess server({"--model", kModel, "--threads", "1", "--workers", Endpoints(workers), "--stages",
-                             "0-1,2-3", "--default-exit-layer", "2"});
+                             "0-1,2-3", "--default-exit-layer", "2", "--restore-timeout", "0"});
   ASSERT_TRUE(server.ok()) << server.stderr_text();
   auto stub = server.Stub();
   const int port = workers[1]->port();
@@ -132,6 +133,47 @@ TEST_F(ClusterTest, WorkerKilledMidStreamThenRestored) {
   Streamed after = Generate(*stub, Request("def main():", 24, v1::DECODE_MODE_SELF_SPECULATIVE, 3));
   ASSERT_TRUE(after.status.ok()) << after.status.error_message();
   EXPECT_EQ(after.ids, CliIds("--prompt 'def main():' --max-tokens 24 --mode self-speculative --exit-layer 2 --speculations 3"));
+}
+
+// With a restore timeout (the default), a stream whose stage dies waits; once the restarted worker has its
+// shard back, the stream continues where it stopped (its cache re-prefilled) and its whole output equals
+// the single-process engine's.
+TEST_F(ClusterTest, StreamResumesWhenTheKilledWorkerIsRestored) {
+  auto workers = StartWorkers(2);
+  CoordinatorProcess server({"--model", kModel, "--threads", "1", "--workers", Endpoints(workers), "--stages",
+                             "0-1,2-3", "--default-exit-layer", "2", "--restore-timeout", "30"});
+  ASSERT_TRUE(server.ok()) << server.stderr_text();
+  auto stub = server.Stub();
+  const int port = workers[1]->port();
+  Streamed resumed;
+  std::thread client([&] {
+    resumed = Generate(*stub, Request("def main():", 400, v1::DECODE_MODE_SELF_SPECULATIVE, 3), [&] { workers[1]->Kill(); });
+  });
+  EXPECT_TRUE(WaitFor([&] { return server.HealthStatus() == kNotServing; }, 10));
+  EXPECT_EQ(Generate(*stub, Request("x", 4, v1::DECODE_MODE_AUTOREGRESSIVE, 0)).status.error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+  workers[1] = std::make_unique<WorkerProcess>();
+  ASSERT_TRUE(workers[1]->Start("cluster-test-token", port));
+  client.join();
+  ASSERT_TRUE(resumed.status.ok()) << resumed.status.error_message() << "\n" << server.stderr_text();
+  EXPECT_EQ(resumed.ids, CliIds("--prompt 'def main():' --max-tokens 400 --mode self-speculative --exit-layer 2 --speculations 3"));
+  EXPECT_EQ(server.HealthStatus(), kServing);
+  EXPECT_NE(server.stderr_text().find("running requests wait up to 30 s"), std::string::npos) << server.stderr_text();
+}
+
+// A stage that does not come back within the restore timeout: the suspended stream ends with UNAVAILABLE.
+TEST_F(ClusterTest, SuspendedStreamEndsAfterTheRestoreTimeout) {
+  auto workers = StartWorkers(2);
+  CoordinatorProcess server({"--model", kModel, "--threads", "1", "--workers", Endpoints(workers), "--stages",
+                             "0-1,2-3", "--default-exit-layer", "2", "--restore-timeout", "1"});
+  ASSERT_TRUE(server.ok()) << server.stderr_text();
+  auto stub = server.Stub();
+  const auto t0 = std::chrono::steady_clock::now();
+  Streamed cut = Generate(*stub, Request("def main():", 400, v1::DECODE_MODE_AUTOREGRESSIVE, 0), [&] { workers[1]->Kill(); });
+  EXPECT_EQ(cut.status.error_code(), grpc::StatusCode::UNAVAILABLE) << cut.status.error_message();
+  EXPECT_NE(cut.status.error_message().find("not restored within 1 s"), std::string::npos) << cut.status.error_message();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(15));
+  EXPECT_FALSE(cut.ids.empty());
 }
 
 TEST_F(ClusterTest, UnreachableWorkerAtStartIsReported) {
