@@ -1,6 +1,28 @@
+// y[n, M] = x[n, K] @ W[M, K]^T on the CPU (AVX2 + FMA), W bf16 or f32 row-major.
+//
+// Arithmetic order (the same for every output y[t, j], whatever n, thread, tile or K block computes it):
+//   acc0 = acc1 = 0                                    (two 8-lane f32 accumulators)
+//   for each full block of 16 columns, k = 16b .. 16b+15, b ascending:
+//     acc0 = fma(x0, w0, acc0), acc1 = fma(x1, w1, acc1)
+//       f32 W:  w0 = W[j, 16b+0..7],               w1 = W[j, 16b+8..15]
+//       bf16 W: w0 = W[j, 16b+{0..3, 8..11}],      w1 = W[j, 16b+{4..7, 12..15}]  (LoadW16)
+//       x0, x1: the matching x[t, .] (bf16: x is permuted the same way beforehand, PermuteForBf16)
+//   sum = HorizontalSum(acc0 + acc1)                    (fixed tree, kernels/simd.h)
+//   for the tail k = 16*(K/16) .. K-1 ascending: sum = sum + x[t, k] * W[j, k]   (rounded mul, then add)
+//   y[t, j] = sum
+// Accumulators of a K block are stored and reloaded exactly between blocks, so K blocking, the register
+// tile (R rows x T tokens) and the thread split never change a result's bits: y is batch-invariant.
+//
+// Schedule: threads claim blocks of kRowBlock rows from a shared counter (a slow core does less work). In
+// a block, for each K block of at most kKBlock columns, token groups of T (3, 2 or 1) pass over the block's
+// rows in tiles of R rows (2, 3 or 4): x of one group (<= 24 KiB) stays in L1, the block's W (<= 192 KiB
+// bf16) in L2. When several tokens share a pass (compute-bound), the first group also prefetches the
+// thread's next row block into L2, so reading W from memory overlaps the arithmetic.
 #include <immintrin.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <vector>
 
 #include "kernels/matmul.h"
@@ -9,100 +31,154 @@
 namespace layerskip::cpu {
 namespace {
 
+constexpr int64_t kRowBlock = 48;    // rows per block (a multiple of 2, 3 and 4)
+constexpr int64_t kKBlock = 2048;    // columns per K block (a multiple of 16)
+constexpr int kPrefetchBytes = 1024;  // distance of the in-row prefetch (1-token passes)
+
 // Loads the 16 weights at w as two f32 vectors (w0, w1).
 // f32: w0 = w[0..7], w1 = w[8..15].
-// bf16: one 32-byte load widened by interleaving with zeros, which works within 128-bit lanes:
+// bf16: a 32-byte load widened by interleaving with zeros, which works within 128-bit lanes:
 // w0 = w[0..3, 8..11], w1 = w[4..7, 12..15]. x is laid out the same way beforehand (PermuteForBf16), so
 // the dot product is unchanged in value and the widening costs no shifts on the FMA ports.
-inline void LoadW16(const float* w, __m256& w0, __m256& w1) {
-  w0 = _mm256_loadu_ps(w);
-  w1 = _mm256_loadu_ps(w + 8);
-}
-inline void LoadW16(const uint16_t* w, __m256& w0, __m256& w1) {
+inline __m256 LoadW0(const float* w) { return _mm256_loadu_ps(w); }
+inline __m256 LoadW1(const float* w) { return _mm256_loadu_ps(w + 8); }
+inline __m256 LoadW0(const uint16_t* w) {
   const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
-  const __m256i zero = _mm256_setzero_si256();
-  w0 = _mm256_castsi256_ps(_mm256_unpacklo_epi16(zero, v));
-  w1 = _mm256_castsi256_ps(_mm256_unpackhi_epi16(zero, v));
+  return _mm256_castsi256_ps(_mm256_unpacklo_epi16(_mm256_setzero_si256(), v));
+}
+inline __m256 LoadW1(const uint16_t* w) {
+  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
+  return _mm256_castsi256_ps(_mm256_unpackhi_epi16(_mm256_setzero_si256(), v));
 }
 inline float ScalarW(const uint16_t* w) { return Bf16ToF32(*w); }
 inline float ScalarW(const float* w) { return *w; }
 
-constexpr int kPrefetchBytes = 1024;
-
-// R rows of W times T tokens of x. Every (token, row) dot product has one fixed arithmetic: two
-// accumulators over blocks of 16 (lanes as LoadW16 lays them out), a fixed horizontal sum, then the
-// scalar tail in order. So the result does not depend on how many rows or tokens are computed together.
-template <int R, int T, typename W>
-inline void MicroKernel(const float* const* xs, const W* const* ws, int64_t K, float* const* ys, int64_t j) {
-  __m256 acc[R][T][2];
-  for (int r = 0; r < R; ++r)
-    for (int t = 0; t < T; ++t) acc[r][t][0] = acc[r][t][1] = _mm256_setzero_ps();
-  int64_t k = 0;
-  for (; k + 16 <= K; k += 16) {
-    __m256 w0[R], w1[R];
+// acc[r][t] = fma(x[t][k..k+8), w_r, acc[r][t]) for the R x T tile, w_r = load(ws[r] + k). Whichever of
+// the weights (R) and the x vectors (T) are fewer stay in registers while the others stream through one
+// register, so 2*R*T <= 12 accumulators + min(R, T) + 1 + the widening's zero fit the 16 registers.
+template <int R, int T, typename W, typename Load>
+inline void HalfBlock(__m256 (&acc)[R][T], const float* const* xs, const W* const* ws, int64_t k, Load load) {
+  if constexpr (R <= T) {
+    __m256 w[R];
+    for (int r = 0; r < R; ++r) w[r] = load(ws[r] + k);
+    for (int t = 0; t < T; ++t) {
+      const __m256 x = _mm256_loadu_ps(xs[t] + k);
+      for (int r = 0; r < R; ++r) acc[r][t] = _mm256_fmadd_ps(x, w[r], acc[r][t]);
+    }
+  } else {
+    __m256 x[T];
+    for (int t = 0; t < T; ++t) x[t] = _mm256_loadu_ps(xs[t] + k);
     for (int r = 0; r < R; ++r) {
-      // Rows are 4 KiB apart for a 2048-wide bf16 matrix: hardware prefetchers stop at page boundaries.
-      _mm_prefetch(reinterpret_cast<const char*>(ws[r] + k) + kPrefetchBytes, _MM_HINT_T0);
-      LoadW16(ws[r] + k, w0[r], w1[r]);
-    }
-    for (int t = 0; t < T; ++t) {
-      __m256 x0 = _mm256_loadu_ps(xs[t] + k), x1 = _mm256_loadu_ps(xs[t] + k + 8);
-      for (int r = 0; r < R; ++r) {
-        acc[r][t][0] = _mm256_fmadd_ps(x0, w0[r], acc[r][t][0]);
-        acc[r][t][1] = _mm256_fmadd_ps(x1, w1[r], acc[r][t][1]);
-      }
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    for (int t = 0; t < T; ++t) {
-      float sum = HorizontalSum(_mm256_add_ps(acc[r][t][0], acc[r][t][1]));
-      for (int64_t kk = k; kk < K; ++kk) sum += xs[t][kk] * ScalarW(ws[r] + kk);
-      ys[t][j + r] = sum;
+      const __m256 w = load(ws[r] + k);
+      for (int t = 0; t < T; ++t) acc[r][t] = _mm256_fmadd_ps(x[t], w, acc[r][t]);
     }
   }
 }
 
-// Rows [j0, j1) of W against all n tokens: tokens in groups of 3 (then 2, 1), rows in pairs.
-template <typename W>
-void MatmulRows(const float* x, int64_t n, const W* w, int64_t K, int64_t M, float* y, int64_t j0, int64_t j1) {
-  constexpr int64_t kRowBlock = 64;  // rows kept hot in cache while all token groups pass over them
-  for (int64_t jb = j0; jb < j1; jb += kRowBlock) {
-    const int64_t je = std::min(j1, jb + kRowBlock);
-    for (int64_t i = 0; i < n;) {
-      const int T = n - i >= 3 ? 3 : static_cast<int>(n - i);
-      const float* xs[3] = {x + i * K, x + std::min(i + 1, n - 1) * K, x + std::min(i + 2, n - 1) * K};
-      float* ys[3] = {y + i * M, y + std::min(i + 1, n - 1) * M, y + std::min(i + 2, n - 1) * M};
-      int64_t j = jb;
-      if (T == 1) {  // decode: more rows in flight per pass over x
-        for (; j + 4 <= je; j += 4) {
-          const W* ws[4] = {w + j * K, w + (j + 1) * K, w + (j + 2) * K, w + (j + 3) * K};
-          MicroKernel<4, 1>(xs, ws, K, ys, j);
-        }
-      }
-      for (; j + 2 <= je; j += 2) {
-        const W* ws[2] = {w + j * K, w + (j + 1) * K};
-        if (T == 3) MicroKernel<2, 3>(xs, ws, K, ys, j);
-        else if (T == 2) MicroKernel<2, 2>(xs, ws, K, ys, j);
-        else MicroKernel<2, 1>(xs, ws, K, ys, j);
-      }
-      for (; j < je; ++j) {
-        const W* ws[1] = {w + j * K};
-        if (T == 3) MicroKernel<1, 3>(xs, ws, K, ys, j);
-        else if (T == 2) MicroKernel<1, 2>(xs, ws, K, ys, j);
-        else MicroKernel<1, 1>(xs, ws, K, ys, j);
-      }
-      i += T;
+// One register tile: rows ws[0..R) of W times tokens xs[0..T) of x over columns [k0, k1) (multiples of 16
+// apart). acc[r * stride + t * 2 + h] holds accumulator h of (row r, token t): zeroed when first, else
+// reloaded; stored back at the end. 2*R*T <= 12 accumulators + R weights + 1 x + zero fit 16 registers:
+// each block is done in two halves (all w0 products, then all w1 products).
+// Prefetch: 0 none; 1 the row itself kPrefetchBytes ahead into L1 (memory-bound 1-token passes);
+// 2 the same columns pf_delta elements away (the thread's next row block) into L2.
+template <int R, int T, int Prefetch, typename W>
+inline void Tile(const float* const* xs, const W* const* ws, int64_t k0, int64_t k1, bool first, __m256* acc,
+                 int64_t stride, int64_t pf_delta) {
+  __m256 a0[R][T], a1[R][T];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) {
+      a0[r][t] = first ? _mm256_setzero_ps() : acc[r * stride + t * 2];
+      a1[r][t] = first ? _mm256_setzero_ps() : acc[r * stride + t * 2 + 1];
     }
+  for (int64_t k = k0; k < k1; k += 16) {
+    for (int r = 0; r < R; ++r) {
+      if constexpr (Prefetch & 1) _mm_prefetch(reinterpret_cast<const char*>(ws[r] + k) + kPrefetchBytes, _MM_HINT_T0);
+      if constexpr (Prefetch & 2) _mm_prefetch(reinterpret_cast<const char*>(ws[r] + k + pf_delta), _MM_HINT_T1);
+    }
+    HalfBlock<R, T>(a0, xs, ws, k, [](const W* w) { return LoadW0(w); });
+    HalfBlock<R, T>(a1, xs, ws, k + 8, [](const W* w) { return LoadW1(w - 8); });
   }
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) {
+      acc[r * stride + t * 2] = a0[r][t];
+      acc[r * stride + t * 2 + 1] = a1[r][t];
+    }
+}
+
+// The order's last two steps for one output: horizontal sum, then the scalar tail [k_end, K).
+template <typename W>
+inline float Finish(const __m256* acc, const float* x, const W* w, int64_t k_end, int64_t K) {
+  float sum = HorizontalSum(_mm256_add_ps(acc[0], acc[1]));
+  for (int64_t k = k_end; k < K; ++k) sum += x[k] * ScalarW(w + k);
+  return sum;
+}
+
+// Per-call state shared by the threads.
+template <typename W>
+struct Problem {
+  const float* x;  // [n, K], permuted for bf16
+  int64_t n, K, M;
+  const W* w;      // [M, K]
+  float* y;        // [n, M]
+};
+
+// Rows [j, j+R) against tokens [i, i+T): one Tile. acc: the row block's accumulators, [row - jb][n][2].
+template <int R, int T, int Prefetch, typename W>
+inline void TileAt(const Problem<W>& p, const float* const* xs, int64_t i, int64_t j, int64_t jb, int64_t k0,
+                   int64_t k1, bool first, __m256* acc, int64_t pf_delta) {
+  const W* ws[R];
+  for (int r = 0; r < R; ++r) ws[r] = p.w + (j + r) * p.K;
+  Tile<R, T, Prefetch>(xs, ws, k0, k1, first, acc + ((j - jb) * p.n + i) * 2, p.n * 2, pf_delta);
+}
+
+// Rows [jb, j1) of a block against tokens [i, i+T) over columns [k0, k1): tiles of R rows (4 for one
+// token, 3 for two, 2 for three), then 2- and 1-row tiles for the rest.
+template <int T, int Prefetch, typename W>
+void TokenGroupPass(const Problem<W>& p, int64_t i, int64_t jb, int64_t j1, int64_t k0, int64_t k1, bool first,
+                    __m256* acc, int64_t pf_delta) {
+  constexpr int R = T == 1 ? 4 : T == 2 ? 3 : 2;
+  const float* xs[T];
+  for (int t = 0; t < T; ++t) xs[t] = p.x + (i + t) * p.K;
+  int64_t j = jb;
+  for (; j + R <= j1; j += R) TileAt<R, T, Prefetch>(p, xs, i, j, jb, k0, k1, first, acc, pf_delta);
+  for (; j + 2 <= j1; j += 2) TileAt<2, T, Prefetch>(p, xs, i, j, jb, k0, k1, first, acc, pf_delta);
+  for (; j < j1; ++j) TileAt<1, T, Prefetch>(p, xs, i, j, jb, k0, k1, first, acc, pf_delta);
+}
+
+// Splits n tokens into groups of 2, the last one of 1 when n is odd.
+template <typename F>
+void ForTokenGroups(int64_t n, F&& f) {
+  int64_t i = 0;
+  for (; i + 2 <= n; i += 2) f(i, 2);
+  if (i < n) f(i, 1);
+}
+
+// One row block [jb, j1) for all tokens; next_jb: the thread's next block (prefetched), or -1.
+template <typename W>
+void RowBlock(const Problem<W>& p, int64_t jb, int64_t j1, int64_t next_jb, std::vector<__m256>& acc) {
+  const int64_t K16 = p.K / 16 * 16;
+  acc.resize(static_cast<size_t>((j1 - jb) * p.n * 2));
+  const int64_t pf_delta = next_jb < 0 ? 0 : (next_jb - jb) * p.K;
+  for (int64_t k0 = 0; k0 < K16 || k0 == 0; k0 += kKBlock) {
+    const int64_t k1 = std::min(K16, k0 + kKBlock);
+    ForTokenGroups(p.n, [&](int64_t i, int T) {
+      const bool prefetch_next = p.n > 1 && i == 0 && next_jb >= 0;
+      if (T == 1) TokenGroupPass<1, 1>(p, i, jb, j1, k0, k1, k0 == 0, acc.data(), 0);
+      else if (prefetch_next) TokenGroupPass<2, 3>(p, i, jb, j1, k0, k1, k0 == 0, acc.data(), pf_delta);
+      else TokenGroupPass<2, 1>(p, i, jb, j1, k0, k1, k0 == 0, acc.data(), 0);
+    });
+  }
+  for (int64_t j = jb; j < j1; ++j)
+    for (int64_t t = 0; t < p.n; ++t)
+      p.y[t * p.M + j] = Finish(acc.data() + ((j - jb) * p.n + t) * 2, p.x + t * p.K, p.w + j * p.K, K16, p.K);
 }
 
 // x[n, K] with every block of 16 reordered as LoadW16 widens bf16: [0..3, 8..11, 4..7, 12..15]; the
-// tail past the last full block stays in place.
-std::vector<float> PermuteForBf16(const float* x, int64_t n, int64_t K) {
-  std::vector<float> out(static_cast<size_t>(n * K));
+// tail past the last full block stays in place. out: [n, K].
+void PermuteForBf16(const float* x, int64_t n, int64_t K, float* out) {
   for (int64_t i = 0; i < n; ++i) {
     const float* xi = x + i * K;
-    float* oi = out.data() + i * K;
+    float* oi = out + i * K;
     int64_t k = 0;
     for (; k + 16 <= K; k += 16) {
       const __m256 a = _mm256_loadu_ps(xi + k), b = _mm256_loadu_ps(xi + k + 8);
@@ -111,24 +187,58 @@ std::vector<float> PermuteForBf16(const float* x, int64_t n, int64_t K) {
     }
     for (; k < K; ++k) oi[k] = xi[k];
   }
-  return out;
+}
+
+// A 64-byte aligned float buffer that only grows: 32-byte loads of x that straddle cache lines would cost
+// the kernel a third of its speed.
+class AlignedFloats {
+ public:
+  ~AlignedFloats() { std::free(data_); }
+  float* Get(int64_t count) {
+    if (count > size_) {
+      std::free(data_);
+      size_ = count;
+      data_ = static_cast<float*>(std::aligned_alloc(64, (static_cast<size_t>(count) * 4 + 63) / 64 * 64));
+    }
+    return data_;
+  }
+
+ private:
+  float* data_ = nullptr;
+  int64_t size_ = 0;
+};
+
+template <typename W>
+void Run(const Problem<W>& p, ThreadPool* pool) {
+  const int64_t blocks = (p.M + kRowBlock - 1) / kRowBlock;
+  std::atomic<int64_t> next{0};
+  auto worker = [&](int64_t, int64_t) {
+    thread_local std::vector<__m256> acc;
+    int64_t b = next.fetch_add(1, std::memory_order_relaxed);
+    while (b < blocks) {
+      const int64_t nb = next.fetch_add(1, std::memory_order_relaxed);
+      const int64_t jb = b * kRowBlock;
+      RowBlock(p, jb, std::min(p.M, jb + kRowBlock), nb < blocks ? nb * kRowBlock : -1, acc);
+      b = nb;
+    }
+  };
+  // Waking threads costs microseconds: small products run on the calling thread. Which thread computes a
+  // row never changes its arithmetic, so this does not affect results.
+  constexpr int64_t kMinParallelMacs = int64_t{1} << 18;
+  if (pool && pool->num_threads() > 1 && blocks > 1 && p.M * p.K * p.n >= kMinParallelMacs)
+    pool->ParallelFor(pool->num_threads(), 1, worker);
+  else worker(0, 1);
 }
 
 }  // namespace
 
 void Matmul(const float* x, int64_t n, const Matrix& w, float* y, ThreadPool* pool) {
   const int64_t M = w.rows(), K = w.cols();
-  std::vector<float> xp;
-  if (w.type() == WeightType::kBF16) xp = PermuteForBf16(x, n, K);
-  auto body = [&](int64_t j0, int64_t j1) {
-    if (w.type() == WeightType::kBF16) MatmulRows(xp.data(), n, w.bf16(), K, M, y, j0, j1);
-    else MatmulRows(x, n, w.f32(), K, M, y, j0, j1);
-  };
-  // Waking threads costs microseconds: small products run on the calling thread. Which thread computes a
-  // row never changes its arithmetic, so this does not affect results.
-  constexpr int64_t kMinParallelMacs = int64_t{1} << 18;
-  if (pool && M * K * n >= kMinParallelMacs) pool->ParallelFor(M, 16, body);
-  else body(0, M);
+  if (n <= 0 || M <= 0) return;
+  if (w.type() == WeightType::kF32) return Run(Problem<float>{x, n, K, M, w.f32(), y}, pool);
+  thread_local AlignedFloats xp;  // grows to the largest [n, K] seen; no allocation per call
+  PermuteForBf16(x, n, K, xp.Get(n * K));
+  Run(Problem<uint16_t>{xp.Get(n * K), n, K, M, w.bf16(), y}, pool);
 }
 
 }  // namespace layerskip::cpu
