@@ -22,6 +22,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <type_traits>
 #include <cstdlib>
 #include <vector>
 
@@ -31,7 +32,7 @@
 namespace layerskip::cpu {
 namespace {
 
-constexpr int64_t kRowBlock = 48;    // rows per block (a multiple of 2, 3 and 4)
+constexpr int64_t kBlockBytes = 192 << 10;  // W bytes per row block (kept in L2 while all tokens pass)
 constexpr int64_t kKBlock = 2048;    // columns per K block (a multiple of 16)
 constexpr int kPrefetchBytes = 1024;  // distance of the in-row prefetch (1-token passes)
 
@@ -52,6 +53,24 @@ inline __m256 LoadW1(const uint16_t* w) {
 }
 inline float ScalarW(const uint16_t* w) { return Bf16ToF32(*w); }
 inline float ScalarW(const float* w) { return *w; }
+
+// Streams a byte range into L2 a slice per step: the thread's next row block, one slice per tile of the
+// current block, so reading W from memory overlaps the arithmetic instead of stalling the first pass.
+class Prefetcher {
+ public:
+  Prefetcher(const void* begin, const void* end, int64_t steps)
+      : p_(static_cast<const char*>(begin)), end_(static_cast<const char*>(end)),
+        slice_((end_ - p_ + steps - 1) / std::max<int64_t>(steps, 1)) {}
+  void Step() {
+    const char* stop = std::min(end_, p_ + slice_);
+    for (; p_ < stop; p_ += 64) _mm_prefetch(p_, _MM_HINT_T1);
+  }
+
+ private:
+  const char* p_;
+  const char* end_;
+  int64_t slice_;
+};
 
 // acc[r][t] = fma(x[t][k..k+8), w_r, acc[r][t]) for the R x T tile, w_r = load(ws[r] + k). Whichever of
 // the weights (R) and the x vectors (T) are fewer stay in registers while the others stream through one
@@ -79,11 +98,11 @@ inline void HalfBlock(__m256 (&acc)[R][T], const float* const* xs, const W* cons
 // apart). acc[r * stride + t * 2 + h] holds accumulator h of (row r, token t): zeroed when first, else
 // reloaded; stored back at the end. 2*R*T <= 12 accumulators + R weights + 1 x + zero fit 16 registers:
 // each block is done in two halves (all w0 products, then all w1 products).
-// Prefetch: 0 none; 1 the row itself kPrefetchBytes ahead into L1 (memory-bound 1-token passes);
-// 2 the same columns pf_delta elements away (the thread's next row block) into L2.
-template <int R, int T, int Prefetch, typename W>
+// InRowPrefetch: prefetch each row kPrefetchBytes ahead into L1 (memory-bound 1-token passes: rows are
+// 4 KiB apart for a 2048-wide bf16 matrix and hardware prefetchers stop at page boundaries).
+template <int R, int T, bool InRowPrefetch, typename W>
 inline void Tile(const float* const* xs, const W* const* ws, int64_t k0, int64_t k1, bool first, __m256* acc,
-                 int64_t stride, int64_t pf_delta) {
+                 int64_t stride) {
   __m256 a0[R][T], a1[R][T];
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) {
@@ -91,10 +110,8 @@ inline void Tile(const float* const* xs, const W* const* ws, int64_t k0, int64_t
       a1[r][t] = first ? _mm256_setzero_ps() : acc[r * stride + t * 2 + 1];
     }
   for (int64_t k = k0; k < k1; k += 16) {
-    for (int r = 0; r < R; ++r) {
-      if constexpr (Prefetch & 1) _mm_prefetch(reinterpret_cast<const char*>(ws[r] + k) + kPrefetchBytes, _MM_HINT_T0);
-      if constexpr (Prefetch & 2) _mm_prefetch(reinterpret_cast<const char*>(ws[r] + k + pf_delta), _MM_HINT_T1);
-    }
+    if constexpr (InRowPrefetch)
+      for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(ws[r] + k) + kPrefetchBytes, _MM_HINT_T0);
     HalfBlock<R, T>(a0, xs, ws, k, [](const W* w) { return LoadW0(w); });
     HalfBlock<R, T>(a1, xs, ws, k + 8, [](const W* w) { return LoadW1(w - 8); });
   }
@@ -105,7 +122,17 @@ inline void Tile(const float* const* xs, const W* const* ws, int64_t k0, int64_t
     }
 }
 
-// The order's last two steps for one output: horizontal sum, then the scalar tail [k_end, K).
+// The order's last two steps for outputs (t, j..j+7) of a row block: horizontal sums (8 at once, bit for
+// bit HorizontalSum), then the scalar tail [k_end, K). acc: the block's [row - jb][n][2] accumulators, at
+// (j, t). y: &y[t, j].
+template <typename W>
+inline void Finish8(const __m256* acc, int64_t n, const float* x, const W* w, int64_t k_end, int64_t K, float* y) {
+  __m256 v[8];
+  for (int q = 0; q < 8; ++q) v[q] = _mm256_add_ps(acc[q * n * 2], acc[q * n * 2 + 1]);
+  _mm256_storeu_ps(y, HorizontalSum8(v));
+  for (int q = 0; q < 8 && k_end < K; ++q)
+    for (int64_t k = k_end; k < K; ++k) y[q] += x[k] * ScalarW(w + q * K + k);
+}
 template <typename W>
 inline float Finish(const __m256* acc, const float* x, const W* w, int64_t k_end, int64_t K) {
   float sum = HorizontalSum(_mm256_add_ps(acc[0], acc[1]));
@@ -120,32 +147,33 @@ struct Problem {
   int64_t n, K, M;
   const W* w;      // [M, K]
   float* y;        // [n, M]
+  int64_t block_rows;  // rows per row block
 };
 
-// Rows [j, j+R) against tokens [i, i+T): one Tile. acc: the row block's accumulators, [row - jb][n][2].
-template <int R, int T, int Prefetch, typename W>
-inline void TileAt(const Problem<W>& p, const float* const* xs, int64_t i, int64_t j, int64_t jb, int64_t k0,
-                   int64_t k1, bool first, __m256* acc, int64_t pf_delta) {
-  const W* ws[R];
-  for (int r = 0; r < R; ++r) ws[r] = p.w + (j + r) * p.K;
-  Tile<R, T, Prefetch>(xs, ws, k0, k1, first, acc + ((j - jb) * p.n + i) * 2, p.n * 2, pf_delta);
-}
+// Register-tile shape by token group size: R rows x T tokens.
+constexpr int TileRows(int T) { return T == 1 ? 4 : 3; }
 
-// Rows [jb, j1) of a block against tokens [i, i+T) over columns [k0, k1): tiles of R rows (4 for one
-// token, 3 for two, 2 for three), then 2- and 1-row tiles for the rest.
-template <int T, int Prefetch, typename W>
+// Rows [jb, j1) of a block against tokens [i, i+T) over columns [k0, k1): tiles of R rows, then 2- and
+// 1-row tiles for the rest. acc: the block's accumulators, [row - jb][n][2].
+template <int T, bool InRowPrefetch, typename W>
 void TokenGroupPass(const Problem<W>& p, int64_t i, int64_t jb, int64_t j1, int64_t k0, int64_t k1, bool first,
-                    __m256* acc, int64_t pf_delta) {
-  constexpr int R = T == 1 ? 4 : T == 2 ? 3 : 2;
+                    __m256* acc, Prefetcher& pf) {
   const float* xs[T];
   for (int t = 0; t < T; ++t) xs[t] = p.x + (i + t) * p.K;
+  auto tile = [&]<int R>(std::integral_constant<int, R>, int64_t j) {
+    const W* ws[R];
+    for (int r = 0; r < R; ++r) ws[r] = p.w + (j + r) * p.K;
+    pf.Step();
+    Tile<R, T, InRowPrefetch>(xs, ws, k0, k1, first, acc + ((j - jb) * p.n + i) * 2, p.n * 2);
+  };
+  constexpr int R = TileRows(T);
   int64_t j = jb;
-  for (; j + R <= j1; j += R) TileAt<R, T, Prefetch>(p, xs, i, j, jb, k0, k1, first, acc, pf_delta);
-  for (; j + 2 <= j1; j += 2) TileAt<2, T, Prefetch>(p, xs, i, j, jb, k0, k1, first, acc, pf_delta);
-  for (; j < j1; ++j) TileAt<1, T, Prefetch>(p, xs, i, j, jb, k0, k1, first, acc, pf_delta);
+  for (; j + R <= j1; j += R) tile(std::integral_constant<int, R>{}, j);
+  for (; j + 2 <= j1; j += 2) tile(std::integral_constant<int, 2>{}, j);
+  for (; j < j1; ++j) tile(std::integral_constant<int, 1>{}, j);
 }
 
-// Splits n tokens into groups of 2, the last one of 1 when n is odd.
+// Tokens in groups of 2, the last one of 1 when n is odd: f(first token, T).
 template <typename F>
 void ForTokenGroups(int64_t n, F&& f) {
   int64_t i = 0;
@@ -153,24 +181,34 @@ void ForTokenGroups(int64_t n, F&& f) {
   if (i < n) f(i, 1);
 }
 
-// One row block [jb, j1) for all tokens; next_jb: the thread's next block (prefetched), or -1.
+// Tiles in one row block of `rows` rows over k_blocks K blocks: the Prefetcher's steps.
+int64_t TilesPerBlock(int64_t n, int64_t rows, int64_t k_blocks) {
+  int64_t tiles = 0;
+  ForTokenGroups(n, [&](int64_t, int T) { tiles += (rows + TileRows(T) - 1) / TileRows(T); });
+  return tiles * k_blocks;
+}
+
+// One row block [jb, j1) for all tokens; [next_jb, next_j1): the thread's next block (prefetched), or empty.
 template <typename W>
-void RowBlock(const Problem<W>& p, int64_t jb, int64_t j1, int64_t next_jb, std::vector<__m256>& acc) {
-  const int64_t K16 = p.K / 16 * 16;
+void RowBlock(const Problem<W>& p, int64_t jb, int64_t j1, int64_t next_jb, int64_t next_j1,
+              std::vector<__m256>& acc) {
+  const int64_t K16 = p.K / 16 * 16, k_blocks = std::max<int64_t>(1, (K16 + kKBlock - 1) / kKBlock);
   acc.resize(static_cast<size_t>((j1 - jb) * p.n * 2));
-  const int64_t pf_delta = next_jb < 0 ? 0 : (next_jb - jb) * p.K;
-  for (int64_t k0 = 0; k0 < K16 || k0 == 0; k0 += kKBlock) {
-    const int64_t k1 = std::min(K16, k0 + kKBlock);
+  Prefetcher pf(p.w + next_jb * p.K, p.w + next_j1 * p.K, TilesPerBlock(p.n, j1 - jb, k_blocks));
+  for (int64_t kb = 0; kb < k_blocks; ++kb) {
+    const int64_t k0 = kb * kKBlock, k1 = std::min(K16, k0 + kKBlock);
     ForTokenGroups(p.n, [&](int64_t i, int T) {
-      const bool prefetch_next = p.n > 1 && i == 0 && next_jb >= 0;
-      if (T == 1) TokenGroupPass<1, 1>(p, i, jb, j1, k0, k1, k0 == 0, acc.data(), 0);
-      else if (prefetch_next) TokenGroupPass<2, 3>(p, i, jb, j1, k0, k1, k0 == 0, acc.data(), pf_delta);
-      else TokenGroupPass<2, 1>(p, i, jb, j1, k0, k1, k0 == 0, acc.data(), 0);
+      if (T == 1) TokenGroupPass<1, true>(p, i, jb, j1, k0, k1, kb == 0, acc.data(), pf);
+      else TokenGroupPass<2, false>(p, i, jb, j1, k0, k1, kb == 0, acc.data(), pf);
     });
   }
-  for (int64_t j = jb; j < j1; ++j)
-    for (int64_t t = 0; t < p.n; ++t)
-      p.y[t * p.M + j] = Finish(acc.data() + ((j - jb) * p.n + t) * 2, p.x + t * p.K, p.w + j * p.K, K16, p.K);
+  for (int64_t t = 0; t < p.n; ++t) {
+    const float* xt = p.x + t * p.K;
+    int64_t j = jb;
+    for (; j + 8 <= j1; j += 8)
+      Finish8(acc.data() + ((j - jb) * p.n + t) * 2, p.n, xt, p.w + j * p.K, K16, p.K, p.y + t * p.M + j);
+    for (; j < j1; ++j) p.y[t * p.M + j] = Finish(acc.data() + ((j - jb) * p.n + t) * 2, xt, p.w + j * p.K, K16, p.K);
+  }
 }
 
 // x[n, K] with every block of 16 reordered as LoadW16 widens bf16: [0..3, 8..11, 4..7, 12..15]; the
@@ -209,16 +247,18 @@ class AlignedFloats {
 };
 
 template <typename W>
-void Run(const Problem<W>& p, ThreadPool* pool) {
-  const int64_t blocks = (p.M + kRowBlock - 1) / kRowBlock;
+void Run(Problem<W> p, ThreadPool* pool) {
+  // Row blocks of about kBlockBytes of W, a multiple of 12 rows (whole tiles of 3 and 4 rows).
+  p.block_rows = std::max<int64_t>(12, kBlockBytes / (p.K * static_cast<int64_t>(sizeof(W))) / 12 * 12);
+  const int64_t blocks = (p.M + p.block_rows - 1) / p.block_rows;
   std::atomic<int64_t> next{0};
   auto worker = [&](int64_t, int64_t) {
     thread_local std::vector<__m256> acc;
     int64_t b = next.fetch_add(1, std::memory_order_relaxed);
     while (b < blocks) {
       const int64_t nb = next.fetch_add(1, std::memory_order_relaxed);
-      const int64_t jb = b * kRowBlock;
-      RowBlock(p, jb, std::min(p.M, jb + kRowBlock), nb < blocks ? nb * kRowBlock : -1, acc);
+      const int64_t jb = b * p.block_rows, nj = std::min(p.M, nb * p.block_rows);
+      RowBlock(p, jb, std::min(p.M, jb + p.block_rows), nj, std::min(p.M, nj + p.block_rows), acc);
       b = nb;
     }
   };
@@ -235,10 +275,10 @@ void Run(const Problem<W>& p, ThreadPool* pool) {
 void Matmul(const float* x, int64_t n, const Matrix& w, float* y, ThreadPool* pool) {
   const int64_t M = w.rows(), K = w.cols();
   if (n <= 0 || M <= 0) return;
-  if (w.type() == WeightType::kF32) return Run(Problem<float>{x, n, K, M, w.f32(), y}, pool);
+  if (w.type() == WeightType::kF32) return Run(Problem<float>{x, n, K, M, w.f32(), y, 0}, pool);
   thread_local AlignedFloats xp;  // grows to the largest [n, K] seen; no allocation per call
   PermuteForBf16(x, n, K, xp.Get(n * K));
-  Run(Problem<uint16_t>{xp.Get(n * K), n, K, M, w.bf16(), y}, pool);
+  Run(Problem<uint16_t>{xp.Get(n * K), n, K, M, w.bf16(), y, 0}, pool);
 }
 
 }  // namespace layerskip::cpu

@@ -10,6 +10,7 @@
 #include "kernels/rms_norm.h"
 #include "kernels/rope.h"
 #include "kernels/sampling.h"
+#include "kernels/simd.h"
 #include "kernels/swiglu.h"
 
 namespace layerskip {
@@ -75,7 +76,27 @@ TEST_P(MatmulTest, BatchInvariantBitwise) {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, MatmulTest,
                          ::testing::Combine(::testing::Values(WeightType::kF32, WeightType::kBF16),
-                                            ::testing::Values(16, 64, 100, 256)));
+                                            ::testing::Values(16, 64, 100, 256, 2048, 2056)));
+
+// The matmul finishes 8 outputs at once with HorizontalSum8: it must be HorizontalSum, bit for bit.
+TEST(SimdTest, HorizontalSum8MatchesHorizontalSum) {
+  std::mt19937 gen(7);
+  std::uniform_real_distribution<float> mantissa(-1.0f, 1.0f);
+  std::uniform_int_distribution<int> exponent(-30, 30);
+  for (int trial = 0; trial < 2000; ++trial) {
+    alignas(32) float lanes[8][8];
+    for (auto& v : lanes)
+      for (float& l : v) l = std::ldexp(mantissa(gen), exponent(gen));  // wide magnitudes: rounding shows
+    __m256 v[8];
+    for (int i = 0; i < 8; ++i) v[i] = _mm256_load_ps(lanes[i]);
+    alignas(32) float sums[8];
+    _mm256_store_ps(sums, cpu::HorizontalSum8(v));
+    for (int i = 0; i < 8; ++i) {
+      const float one = cpu::HorizontalSum(v[i]);
+      ASSERT_EQ(0, std::memcmp(&one, &sums[i], 4)) << "trial " << trial << " vector " << i;
+    }
+  }
+}
 
 TEST(RmsNormTest, MatchesReference) {
   const int D = 96;
