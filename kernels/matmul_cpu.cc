@@ -54,22 +54,22 @@ inline __m256 LoadW1(const uint16_t* w) {
 inline float ScalarW(const uint16_t* w) { return Bf16ToF32(*w); }
 inline float ScalarW(const float* w) { return *w; }
 
-// Streams a byte range into L2 a slice per step: the thread's next row block, one slice per tile of the
-// current block, so reading W from memory overlaps the arithmetic instead of stalling the first pass.
+// Streams a byte range into L2, one cache line per Tick: the thread's next row block, a line every 64
+// columns of the current block's tiles, so reading W from memory overlaps the arithmetic evenly (bursts
+// would fill the line-fill buffers and stall the tiles' own loads). Past the end it re-touches the last
+// line, which costs nothing and needs no branch.
 class Prefetcher {
  public:
-  Prefetcher(const void* begin, const void* end, int64_t steps)
-      : p_(static_cast<const char*>(begin)), end_(static_cast<const char*>(end)),
-        slice_((end_ - p_ + steps - 1) / std::max<int64_t>(steps, 1)) {}
-  void Step() {
-    const char* stop = std::min(end_, p_ + slice_);
-    for (; p_ < stop; p_ += 64) _mm_prefetch(p_, _MM_HINT_T1);
+  Prefetcher(const void* begin, const void* end)
+      : p_(static_cast<const char*>(begin)), end_(std::max(p_, static_cast<const char*>(end) - 64)) {}
+  void Tick() {
+    _mm_prefetch(p_, _MM_HINT_T1);
+    p_ = std::min(p_ + 64, end_);
   }
 
  private:
   const char* p_;
   const char* end_;
-  int64_t slice_;
 };
 
 // acc[r][t] = fma(x[t][k..k+8), w_r, acc[r][t]) for the R x T tile, w_r = load(ws[r] + k). Whichever of
@@ -102,19 +102,25 @@ inline void HalfBlock(__m256 (&acc)[R][T], const float* const* xs, const W* cons
 // 4 KiB apart for a 2048-wide bf16 matrix and hardware prefetchers stop at page boundaries).
 template <int R, int T, bool InRowPrefetch, typename W>
 inline void Tile(const float* const* xs, const W* const* ws, int64_t k0, int64_t k1, bool first, __m256* acc,
-                 int64_t stride) {
+                 int64_t stride, Prefetcher& pf) {
   __m256 a0[R][T], a1[R][T];
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) {
       a0[r][t] = first ? _mm256_setzero_ps() : acc[r * stride + t * 2];
       a1[r][t] = first ? _mm256_setzero_ps() : acc[r * stride + t * 2 + 1];
     }
-  for (int64_t k = k0; k < k1; k += 16) {
+  auto block = [&](int64_t k) {  // columns [k, k + 16)
     if constexpr (InRowPrefetch)
       for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(ws[r] + k) + kPrefetchBytes, _MM_HINT_T0);
     HalfBlock<R, T>(a0, xs, ws, k, [](const W* w) { return LoadW0(w); });
     HalfBlock<R, T>(a1, xs, ws, k + 8, [](const W* w) { return LoadW1(w - 8); });
+  };
+  int64_t k = k0;
+  for (; k + 64 <= k1; k += 64) {  // one next-block line per 64 columns
+    pf.Tick();
+    for (int u = 0; u < 4; ++u) block(k + 16 * u);
   }
+  for (; k < k1; k += 16) block(k);
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) {
       acc[r * stride + t * 2] = a0[r][t];
@@ -163,8 +169,7 @@ void TokenGroupPass(const Problem<W>& p, int64_t i, int64_t jb, int64_t j1, int6
   auto tile = [&]<int R>(std::integral_constant<int, R>, int64_t j) {
     const W* ws[R];
     for (int r = 0; r < R; ++r) ws[r] = p.w + (j + r) * p.K;
-    pf.Step();
-    Tile<R, T, InRowPrefetch>(xs, ws, k0, k1, first, acc + ((j - jb) * p.n + i) * 2, p.n * 2);
+    Tile<R, T, InRowPrefetch>(xs, ws, k0, k1, first, acc + ((j - jb) * p.n + i) * 2, p.n * 2, pf);
   };
   constexpr int R = TileRows(T);
   int64_t j = jb;
@@ -181,20 +186,13 @@ void ForTokenGroups(int64_t n, F&& f) {
   if (i < n) f(i, 1);
 }
 
-// Tiles in one row block of `rows` rows over k_blocks K blocks: the Prefetcher's steps.
-int64_t TilesPerBlock(int64_t n, int64_t rows, int64_t k_blocks) {
-  int64_t tiles = 0;
-  ForTokenGroups(n, [&](int64_t, int T) { tiles += (rows + TileRows(T) - 1) / TileRows(T); });
-  return tiles * k_blocks;
-}
-
 // One row block [jb, j1) for all tokens; [next_jb, next_j1): the thread's next block (prefetched), or empty.
 template <typename W>
 void RowBlock(const Problem<W>& p, int64_t jb, int64_t j1, int64_t next_jb, int64_t next_j1,
               std::vector<__m256>& acc) {
   const int64_t K16 = p.K / 16 * 16, k_blocks = std::max<int64_t>(1, (K16 + kKBlock - 1) / kKBlock);
   acc.resize(static_cast<size_t>((j1 - jb) * p.n * 2));
-  Prefetcher pf(p.w + next_jb * p.K, p.w + next_j1 * p.K, TilesPerBlock(p.n, j1 - jb, k_blocks));
+  Prefetcher pf(p.w + next_jb * p.K, p.w + next_j1 * p.K);
   for (int64_t kb = 0; kb < k_blocks; ++kb) {
     const int64_t k0 = kb * kKBlock, k1 = std::min(K16, k0 + kKBlock);
     ForTokenGroups(p.n, [&](int64_t i, int T) {
