@@ -5,25 +5,30 @@
 //   for each full block of 16 columns, k = 16b .. 16b+15, b ascending:
 //     acc0 = fma(x0, w0, acc0), acc1 = fma(x1, w1, acc1)
 //       f32 W:  w0 = W[j, 16b+0..7],               w1 = W[j, 16b+8..15]
-//       bf16 W: w0 = W[j, 16b+{0..3, 8..11}],      w1 = W[j, 16b+{4..7, 12..15}]  (LoadW16)
+//       bf16 W: w0 = W[j, 16b+{0..3, 8..11}],      w1 = W[j, 16b+{4..7, 12..15}]  (LoadW0, LoadW1)
 //       x0, x1: the matching x[t, .] (bf16: x is permuted the same way beforehand, PermuteForBf16)
-//   sum = HorizontalSum(acc0 + acc1)                    (fixed tree, kernels/simd.h)
+//   sum = HorizontalSum(acc0 + acc1)                    (fixed tree, kernels/simd.h; HorizontalSum8 is the
+//                                                        same bits for 8 outputs at once)
 //   for the tail k = 16*(K/16) .. K-1 ascending: sum = sum + x[t, k] * W[j, k]   (rounded mul, then add)
 //   y[t, j] = sum
 // Accumulators of a K block are stored and reloaded exactly between blocks, so K blocking, the register
 // tile (R rows x T tokens) and the thread split never change a result's bits: y is batch-invariant.
 //
-// Schedule: threads claim blocks of kRowBlock rows from a shared counter (a slow core does less work). In
-// a block, for each K block of at most kKBlock columns, token groups of T (3, 2 or 1) pass over the block's
-// rows in tiles of R rows (2, 3 or 4): x of one group (<= 24 KiB) stays in L1, the block's W (<= 192 KiB
-// bf16) in L2. When several tokens share a pass (compute-bound), the first group also prefetches the
-// thread's next row block into L2, so reading W from memory overlaps the arithmetic.
+// Schedule: rows are cut into row blocks of about kBlockBytes of W (48 rows of a 2048-wide bf16 matrix,
+// 12 of an 8192-wide one) that threads claim from a shared counter, so a core slowed by other work simply
+// does fewer. In a block, for each K block of at most kKBlock columns, tokens pass over the block's rows
+// in pairs, in register tiles of 3 rows x 2 tokens (x of the pair, <= 16 KiB, stays in L1; the block's W
+// in L2); an odd last token, and decoding (n = 1), use tiles of 4 rows x 1 token that prefetch their rows
+// ahead. Every tile also prefetches one line of the thread's next row block into L2 per 64 columns, so
+// reading W from memory overlaps the arithmetic of compute-bound batches.
 #include <immintrin.h>
 
 #include <algorithm>
 #include <atomic>
-#include <type_traits>
 #include <cstdlib>
+#include <cstring>
+#include <new>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/matmul.h"
@@ -36,7 +41,7 @@ constexpr int64_t kBlockBytes = 192 << 10;  // W bytes per row block (kept in L2
 constexpr int64_t kKBlock = 2048;    // columns per K block (a multiple of 16)
 constexpr int kPrefetchBytes = 1024;  // distance of the in-row prefetch (1-token passes)
 
-// Loads the 16 weights at w as two f32 vectors (w0, w1).
+// The 16 weights at w as two f32 vectors (w0 = LoadW0(w), w1 = LoadW1(w)).
 // f32: w0 = w[0..7], w1 = w[8..15].
 // bf16: a 32-byte load widened by interleaving with zeros, which works within 128-bit lanes:
 // w0 = w[0..3, 8..11], w1 = w[4..7, 12..15]. x is laid out the same way beforehand (PermuteForBf16), so
@@ -96,8 +101,8 @@ inline void HalfBlock(__m256 (&acc)[R][T], const float* const* xs, const W* cons
 
 // One register tile: rows ws[0..R) of W times tokens xs[0..T) of x over columns [k0, k1) (multiples of 16
 // apart). acc[r * stride + t * 2 + h] holds accumulator h of (row r, token t): zeroed when first, else
-// reloaded; stored back at the end. 2*R*T <= 12 accumulators + R weights + 1 x + zero fit 16 registers:
-// each block is done in two halves (all w0 products, then all w1 products).
+// reloaded; stored back at the end. Each block of 16 columns is done in two halves (all w0 products, then
+// all w1 products) so that the tile fits the 16 registers without spills (HalfBlock).
 // InRowPrefetch: prefetch each row kPrefetchBytes ahead into L1 (memory-bound 1-token passes: rows are
 // 4 KiB apart for a 2048-wide bf16 matrix and hardware prefetchers stop at page boundaries).
 template <int R, int T, bool InRowPrefetch, typename W>
@@ -113,6 +118,7 @@ inline void Tile(const float* const* xs, const W* const* ws, int64_t k0, int64_t
     if constexpr (InRowPrefetch)
       for (int r = 0; r < R; ++r) _mm_prefetch(reinterpret_cast<const char*>(ws[r] + k) + kPrefetchBytes, _MM_HINT_T0);
     HalfBlock<R, T>(a0, xs, ws, k, [](const W* w) { return LoadW0(w); });
+    // HalfBlock hands the load ws[r] + k + 8 (x's second half): the block still starts 8 earlier.
     HalfBlock<R, T>(a1, xs, ws, k + 8, [](const W* w) { return LoadW1(w - 8); });
   };
   int64_t k = k0;
@@ -149,7 +155,7 @@ inline float Finish(const __m256* acc, const float* x, const W* w, int64_t k_end
 // Per-call state shared by the threads.
 template <typename W>
 struct Problem {
-  const float* x;  // [n, K], permuted for bf16
+  const float* x;  // [n, K], 64-byte aligned; permuted for bf16
   int64_t n, K, M;
   const W* w;      // [M, K]
   float* y;        // [n, M]
@@ -209,7 +215,7 @@ void RowBlock(const Problem<W>& p, int64_t jb, int64_t j1, int64_t next_jb, int6
   }
 }
 
-// x[n, K] with every block of 16 reordered as LoadW16 widens bf16: [0..3, 8..11, 4..7, 12..15]; the
+// x[n, K] with every block of 16 reordered as LoadW0/LoadW1 widen bf16: [0..3, 8..11, 4..7, 12..15]; the
 // tail past the last full block stays in place. out: [n, K].
 void PermuteForBf16(const float* x, int64_t n, int64_t K, float* out) {
   for (int64_t i = 0; i < n; ++i) {
@@ -231,10 +237,12 @@ class AlignedFloats {
  public:
   ~AlignedFloats() { std::free(data_); }
   float* Get(int64_t count) {
-    if (count > size_) {
+    if (count > size_ || data_ == nullptr) {
       std::free(data_);
       size_ = count;
-      data_ = static_cast<float*>(std::aligned_alloc(64, (static_cast<size_t>(count) * 4 + 63) / 64 * 64));
+      const size_t bytes = std::max<size_t>(64, (static_cast<size_t>(count) * 4 + 63) / 64 * 64);
+      data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (data_ == nullptr) throw std::bad_alloc();
     }
     return data_;
   }
@@ -247,7 +255,8 @@ class AlignedFloats {
 template <typename W>
 void Run(Problem<W> p, ThreadPool* pool) {
   // Row blocks of about kBlockBytes of W, a multiple of 12 rows (whole tiles of 3 and 4 rows).
-  p.block_rows = std::max<int64_t>(12, kBlockBytes / (p.K * static_cast<int64_t>(sizeof(W))) / 12 * 12);
+  const int64_t row_bytes = std::max<int64_t>(1, p.K * static_cast<int64_t>(sizeof(W)));
+  p.block_rows = std::max<int64_t>(12, kBlockBytes / row_bytes / 12 * 12);
   const int64_t blocks = (p.M + p.block_rows - 1) / p.block_rows;
   std::atomic<int64_t> next{0};
   auto worker = [&](int64_t, int64_t) {
@@ -273,10 +282,14 @@ void Run(Problem<W> p, ThreadPool* pool) {
 void Matmul(const float* x, int64_t n, const Matrix& w, float* y, ThreadPool* pool) {
   const int64_t M = w.rows(), K = w.cols();
   if (n <= 0 || M <= 0) return;
-  if (w.type() == WeightType::kF32) return Run(Problem<float>{x, n, K, M, w.f32(), y, 0}, pool);
-  thread_local AlignedFloats xp;  // grows to the largest [n, K] seen; no allocation per call
-  PermuteForBf16(x, n, K, xp.Get(n * K));
-  Run(Problem<uint16_t>{xp.Get(n * K), n, K, M, w.bf16(), y, 0}, pool);
+  thread_local AlignedFloats xa;  // x copied (f32 W) or permuted (bf16 W); grows, no allocation per call
+  float* xp = xa.Get(n * K);
+  if (w.type() == WeightType::kF32) {
+    std::memcpy(xp, x, sizeof(float) * static_cast<size_t>(n * K));
+    return Run(Problem<float>{xp, n, K, M, w.f32(), y, 0}, pool);
+  }
+  PermuteForBf16(x, n, K, xp);
+  Run(Problem<uint16_t>{xp, n, K, M, w.bf16(), y, 0}, pool);
 }
 
 }  // namespace layerskip::cpu
