@@ -192,26 +192,34 @@ void ForTokenGroups(int64_t n, F&& f) {
   if (i < n) f(i, 1);
 }
 
+// Storage for accumulators between column chunks ([rows][n][2] vectors). A struct, because a vector of
+// __m256 would drop the type's attributes (-Wignored-attributes); same size and alignment.
+struct AccSlot {
+  __m256 v;
+};
+static_assert(sizeof(AccSlot) == sizeof(__m256) && alignof(AccSlot) == alignof(__m256));
+inline __m256* Slots(std::vector<AccSlot>& acc) { return reinterpret_cast<__m256*>(acc.data()); }
+
 // One row block [jb, j1) for all tokens; [next_jb, next_j1): the thread's next block (prefetched), or empty.
 template <typename W>
 void RowBlock(const Problem<W>& p, int64_t jb, int64_t j1, int64_t next_jb, int64_t next_j1,
-              std::vector<__m256>& acc) {
+              std::vector<AccSlot>& acc) {
   const int64_t K16 = p.K / 16 * 16, k_blocks = std::max<int64_t>(1, (K16 + kKBlock - 1) / kKBlock);
   acc.resize(static_cast<size_t>((j1 - jb) * p.n * 2));
   Prefetcher pf(p.w + next_jb * p.K, p.w + next_j1 * p.K);
   for (int64_t kb = 0; kb < k_blocks; ++kb) {
     const int64_t k0 = kb * kKBlock, k1 = std::min(K16, k0 + kKBlock);
     ForTokenGroups(p.n, [&](int64_t i, int T) {
-      if (T == 1) TokenGroupPass<1, true>(p, i, jb, j1, k0, k1, kb == 0, acc.data(), pf);
-      else TokenGroupPass<2, false>(p, i, jb, j1, k0, k1, kb == 0, acc.data(), pf);
+      if (T == 1) TokenGroupPass<1, true>(p, i, jb, j1, k0, k1, kb == 0, Slots(acc), pf);
+      else TokenGroupPass<2, false>(p, i, jb, j1, k0, k1, kb == 0, Slots(acc), pf);
     });
   }
   for (int64_t t = 0; t < p.n; ++t) {
     const float* xt = p.x + t * p.K;
     int64_t j = jb;
     for (; j + 8 <= j1; j += 8)
-      Finish8(acc.data() + ((j - jb) * p.n + t) * 2, p.n, xt, p.w + j * p.K, K16, p.K, p.y + t * p.M + j);
-    for (; j < j1; ++j) p.y[t * p.M + j] = Finish(acc.data() + ((j - jb) * p.n + t) * 2, xt, p.w + j * p.K, K16, p.K);
+      Finish8(Slots(acc) + ((j - jb) * p.n + t) * 2, p.n, xt, p.w + j * p.K, K16, p.K, p.y + t * p.M + j);
+    for (; j < j1; ++j) p.y[t * p.M + j] = Finish(Slots(acc) + ((j - jb) * p.n + t) * 2, xt, p.w + j * p.K, K16, p.K);
   }
 }
 
@@ -260,7 +268,7 @@ void Run(Problem<W> p, ThreadPool* pool) {
   const int64_t blocks = (p.M + p.block_rows - 1) / p.block_rows;
   std::atomic<int64_t> next{0};
   auto worker = [&](int64_t, int64_t) {
-    thread_local std::vector<__m256> acc;
+    thread_local std::vector<AccSlot> acc;
     int64_t b = next.fetch_add(1, std::memory_order_relaxed);
     while (b < blocks) {
       const int64_t nb = next.fetch_add(1, std::memory_order_relaxed);

@@ -68,7 +68,7 @@ void Model::Layer(int l, const TokenBatch& batch, float* x, KvCache* cache) cons
   cpu::RmsNorm(x, w.mlp_norm.data(), h.data(), n, D, c.rms_norm_eps);
   cpu::Matmul(h.data(), n, *w.w_gate, gate.data(), pool_);  // [n, F]
   cpu::Matmul(h.data(), n, *w.w_up, up.data(), pool_);      // [n, F]
-  cpu::SwiGlu(gate.data(), up.data(), gate.data(), static_cast<int64_t>(n) * F);
+  cpu::SwiGlu(gate.data(), up.data(), gate.data(), static_cast<int64_t>(n) * F, pool_);
   cpu::Matmul(gate.data(), n, *w.w_down, h.data(), pool_);  // [n, D]
   for (size_t i = 0; i < h.size(); ++i) x[i] += h[i];
 }
