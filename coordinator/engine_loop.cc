@@ -172,12 +172,11 @@ void EngineLoop::FailRunningLocked(const absl::Status& status) {
   running_.clear();
 }
 
-void EngineLoop::ExpireSuspendedLocked() {
-  const Clock::time_point now = Clock::now();
+void EngineLoop::DropLeavingLocked(Clock::time_point now) {
   for (auto it = running_.begin(); it != running_.end();) {
     Request& r = **it;
     const bool deadline = r.deadline && now >= *r.deadline;
-    if (r.cancelled || deadline || cancel_all_) {
+    if (!r.in_flight && (r.cancelled || deadline || cancel_all_)) {
       ReleaseSlot(r);
       if (cancel_all_ && !r.cancelled && !deadline) Retire(r, FinishReason::kCancelled);
       else Fail(r, deadline ? absl::DeadlineExceededError("the deadline expired") : absl::CancelledError("cancelled"), true);
@@ -186,6 +185,11 @@ void EngineLoop::ExpireSuspendedLocked() {
       ++it;
     }
   }
+}
+
+void EngineLoop::ExpireSuspendedLocked() {
+  const Clock::time_point now = Clock::now();
+  DropLeavingLocked(now);
   if (!running_.empty() && now - degraded_since_ >= options_.restore_timeout)
     FailRunningLocked(absl::UnavailableError(absl::StrCat("the engine lost a stage and it was not restored within ",
                                                           Seconds(options_.restore_timeout),
@@ -250,19 +254,7 @@ void EngineLoop::Round() {
   // flight leaves when its step has finished).
   {
     std::lock_guard<std::mutex> l(mu_);
-    const Clock::time_point now = Clock::now();
-    for (auto it = running_.begin(); it != running_.end();) {
-      Request& r = **it;
-      const bool deadline = r.deadline && now >= *r.deadline;
-      if (!r.in_flight && (r.cancelled || deadline || cancel_all_)) {
-        ReleaseSlot(r);
-        if (cancel_all_ && !r.cancelled && !deadline) Retire(r, FinishReason::kCancelled);
-        else Fail(r, deadline ? absl::DeadlineExceededError("the deadline expired") : absl::CancelledError("cancelled"), true);
-        it = running_.erase(it);
-      } else {
-        ++it;
-      }
-    }
+    DropLeavingLocked(Clock::now());
     UpdateGauges();
     if (running_.empty()) {
       cv_.notify_all();

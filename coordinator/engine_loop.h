@@ -86,6 +86,8 @@ class EngineLoop {
   // While degraded (mu_ held): suspended requests that were cancelled, expired, or outlived the
   // restore timeout end.
   void ExpireSuspendedLocked();
+  // Requests not in a step in flight that were cancelled, expired, or cancelled by shutdown end (mu_ held).
+  void DropLeavingLocked(Clock::time_point now);
   void FailRunningLocked(const absl::Status& status);  // every running request ends with `status`
   // Starts steps while the executor takes more; false after a failed start (handled).
   bool StartSteps();

@@ -72,6 +72,12 @@ class ClusterTest : public ::testing::Test {
     for (const auto& x : w) s += (s.empty() ? "" : ",") + x->endpoint();
     return s;
   }
+  // A coordinator over 2 workers (layers 0-1 | 2-3, E = 2) with the given --restore-timeout.
+  static std::vector<std::string> TwoStages(const std::vector<std::unique_ptr<WorkerProcess>>& workers,
+                                            const std::string& restore) {
+    return {"--model", kModel, "--threads", "1", "--workers", Endpoints(workers), "--stages", "0-1,2-3",
+            "--default-exit-layer", "2", "--restore-timeout", restore};
+  }
 };
 
 TEST_F(ClusterTest, ThreeStagesMatchTheSingleProcessEngineForConcurrentStreams) {
@@ -111,8 +117,7 @@ TEST_F(ClusterTest, ThreeStagesMatchTheSingleProcessEngineForConcurrentStreams) 
 TEST_F(ClusterTest, WorkerKilledMidStreamThenRestored) {
   auto workers = StartWorkers(2);
   // --restore-timeout 0: streams in flight end at once when a stage is lost.
-  CoordinatorProcess server({"--model", kModel, "--threads", "1", "--workers", Endpoints(workers), "--stages",
-                             "0-1,2-3", "--default-exit-layer", "2", "--restore-timeout", "0"});
+  CoordinatorProcess server(TwoStages(workers, "0"));
   ASSERT_TRUE(server.ok()) << server.stderr_text();
   auto stub = server.Stub();
   const int port = workers[1]->port();
@@ -140,8 +145,7 @@ TEST_F(ClusterTest, WorkerKilledMidStreamThenRestored) {
 // the single-process engine's.
 TEST_F(ClusterTest, StreamResumesWhenTheKilledWorkerIsRestored) {
   auto workers = StartWorkers(2);
-  CoordinatorProcess server({"--model", kModel, "--threads", "1", "--workers", Endpoints(workers), "--stages",
-                             "0-1,2-3", "--default-exit-layer", "2", "--restore-timeout", "30"});
+  CoordinatorProcess server(TwoStages(workers, "30"));
   ASSERT_TRUE(server.ok()) << server.stderr_text();
   auto stub = server.Stub();
   const int port = workers[1]->port();
@@ -164,8 +168,7 @@ TEST_F(ClusterTest, StreamResumesWhenTheKilledWorkerIsRestored) {
 // A stage that does not come back within the restore timeout: the suspended stream ends with UNAVAILABLE.
 TEST_F(ClusterTest, SuspendedStreamEndsAfterTheRestoreTimeout) {
   auto workers = StartWorkers(2);
-  CoordinatorProcess server({"--model", kModel, "--threads", "1", "--workers", Endpoints(workers), "--stages",
-                             "0-1,2-3", "--default-exit-layer", "2", "--restore-timeout", "1"});
+  CoordinatorProcess server(TwoStages(workers, "1"));
   ASSERT_TRUE(server.ok()) << server.stderr_text();
   auto stub = server.Stub();
   const auto t0 = std::chrono::steady_clock::now();
