@@ -60,6 +60,7 @@ class PipelineExecutor : public Executor {
   // that do not answer), loads the shards (FAILED_PRECONDITION when a worker holds another shard or
   // serves another model) and wires the transport.
   static absl::StatusOr<std::unique_ptr<PipelineExecutor>> Create(const PipelineOptions& options);
+  ~PipelineExecutor() override;  // finishes the steps still in flight
 
   const LlamaConfig& config() const override { return config_; }
   int num_slots() const override { return options_.num_slots; }
@@ -115,19 +116,15 @@ class PipelineExecutor : public Executor {
   uint64_t fingerprint_ = 0;
   int context_ = 0;
   std::vector<StageRange> plan_;
-  std::mutex mu_;  // stages and the round counter; Step and Health may come from different threads
+  std::mutex mu_;  // the stages; steps and Health may come from different threads
   std::vector<std::unique_ptr<StageClient>> stages_;
   std::set<int> dirty_slots_;  // released while a stage was down: released again on restore
-  uint64_t next_round_ = 1;
   absl::Time last_restore_attempt_ = absl::InfinitePast();
 
   std::mutex flight_mu_;  // the rounds in flight and their calls
   std::map<uint64_t, std::unique_ptr<Round>> in_flight_;
-  uint64_t next_step_ = 1;
+  uint64_t next_step_ = 1;  // step ids, also the rounds' numbers on the wire (the transport's frame key)
   bool aborting_ = false;  // a round failed: the others are being cancelled until none is in flight
-
- public:
-  ~PipelineExecutor() override;
 };
 
 }  // namespace layerskip::pipeline

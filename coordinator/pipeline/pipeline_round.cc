@@ -112,10 +112,7 @@ absl::Status PipelineExecutor::StartEarlyExit(Round& r, int exit_layer) {
                                                    "layers [0, ", this->exit_layer(), ")"));
   r.early_exit = true;
   v1::DraftRequest req;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    req.set_round(next_round_++);
-  }
+  req.set_round(r.id);
   req.set_early_exit_layer(exit_layer);
   for (Sequence* s : r.seqs) {
     v1::DraftSequence* d = req.add_seqs();
@@ -142,14 +139,11 @@ absl::Status PipelineExecutor::StartSpeculative(Round& r, const DecodeOptions& o
   }
   LS_RETURN_IF_ERROR(ValidateSpeculation(cfg, config_.num_hidden_layers));
   v1::DraftRequest req;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    req.set_round(next_round_++);
-  }
+  req.set_round(r.id);
   req.set_exit_layer(cfg.exit_layer);
   req.set_adaptive(cfg.adaptive);
   req.set_confidence_threshold(cfg.confidence_threshold);
-  r.verify.set_round(req.round());
+  r.verify.set_round(r.id);
   for (Sequence* s : r.seqs) {
     // `cached` is also the accepted length of the slot's previous round: each stage rolls back to it.
     v1::DraftSequence* d = req.add_seqs();
