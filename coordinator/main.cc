@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cli/commands.h"
+#include "cli/token_file.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "cli/flags.h"
 #include "coordinator/server.h"
@@ -67,10 +68,8 @@ absl::StatusOr<ServerOptions> OptionsFromFlags(const cli::Flags& f) {
   o.executor.transport = f.Get("transport", "tcp");
   o.executor.dtype = o.load.type == WeightType::kF32 ? "f32" : "bf16";
   o.executor.max_context = o.load.max_context;
-  if (f.Has("cluster-token-file")) {
-    std::ifstream in(f.Get("cluster-token-file"));
-    if (!in || !std::getline(in, o.executor.cluster_token) || o.executor.cluster_token.empty())
-      return absl::InvalidArgumentError("--cluster-token-file: cannot read a token from its first line");
+  if (f.Has("cluster-token-file")) {  // read exactly as the workers read it (cli/token_file.h)
+    LS_ASSIGN_OR_RETURN(o.executor.cluster_token, cli::ReadTokenFile(f.Get("cluster-token-file"), "--cluster-token-file"));
   } else if (const char* env = std::getenv("LAYERSKIP_CLUSTER_TOKEN")) {
     o.executor.cluster_token = env;
   }

@@ -12,11 +12,11 @@
 
 namespace layerskip {
 
-// Header of one activation frame. On the wire (TCP, little-endian): magic, version, round, step, rows,
-// hidden, then rows * hidden f32.
+// Header of one activation frame. On the wire (TCP, little-endian; transport/frame.h): magic, version,
+// round, step, rows, hidden, reserved, then rows * hidden f32.
 struct FrameHeader {
   static constexpr uint32_t kMagic = 0x4c534b46;  // "LSKF"
-  static constexpr uint32_t kVersion = 1;
+  static constexpr uint32_t kVersion = 2;         // 2: 32-byte header, links authenticated first
   uint64_t round = 0;  // the coordinator's micro-batch id, unique per cluster lifetime
   uint32_t step = 0;   // which transfer of the round (0: the verification rows)
   int32_t rows = 0;
@@ -26,7 +26,10 @@ struct FrameHeader {
 struct TransportStats {
   int64_t bytes_sent = 0;
   int64_t bytes_received = 0;
-  int64_t frames_dropped = 0;  // stale frames discarded (rounds that were abandoned)
+  int64_t frames_dropped = 0;   // stale frames discarded (rounds that were abandoned)
+  int64_t links_accepted = 0;   // inbound links that passed the handshake
+  int64_t links_rejected = 0;   // inbound connections closed in the handshake (stranger, wrong token or stage)
+  int64_t frames_rejected = 0;  // links closed on a bad frame (header outside the shard's limits, garbage)
 };
 
 class ActivationTransport {

@@ -3,54 +3,48 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "transport/link_auth.h"
+#include "transport/socket_io.h"
 
 namespace layerskip {
 namespace {
 
-constexpr size_t kHeaderBytes = 4 + 4 + 8 + 4 + 4 + 4;
-constexpr size_t kMaxBufferedFrames = 256;
-constexpr int64_t kMaxFrameFloats = int64_t{1} << 31;
+constexpr size_t kMaxBufferedFrames = 64;
+constexpr int kMaxConnections = 16;  // open connections (handshaking or wired); more are closed at once
 
-void Put(uint8_t*& p, const void* v, size_t n) {
-  std::memcpy(p, v, n);
-  p += n;
-}
-void Get(const uint8_t*& p, void* v, size_t n) {
-  std::memcpy(v, p, n);
-  p += n;
-}
-
-bool WriteAll(int fd, const void* data, size_t n) {
-  const char* p = static_cast<const char*>(data);
-  while (n > 0) {
-    const ssize_t w = ::send(fd, p, n, MSG_NOSIGNAL);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return false;
-    p += w;
-    n -= static_cast<size_t>(w);
+std::string PeerName(const sockaddr_storage& a) {
+  char host[INET6_ADDRSTRLEN] = "?";
+  int port = 0;
+  if (a.ss_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&a);
+    inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+    port = ntohs(in->sin_port);
+  } else if (a.ss_family == AF_INET6) {
+    const auto* in = reinterpret_cast<const sockaddr_in6*>(&a);
+    inet_ntop(AF_INET6, &in->sin6_addr, host, sizeof(host));
+    port = ntohs(in->sin6_port);
   }
-  return true;
+  return absl::StrCat(host, ":", port);
 }
 
-bool ReadAll(int fd, void* data, size_t n) {
-  char* p = static_cast<char*>(data);
-  while (n > 0) {
-    const ssize_t r = ::recv(fd, p, n, 0);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return false;
-    p += r;
-    n -= static_cast<size_t>(r);
-  }
-  return true;
+// The listener never writes on a wired link, so anything readable on the outbound socket means the peer
+// closed or reset it.
+bool PeerHungUp(int fd) {
+  pollfd p{fd, POLLIN | POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLIN | POLLRDHUP | POLLHUP | POLLERR)) != 0;
 }
+
+void Log(const std::string& line) { std::fprintf(stderr, "layerskip-worker: data port: %s\n", line.c_str()); }
 
 }  // namespace
 
@@ -68,13 +62,14 @@ absl::Status SplitHostPort(const std::string& endpoint, std::string* host, int* 
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<TcpTransport>> TcpTransport::Listen(const std::string& host, int port) {
+absl::StatusOr<std::unique_ptr<TcpTransport>> TcpTransport::Listen(const TcpTransportOptions& options) {
+  const std::string& host = options.listen_host;
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_flags = AI_PASSIVE;
   addrinfo* res = nullptr;
-  const std::string service = std::to_string(port);
+  const std::string service = std::to_string(options.port);
   if (int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), service.c_str(), &hints, &res); rc != 0)
     return absl::InvalidArgumentError(absl::StrCat("data listener: cannot resolve '", host, "': ", gai_strerror(rc)));
   int fd = -1;
@@ -84,22 +79,24 @@ absl::StatusOr<std::unique_ptr<TcpTransport>> TcpTransport::Listen(const std::st
     if (fd < 0) continue;
     const int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (::bind(fd, a->ai_addr, a->ai_addrlen) == 0 && ::listen(fd, 8) == 0) break;
+    if (::bind(fd, a->ai_addr, a->ai_addrlen) == 0 && ::listen(fd, 16) == 0) break;
     error = std::strerror(errno);
     ::close(fd);
     fd = -1;
   }
   freeaddrinfo(res);
-  if (fd < 0) return absl::UnavailableError(absl::StrCat("data listener on ", host, ":", port, ": ", error));
+  if (fd < 0) return absl::UnavailableError(absl::StrCat("data listener on ", host, ":", options.port, ": ", error));
   sockaddr_storage addr{};
   socklen_t len = sizeof(addr);
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   const int bound = addr.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port)
                                                 : ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
-  std::unique_ptr<TcpTransport> t(new TcpTransport());
+  std::unique_ptr<TcpTransport> t(new TcpTransport(options));
   t->listen_fd_ = fd;
-  const bool v6 = host.find(':') != std::string::npos;
-  t->endpoint_ = absl::StrCat(v6 ? "[" : "", host.empty() ? "127.0.0.1" : host, v6 ? "]" : "", ":", bound);
+  std::string shown = options.advertise_host.empty() ? host : options.advertise_host;
+  if (shown.empty()) shown = "127.0.0.1";
+  const bool v6 = shown.find(':') != std::string::npos;
+  t->endpoint_ = absl::StrCat(v6 ? "[" : "", shown, v6 ? "]" : "", ":", bound);
   t->accept_thread_ = std::thread([p = t.get()] { p->AcceptLoop(); });
   return t;
 }
@@ -108,74 +105,133 @@ TcpTransport::~TcpTransport() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
-    if (inbound_fd_ >= 0) ::shutdown(inbound_fd_, SHUT_RDWR);
+    for (int fd : open_fds_) ::shutdown(fd, SHUT_RDWR);
   }
   ::shutdown(listen_fd_, SHUT_RDWR);
   accept_thread_.join();
   ::close(listen_fd_);
-  std::vector<std::thread> readers;
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    readers.swap(readers_);
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.notify_all();
+    cv_.wait(lock, [this] { return serving_ == 0; });
   }
-  for (std::thread& r : readers) r.join();
   if (outbound_fd_ >= 0) ::close(outbound_fd_);
-  cv_.notify_all();
+}
+
+void TcpTransport::SetStage(int stage) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stage == stage_) return;
+  stage_ = stage;
+  if (inbound_fd_ >= 0) ::shutdown(inbound_fd_, SHUT_RDWR);  // it was wired for another stage
+}
+
+void TcpTransport::SetLimits(const FrameLimits& limits) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (limits.hidden == limits_.hidden && limits.max_rows == limits_.max_rows) return;
+  limits_ = limits;
+  frames_.clear();
+  if (inbound_fd_ >= 0) ::shutdown(inbound_fd_, SHUT_RDWR);
 }
 
 void TcpTransport::AcceptLoop() {
   for (;;) {
-    const int fd = ::accept(listen_fd_, nullptr, nullptr);
+    sockaddr_storage addr{};
+    socklen_t len = sizeof(addr);
+    const int fd = ::accept(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len);
     if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE) {
+        if (errno == EMFILE || errno == ENFILE) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        continue;
+      }
       return;  // listener shut down
     }
-    const int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) {
       ::close(fd);
       return;
     }
-    // A newer link replaces the old one (the previous stage restarted or was re-wired).
-    if (inbound_fd_ >= 0) ::shutdown(inbound_fd_, SHUT_RDWR);
-    inbound_fd_ = fd;
-    const uint64_t generation = ++inbound_generation_;
-    readers_.emplace_back([this, fd, generation] { ReadLoop(fd, generation); });
+    if (static_cast<int>(open_fds_.size()) >= kMaxConnections) {
+      ++stats_.links_rejected;
+      ::close(fd);
+      continue;
+    }
+    open_fds_.insert(fd);
+    ++serving_;
+    std::thread([this, fd, peer = PeerName(addr)] { Serve(fd, peer); }).detach();
   }
 }
 
-void TcpTransport::ReadLoop(int fd, uint64_t generation) {
-  for (;;) {
-    uint8_t buf[kHeaderBytes];
-    if (!ReadAll(fd, buf, sizeof(buf))) break;
-    const uint8_t* p = buf;
-    uint32_t magic, version;
-    Frame f;
-    Get(p, &magic, 4);
-    Get(p, &version, 4);
-    Get(p, &f.header.round, 8);
-    Get(p, &f.header.step, 4);
-    Get(p, &f.header.rows, 4);
-    Get(p, &f.header.hidden, 4);
-    const int64_t n = static_cast<int64_t>(f.header.rows) * f.header.hidden;
-    if (magic != FrameHeader::kMagic || version != FrameHeader::kVersion || f.header.rows < 0 ||
-        f.header.hidden < 0 || n > kMaxFrameFloats)
-      break;  // not our protocol: drop the link
-    f.data.resize(static_cast<size_t>(n));
-    if (n > 0 && !ReadAll(fd, f.data.data(), sizeof(float) * n)) break;
+void TcpTransport::CloseFdLocked(int fd) {
+  open_fds_.erase(fd);
+  if (inbound_fd_ == fd) inbound_fd_ = -1;
+  ::close(fd);
+}
+
+void TcpTransport::Serve(int fd, std::string peer) {
+  TuneDataSocket(fd);
+  SetIoTimeout(fd, options_.handshake_timeout);  // a silent stranger is dropped after this
+  absl::StatusOr<LinkHello> hello = AcceptHandshake(fd, options_.token);
+  absl::Status verdict = hello.status();
+  FrameLimits limits;
+  {
     std::lock_guard<std::mutex> lock(mu_);
-    stats_.bytes_received += static_cast<int64_t>(kHeaderBytes + sizeof(float) * n);
-    if (frames_.size() >= kMaxBufferedFrames) {  // abandoned rounds: drop the oldest
-      frames_.erase(frames_.begin());
-      ++stats_.frames_dropped;
+    if (verdict.ok() && !stopping_) {
+      if (stage_ < 1)
+        verdict = absl::FailedPreconditionError(absl::StrCat("stage ", stage_, " takes no inbound data link"));
+      else if (hello->to_stage != stage_ || hello->from_stage != stage_ - 1)
+        verdict = absl::FailedPreconditionError(absl::StrCat("this is stage ", stage_, "; it takes its link from stage ",
+                                                             stage_ - 1, ", not ", hello->from_stage, " -> ", hello->to_stage));
     }
-    frames_[{f.header.round, f.header.step}] = std::move(f);
-    cv_.notify_all();
+    if (stopping_) verdict = absl::CancelledError("shutting down");
+    if (verdict.ok()) {
+      // The one wired link: a newer authenticated link from the previous stage (restarted) replaces it.
+      if (inbound_fd_ >= 0) ::shutdown(inbound_fd_, SHUT_RDWR);
+      inbound_fd_ = fd;
+      limits = limits_;
+      ++stats_.links_accepted;
+    } else {
+      ++stats_.links_rejected;
+    }
+  }
+  if (!hello.ok() || !verdict.ok()) {
+    if (hello.ok()) SendVerdict(fd, verdict);
+    Log(absl::StrCat("refused a connection from ", peer, ": ", verdict.message()));
+  } else if (SendVerdict(fd, absl::OkStatus())) {
+    SetIoTimeout(fd, absl::ZeroDuration());  // an idle link is fine; keepalive notices a dead peer
+    Receive(fd, peer, limits);
   }
   std::lock_guard<std::mutex> lock(mu_);
-  if (inbound_generation_ == generation) inbound_fd_ = -1;
-  ::close(fd);
+  CloseFdLocked(fd);
+  --serving_;
+  cv_.notify_all();
+}
+
+void TcpTransport::Receive(int fd, const std::string& peer, const FrameLimits& limits) {
+  FrameDecoder decoder(limits);
+  std::vector<uint8_t> buf(1 << 16);
+  std::vector<Frame> frames;
+  for (;;) {
+    const ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // closed, replaced, or shut down
+    frames.clear();
+    const absl::Status s = decoder.Feed(buf.data(), static_cast<size_t>(n), &frames);
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.bytes_received += n;
+    for (Frame& f : frames) {
+      if (frames_.size() >= kMaxBufferedFrames) {  // abandoned rounds: drop the oldest
+        frames_.erase(frames_.begin());
+        ++stats_.frames_dropped;
+      }
+      frames_[{f.header.round, f.header.step}] = std::move(f);
+    }
+    if (!frames.empty()) cv_.notify_all();
+    if (!s.ok()) {
+      ++stats_.frames_rejected;
+      Log(absl::StrCat("closing the link from ", peer, ": ", s.message()));
+      return;
+    }
+  }
 }
 
 absl::Status TcpTransport::ConnectNext(const std::string& endpoint) {
@@ -184,56 +240,86 @@ absl::Status TcpTransport::ConnectNext(const std::string& endpoint) {
     ::close(outbound_fd_);
     outbound_fd_ = -1;
   }
+  next_endpoint_ = endpoint;
   if (endpoint.empty()) return absl::OkStatus();
+  // A listener that has not learnt its stage yet refuses with FAILED_PRECONDITION: retry briefly.
+  absl::Status s;
+  for (int attempt = 0; attempt < 20; ++attempt) {
+    s = DialLocked();
+    if (s.ok() || !absl::IsFailedPrecondition(s)) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return s;
+}
+
+absl::Status TcpTransport::DialLocked() {
+  int stage;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stage = stage_;
+  }
   std::string host;
   int port = 0;
-  if (absl::Status s = SplitHostPort(endpoint, &host, &port); !s.ok()) return s;
+  if (absl::Status s = SplitHostPort(next_endpoint_, &host, &port); !s.ok()) return s;
+  if (host == "0.0.0.0" || host == "::")
+    return absl::InvalidArgumentError(absl::StrCat("the next stage advertises ", next_endpoint_,
+                                                   ", a wildcard address; start it with --advertise-address"));
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* res = nullptr;
   const std::string service = std::to_string(port);
   if (int rc = getaddrinfo(host.c_str(), service.c_str(), &hints, &res); rc != 0)
-    return absl::UnavailableError(absl::StrCat("next stage ", endpoint, ": ", gai_strerror(rc)));
-  std::string error = "no address";
+    return absl::UnavailableError(absl::StrCat("next stage ", next_endpoint_, ": ", gai_strerror(rc)));
+  absl::Status status = absl::UnavailableError(absl::StrCat("cannot connect to the next stage at ", next_endpoint_, ": no address"));
   for (addrinfo* a = res; a; a = a->ai_next) {
     const int fd = ::socket(a->ai_family, a->ai_socktype, a->ai_protocol);
     if (fd < 0) continue;
-    if (::connect(fd, a->ai_addr, a->ai_addrlen) == 0) {
-      const int one = 1;
-      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-      outbound_fd_ = fd;
+    SetIoTimeout(fd, options_.handshake_timeout);  // bounds connect() and the handshake
+    if (::connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
+      status = absl::UnavailableError(absl::StrCat("cannot connect to the next stage at ", next_endpoint_, ": ", std::strerror(errno)));
+      ::close(fd);
+      continue;
+    }
+    TuneDataSocket(fd);
+    status = DialHandshake(fd, options_.token, stage, stage + 1);
+    if (!status.ok()) {
+      ::close(fd);
       break;
     }
-    error = std::strerror(errno);
-    ::close(fd);
+    SetIoTimeout(fd, options_.send_timeout);
+    outbound_fd_ = fd;
+    break;
   }
   freeaddrinfo(res);
-  if (outbound_fd_ < 0) return absl::UnavailableError(absl::StrCat("cannot connect to the next stage at ", endpoint, ": ", error));
-  return absl::OkStatus();
+  return status;
 }
 
 absl::Status TcpTransport::Send(uint64_t round, uint32_t step, int rows, int hidden, const float* x) {
-  uint8_t buf[kHeaderBytes];
-  uint8_t* p = buf;
-  const uint32_t magic = FrameHeader::kMagic, version = FrameHeader::kVersion;
-  const int32_t r = rows, h = hidden;
-  Put(p, &magic, 4);
-  Put(p, &version, 4);
-  Put(p, &round, 8);
-  Put(p, &step, 4);
-  Put(p, &r, 4);
-  Put(p, &h, 4);
-  const size_t bytes = sizeof(float) * static_cast<size_t>(rows) * hidden;
+  FrameHeader h;
+  h.round = round;
+  h.step = step;
+  h.rows = rows;
+  h.hidden = hidden;
+  const std::array<uint8_t, kFrameHeaderBytes> head = EncodeFrameHeader(h);
+  const size_t bytes = sizeof(float) * static_cast<size_t>(rows) * static_cast<size_t>(hidden);
   std::lock_guard<std::mutex> lock(send_mu_);
-  if (outbound_fd_ < 0) return absl::UnavailableError("no link to the next stage (Connect was not called)");
-  if (!WriteAll(outbound_fd_, buf, sizeof(buf)) || (bytes > 0 && !WriteAll(outbound_fd_, x, bytes))) {
+  if (outbound_fd_ >= 0 && PeerHungUp(outbound_fd_)) {  // replaced or restarted peer: re-dial below
     ::close(outbound_fd_);
     outbound_fd_ = -1;
-    return absl::UnavailableError("the link to the next stage broke while sending activations");
+  }
+  if (outbound_fd_ < 0) {
+    if (next_endpoint_.empty()) return absl::UnavailableError("no link to the next stage (Connect was not called)");
+    if (absl::Status s = DialLocked(); !s.ok())  // the link broke earlier: one fresh attempt
+      return absl::UnavailableError(absl::StrCat("no link to the next stage: ", s.message()));
+  }
+  if (!WriteFull(outbound_fd_, head.data(), head.size()) || (bytes > 0 && !WriteFull(outbound_fd_, x, bytes))) {
+    ::close(outbound_fd_);
+    outbound_fd_ = -1;
+    return absl::UnavailableError("the link to the next stage broke (or stalled) while sending activations");
   }
   std::lock_guard<std::mutex> stats_lock(mu_);
-  stats_.bytes_sent += static_cast<int64_t>(sizeof(buf) + bytes);
+  stats_.bytes_sent += static_cast<int64_t>(head.size() + bytes);
   return absl::OkStatus();
 }
 
@@ -248,9 +334,8 @@ absl::Status TcpTransport::Recv(uint64_t round, uint32_t step, int expected_rows
       frames_.erase(it);
       lock.unlock();
       if (f.header.hidden != hidden || (expected_rows >= 0 && f.header.rows != expected_rows))
-        return absl::InvalidArgumentError(absl::StrCat("round ", round, ": received [", f.header.rows, ", ",
-                                                       f.header.hidden, "] activations, expected [", expected_rows,
-                                                       ", ", hidden, "]"));
+        return absl::DataLossError(absl::StrCat("round ", round, ": received [", f.header.rows, ", ", f.header.hidden,
+                                                "] activations, expected [", expected_rows, ", ", hidden, "]"));
       *x = std::move(f.data);
       return absl::OkStatus();
     }

@@ -1,32 +1,50 @@
 #pragma once
-// ActivationTransport over TCP: each stage listens for the previous stage's connection and connects to the
-// next stage's listener. A reader thread per inbound connection buffers whole frames keyed by
-// (round, step); a newer inbound connection (a restarted or re-wired peer) replaces the old one.
+// ActivationTransport over TCP: each stage listens for its previous stage and dials its next stage.
+// Every connection starts with the authenticated handshake (transport/link_auth.h); only the link that
+// proves the cluster token and names itself "stage s-1 -> stage s" for this stage s becomes the inbound
+// link (a newer such link, from a restarted previous stage, replaces it); anything else is closed and
+// counted. A receiver thread per link decodes frames (transport/frame.h) against the shard's limits and
+// buffers them keyed by (round, step) for the Recv that waits for them; a bad frame closes that link only.
 #include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <utility>
-#include <vector>
 
 #include "absl/status/statusor.h"
 #include "transport/activation_transport.h"
+#include "transport/frame.h"
 
 namespace layerskip {
 
+struct TcpTransportOptions {
+  std::string listen_host = "127.0.0.1";
+  int port = 0;                    // 0: an ephemeral port (see endpoint())
+  std::string advertise_host;      // the host in endpoint(); empty: listen_host
+  std::string token;               // cluster token (empty: the handshake proves nothing)
+  absl::Duration handshake_timeout = absl::Seconds(5);
+  absl::Duration send_timeout = absl::Seconds(30);  // a send blocked this long (peer stopped) fails
+};
+
 class TcpTransport : public ActivationTransport {
  public:
-  // Listens on host:port (port 0: an ephemeral port; see endpoint()).
-  static absl::StatusOr<std::unique_ptr<TcpTransport>> Listen(const std::string& host, int port);
+  static absl::StatusOr<std::unique_ptr<TcpTransport>> Listen(const TcpTransportOptions& options);
   ~TcpTransport() override;
 
-  // "host:port" the previous stage connects to.
+  // "advertise_host:port", what the previous stage dials.
   const std::string& endpoint() const { return endpoint_; }
 
-  // Connects the outbound link to the next stage's endpoint ("host:port"), replacing any earlier one.
-  // An empty endpoint closes the outbound link (the last stage).
+  // This stage's index: inbound links are accepted from stage - 1 only, and ConnectNext dials as this stage.
+  void SetStage(int stage);
+  // The frames this stage accepts (its shard's hidden size and largest batch). A change drops the
+  // inbound link and the buffered frames.
+  void SetLimits(const FrameLimits& limits);
+
+  // Dials and authenticates the link to the next stage at "host:port", replacing any earlier one. An empty
+  // endpoint closes the outbound link (the last stage).
   absl::Status ConnectNext(const std::string& endpoint);
 
   absl::Status Send(uint64_t round, uint32_t step, int rows, int hidden, const float* x) override;
@@ -38,15 +56,14 @@ class TcpTransport : public ActivationTransport {
   void ClearBuffered();
 
  private:
-  TcpTransport() = default;
+  explicit TcpTransport(const TcpTransportOptions& options) : options_(options) {}
   void AcceptLoop();
-  void ReadLoop(int fd, uint64_t generation);
+  void Serve(int fd, std::string peer);  // one connection: handshake, then receive while it is the link
+  void Receive(int fd, const std::string& peer, const FrameLimits& limits);
+  absl::Status DialLocked();             // send_mu_ held
+  void CloseFdLocked(int fd);            // mu_ held
 
-  struct Frame {
-    FrameHeader header;
-    std::vector<float> data;
-  };
-
+  const TcpTransportOptions options_;
   std::string endpoint_;
   int listen_fd_ = -1;
   std::thread accept_thread_;
@@ -54,17 +71,20 @@ class TcpTransport : public ActivationTransport {
   mutable std::mutex mu_;  // guards everything below
   std::condition_variable cv_;
   bool stopping_ = false;
+  int stage_ = -1;
+  FrameLimits limits_;
   int inbound_fd_ = -1;
-  uint64_t inbound_generation_ = 0;
-  std::vector<std::thread> readers_;
+  std::set<int> open_fds_;  // every accepted connection still open (handshaking or wired)
+  int serving_ = 0;         // connection threads alive
   std::map<std::pair<uint64_t, uint32_t>, Frame> frames_;
   TransportStats stats_;
 
   std::mutex send_mu_;  // guards the outbound link
+  std::string next_endpoint_;
   int outbound_fd_ = -1;
 };
 
-// Splits "host:port"; InvalidArgument when malformed.
+// Splits "host:port" (IPv6 in brackets); InvalidArgument when malformed.
 absl::Status SplitHostPort(const std::string& endpoint, std::string* host, int* port);
 
 }  // namespace layerskip

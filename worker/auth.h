@@ -1,13 +1,15 @@
 #pragma once
-// The cluster token: every Worker RPC must carry metadata `x-layerskip-cluster-token: <token>`, so only
-// the coordinator of this cluster can drive the worker. TLS (server credentials) is set up in main.cc.
+// The cluster token: every Worker RPC must carry metadata `x-layerskip-cluster-token: <token>`
+// (cli::kClusterTokenMetadataKey), so only the coordinator of this cluster can drive the worker. TLS (server credentials) is set up in main.cc.
 #include <string>
 
 #include <grpcpp/grpcpp.h>
 
+#include "cli/token_file.h"
+
 namespace layerskip::worker {
 
-inline constexpr char kClusterTokenKey[] = "x-layerskip-cluster-token";
+inline constexpr const char* kClusterTokenKey = cli::kClusterTokenMetadataKey;
 
 class ClusterAuth {
  public:

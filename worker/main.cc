@@ -1,29 +1,44 @@
 // layerskip-worker: one pipeline stage. The coordinator loads a shard of layers on it (Worker.LoadShard),
-// wires the activation links and drives the rounds; see docs/pipeline.md.
-//
-//   layerskip-worker --listen HOST:PORT [--device cpu|cuda:N] [--token-file F] [--data-port P]
-//                    [--tls-cert F --tls-key F [--tls-client-ca F]] [--allow-unauthenticated]
+// wires the activation links and drives the rounds; see docs/pipeline.md. `--help` lists the flags.
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdio>
-
-#include "engine/tokenizer/tokenizer.h"
 #include <cstdlib>
 #include <fstream>
-#include <iostream>
 #include <sstream>
 #include <string>
 
 #include <grpcpp/grpcpp.h>
 
 #include "absl/strings/str_cat.h"
+#include "cli/flags.h"
+#include "cli/token_file.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "engine/util/status.h"
 #include "transport/tcp_transport.h"
 #include "worker/worker_service.h"
 
+namespace layerskip::worker {
 namespace {
 
-int Fail(const std::string& message) {
-  std::fprintf(stderr, "layerskip-worker: %s\n", message.c_str());
-  return 2;
+void Usage() {
+  std::printf(
+      "usage: layerskip-worker --listen HOST:PORT [flags]\n"
+      "  --listen HOST:PORT          the Worker gRPC service (the coordinator's control plane)\n"
+      "  --data-port P               TCP activation listener on the --listen host (default 0: any free port)\n"
+      "  --advertise-address HOST    the address peers dial for this worker's data port (default: the --listen\n"
+      "                              host; with a wildcard --listen (0.0.0.0, ::) the address this host's name\n"
+      "                              resolves to, else startup fails; in Kubernetes pass the pod IP)\n"
+      "  --transport auto|tcp|nccl|ipc  transports the coordinator may choose (default auto: any built in)\n"
+      "  --device cpu|cuda:N         compute device for the NCCL transport (default cpu)\n"
+      "  --token-file FILE           the cluster token (or env LAYERSKIP_CLUSTER_TOKEN); required unless\n"
+      "  --allow-unauthenticated     runs without a token: any caller may drive this worker\n"
+      "  --tls-cert FILE --tls-key FILE [--tls-client-ca FILE]  TLS for the gRPC service\n"
+      "  --recv-timeout SECONDS      how long a Verify waits for its activations, and a send may stall (default 30)\n"
+      "  --help                      this text\n");
 }
 
 bool ReadFile(const std::string& path, std::string* out) {
@@ -35,90 +50,133 @@ bool ReadFile(const std::string& path, std::string* out) {
   return true;
 }
 
-void Usage() {
-  std::fprintf(stderr,
-               "usage: layerskip-worker --listen HOST:PORT [--device cpu|cuda:N] [--data-port P]\n"
-               "       [--token-file FILE | env LAYERSKIP_CLUSTER_TOKEN] [--allow-unauthenticated]\n"
-               "       [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]] [--recv-timeout SECONDS]\n");
+bool IsWildcard(const std::string& host) { return host == "0.0.0.0" || host == "::" || host.empty(); }
+
+// The first non-loopback address this host's name resolves to (what a pod's hostname gives in Kubernetes).
+absl::StatusOr<std::string> HostAddress() {
+  char name[256] = {};
+  if (gethostname(name, sizeof(name) - 1) != 0) return absl::UnavailableError("gethostname failed");
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (getaddrinfo(name, nullptr, &hints, &res) != 0) return absl::UnavailableError(absl::StrCat("'", name, "' does not resolve"));
+  std::string found;
+  for (addrinfo* a = res; a && found.empty(); a = a->ai_next) {
+    char text[INET6_ADDRSTRLEN] = {};
+    if (a->ai_family == AF_INET) {
+      const auto* in = reinterpret_cast<const sockaddr_in*>(a->ai_addr);
+      if ((ntohl(in->sin_addr.s_addr) >> 24) == 127) continue;
+      inet_ntop(AF_INET, &in->sin_addr, text, sizeof(text));
+    } else if (a->ai_family == AF_INET6) {
+      const auto* in = reinterpret_cast<const sockaddr_in6*>(a->ai_addr);
+      if (IN6_IS_ADDR_LOOPBACK(&in->sin6_addr) || IN6_IS_ADDR_LINKLOCAL(&in->sin6_addr)) continue;
+      inet_ntop(AF_INET6, &in->sin6_addr, text, sizeof(text));
+    }
+    found = text;
+  }
+  freeaddrinfo(res);
+  if (found.empty()) return absl::UnavailableError(absl::StrCat("'", name, "' resolves to loopback only"));
+  return found;
 }
 
-}  // namespace
+struct Config {
+  WorkerOptions options;
+  std::string listen, host, device = "cpu";
+  std::shared_ptr<grpc::ServerCredentials> creds;
+};
 
-int main(int argc, char** argv) {
-  // This process links libprotobuf (gRPC): sentencepiece's bundled protobuf would abort it.
-  layerskip::DisableSentencePiece("sentencepiece tokenizers are not supported in layerskip-worker");
-  std::string listen, device = "cpu", token_file, tls_cert, tls_key, tls_client_ca;
-  bool allow_unauthenticated = false;
-  layerskip::worker::WorkerOptions options;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    auto value = [&](std::string* out) {
-      if (i + 1 >= argc) return false;
-      *out = argv[++i];
-      return true;
-    };
-    std::string v;
-    if (a == "--listen" && value(&listen)) continue;
-    if (a == "--device" && value(&device)) continue;
-    if (a == "--token-file" && value(&token_file)) continue;
-    if (a == "--tls-cert" && value(&tls_cert)) continue;
-    if (a == "--tls-key" && value(&tls_key)) continue;
-    if (a == "--tls-client-ca" && value(&tls_client_ca)) continue;
-    if (a == "--data-port" && value(&v)) {
-      options.data_port = std::atoi(v.c_str());
-      continue;
+absl::StatusOr<Config> ConfigFromFlags(const cli::Flags& f) {
+  Config c;
+  WorkerOptions& o = c.options;
+  c.listen = f.Get("listen");
+  if (c.listen.empty()) return absl::InvalidArgumentError("--listen HOST:PORT is required");
+  int port = 0;
+  LS_RETURN_IF_ERROR(SplitHostPort(c.listen, &c.host, &port));
+  o.data_host = c.host;
+  LS_ASSIGN_OR_RETURN(int64_t data_port, f.GetInt("data-port", 0));
+  if (data_port < 0 || data_port > 65535) return absl::InvalidArgumentError("--data-port must be in [0, 65535]");
+  o.data_port = static_cast<int>(data_port);
+  LS_ASSIGN_OR_RETURN(double recv, f.GetDouble("recv-timeout", 30.0));
+  if (!(recv > 0.0 && recv <= 3600.0)) return absl::InvalidArgumentError("--recv-timeout must be in (0, 3600] seconds");
+  o.recv_timeout = absl::Seconds(recv);
+
+  o.advertise_host = f.Get("advertise-address");
+  if (IsWildcard(o.advertise_host) && f.Has("advertise-address"))
+    return absl::InvalidArgumentError(absl::StrCat("--advertise-address '", o.advertise_host,
+                                                   "' is a wildcard; give an address the other stages can reach"));
+  if (!f.Has("advertise-address")) {
+    if (!IsWildcard(c.host)) {
+      o.advertise_host = c.host;
+    } else {
+      absl::StatusOr<std::string> a = HostAddress();
+      if (!a.ok())
+        return absl::InvalidArgumentError(absl::StrCat("--listen ", c.listen, " is a wildcard and this host's address is "
+                                                       "unknown (", a.status().message(), "): pass --advertise-address HOST"));
+      o.advertise_host = *a;
     }
-    if (a == "--recv-timeout" && value(&v)) {
-      options.recv_timeout = absl::Seconds(std::atof(v.c_str()));
-      continue;
-    }
-    if (a == "--allow-unauthenticated") {
-      allow_unauthenticated = true;
-      continue;
-    }
-    if (a == "--help" || a == "-h") {
+  }
+
+  o.transport = f.Get("transport", "auto");
+  if (o.transport != "auto" && o.transport != "tcp" && o.transport != "nccl" && o.transport != "ipc")
+    return absl::InvalidArgumentError(absl::StrCat("--transport '", o.transport, "' is not auto, tcp, nccl or ipc"));
+#ifndef LAYERSKIP_HAVE_NCCL
+  if (o.transport == "nccl") return absl::InvalidArgumentError("--transport nccl: this worker was built without NCCL");
+#endif
+  if (o.transport == "ipc") return absl::InvalidArgumentError("--transport ipc: the CUDA IPC transport is not implemented yet");
+
+  c.device = f.Get("device", "cpu");
+  if (c.device == "cpu") {
+    o.device = -1;
+  } else if (c.device.rfind("cuda:", 0) == 0 && c.device.size() > 5 &&
+             c.device.find_first_not_of("0123456789", 5) == std::string::npos) {
+    o.device = std::atoi(c.device.c_str() + 5);
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("--device '", c.device, "' is not cpu or cuda:N"));
+  }
+
+  if (f.Has("token-file")) {
+    LS_ASSIGN_OR_RETURN(o.token, cli::ReadTokenFile(f.Get("token-file"), "--token-file"));
+  } else if (const char* env = std::getenv("LAYERSKIP_CLUSTER_TOKEN")) {
+    o.token = env;
+  }
+  if (o.token.empty() && !f.Has("allow-unauthenticated"))
+    return absl::InvalidArgumentError("no cluster token (--token-file or LAYERSKIP_CLUSTER_TOKEN); pass --allow-unauthenticated to run open");
+
+  c.creds = grpc::InsecureServerCredentials();
+  if (f.Has("tls-cert") || f.Has("tls-key")) {
+    const std::string ca = f.Get("tls-client-ca");
+    grpc::SslServerCredentialsOptions ssl(ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                                                     : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+    grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+    if (!ReadFile(f.Get("tls-cert"), &pair.cert_chain) || !ReadFile(f.Get("tls-key"), &pair.private_key))
+      return absl::InvalidArgumentError("cannot read --tls-cert / --tls-key");
+    if (!ca.empty() && !ReadFile(ca, &ssl.pem_root_certs)) return absl::InvalidArgumentError("cannot read --tls-client-ca");
+    ssl.pem_key_cert_pairs.push_back(pair);
+    c.creds = grpc::SslServerCredentials(ssl);
+  }
+  return c;
+}
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "layerskip-worker: %s\n", std::string(s.message()).c_str());
+  return 2;
+}
+
+int Main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
       Usage();
       return 0;
     }
-    Usage();
-    return Fail(absl::StrCat("unknown or incomplete flag '", a, "'"));
-  }
-  if (listen.empty()) {
-    Usage();
-    return Fail("--listen HOST:PORT is required");
-  }
-  std::string host;
-  int port = 0;
-  if (auto s = layerskip::SplitHostPort(listen, &host, &port); !s.ok()) return Fail(std::string(s.message()));
-  options.data_host = host;
-  if (device == "cpu") {
-    options.device = -1;
-  } else if (device.rfind("cuda:", 0) == 0) {
-    options.device = std::atoi(device.c_str() + 5);
-  } else {
-    return Fail(absl::StrCat("--device '", device, "' is not cpu or cuda:N"));
-  }
-
-  if (!token_file.empty()) {
-    if (!ReadFile(token_file, &options.token)) return Fail(absl::StrCat("cannot read --token-file ", token_file));
-    while (!options.token.empty() && (options.token.back() == '\n' || options.token.back() == '\r')) options.token.pop_back();
-  } else if (const char* env = std::getenv("LAYERSKIP_CLUSTER_TOKEN")) {
-    options.token = env;
-  }
-  if (options.token.empty() && !allow_unauthenticated)
-    return Fail("no cluster token (--token-file or LAYERSKIP_CLUSTER_TOKEN); pass --allow-unauthenticated to run open");
-
-  std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
-  if (!tls_cert.empty() || !tls_key.empty()) {
-    grpc::SslServerCredentialsOptions ssl(tls_client_ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
-                                                                : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-    grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
-    if (!ReadFile(tls_cert, &pair.cert_chain) || !ReadFile(tls_key, &pair.private_key))
-      return Fail("cannot read --tls-cert / --tls-key");
-    if (!tls_client_ca.empty() && !ReadFile(tls_client_ca, &ssl.pem_root_certs)) return Fail("cannot read --tls-client-ca");
-    ssl.pem_key_cert_pairs.push_back(pair);
-    creds = grpc::SslServerCredentials(ssl);
-  }
+  // This process links libprotobuf (gRPC): sentencepiece's bundled protobuf would abort it.
+  DisableSentencePiece("sentencepiece tokenizers are not supported in layerskip-worker");
+  auto flags = cli::Flags::Parse(argc, argv, 1,
+                                 {"listen", "data-port", "advertise-address", "transport", "device", "token-file",
+                                  "tls-cert", "tls-key", "tls-client-ca", "recv-timeout"},
+                                 {"allow-unauthenticated", "help"});
+  if (!flags.ok()) return Fail(absl::InvalidArgumentError(absl::StrCat(flags.status().message(), " (see --help)")));
+  absl::StatusOr<Config> config = ConfigFromFlags(*flags);
+  if (!config.ok()) return Fail(config.status());
 
   // Signals are handled by sigwait below; block them before any thread starts.
   sigset_t signals;
@@ -126,19 +184,21 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
 
-  auto service = layerskip::worker::WorkerService::Create(options);
-  if (!service.ok()) return Fail(std::string(service.status().message()));
+  auto service = WorkerService::Create(config->options);
+  if (!service.ok()) return Fail(service.status());
   grpc::ServerBuilder builder;
   int bound = 0;
-  builder.AddListeningPort(listen, creds, &bound);
+  builder.AddListeningPort(config->listen, config->creds, &bound);
   builder.SetMaxReceiveMessageSize(256 << 20);
   builder.SetMaxSendMessageSize(256 << 20);
   builder.RegisterService(service->get());
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (!server || bound == 0) return Fail(absl::StrCat("cannot listen on ", listen));
-  std::printf("layerskip-worker: listening on %s:%d (device %s, %s)\n", host.c_str(), bound, device.c_str(),
-              options.token.empty() ? "UNAUTHENTICATED" : "cluster token required");
+  if (!server || bound == 0) return Fail(absl::UnavailableError(absl::StrCat("cannot listen on ", config->listen)));
+  std::printf("layerskip-worker: listening on %s:%d (device %s, data %s, %s)\n", config->host.c_str(), bound,
+              config->device.c_str(), (*service)->data_endpoint().c_str(),
+              config->options.token.empty() ? "UNAUTHENTICATED" : "cluster token required");
   std::fflush(stdout);
 
   int sig = 0;
@@ -147,3 +207,8 @@ int main(int argc, char** argv) {
   server->Wait();
   return 0;
 }
+
+}  // namespace
+}  // namespace layerskip::worker
+
+int main(int argc, char** argv) { return layerskip::worker::Main(argc, argv); }

@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "engine/util/status.h"
 #ifdef LAYERSKIP_HAVE_NCCL
@@ -30,7 +32,13 @@ WorkerService::WorkerService(const WorkerOptions& options) : options_(options), 
 
 absl::StatusOr<std::unique_ptr<WorkerService>> WorkerService::Create(const WorkerOptions& options) {
   std::unique_ptr<WorkerService> w(new WorkerService(options));
-  LS_ASSIGN_OR_RETURN(w->tcp_, TcpTransport::Listen(options.data_host, options.data_port));
+  TcpTransportOptions t;
+  t.listen_host = options.data_host;
+  t.port = options.data_port;
+  t.advertise_host = options.advertise_host;
+  t.token = options.token;
+  t.send_timeout = options.recv_timeout;
+  LS_ASSIGN_OR_RETURN(w->tcp_, TcpTransport::Listen(t));
   return w;
 }
 
@@ -48,6 +56,7 @@ grpc::Status WorkerService::LoadShard(grpc::ServerContext* ctx, const v1::LoadSh
   LS_CHECK_AUTH(ctx);
   const ShardSpec spec = ShardSpec::FromRequest(*req);
   std::lock_guard<std::mutex> lock(compute_mu_);
+  tcp_->SetStage(req->stage());
   if (shard_) {
     if (shard_->spec().SameShard(spec)) {
       shard_->FillInfo(resp);
@@ -63,6 +72,8 @@ grpc::Status WorkerService::LoadShard(grpc::ServerContext* ctx, const v1::LoadSh
   auto loaded = Shard::Load(spec);
   if (!loaded.ok()) return ToGrpc(loaded.status());
   shard_ = std::move(loaded).value();
+  // Frames larger than every slot's whole context, or of another width, are refused before allocation.
+  tcp_->SetLimits(FrameLimits{shard_->hidden(), spec.num_slots * std::max(spec.context, 1)});
   tcp_->ClearBuffered();
   shard_->FillInfo(resp);
   resp->set_data_endpoint(tcp_->endpoint());
@@ -71,13 +82,22 @@ grpc::Status WorkerService::LoadShard(grpc::ServerContext* ctx, const v1::LoadSh
 
 grpc::Status WorkerService::Connect(grpc::ServerContext* ctx, const v1::ConnectRequest* req, v1::ConnectResponse*) {
   LS_CHECK_AUTH(ctx);
-  if (req->transport().empty() || req->transport() == "tcp") {
+  const std::string kind = req->transport().empty() ? "tcp" : req->transport();
+  if (kind != "tcp" && kind != "nccl" && kind != "ipc")
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, absl::StrCat("unknown transport '", kind, "'"));
+  if (options_.transport != "auto" && options_.transport != kind)
+    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, absl::StrCat("the coordinator asks for the ", kind,
+                        " transport; this worker was started with --transport ", options_.transport));
+  tcp_->SetStage(req->stage());
+  if (kind == "tcp") {
     use_nccl_ = false;
     tcp_->ClearBuffered();
-    return ToGrpc(tcp_->ConnectNext(req->next_endpoint()));
+    absl::Status s = tcp_->ConnectNext(req->next_endpoint());
+    if (!s.ok()) return ToGrpc(absl::Status(s.code(), absl::StrCat("data plane: stage ", req->stage(), " -> ", req->stage() + 1, ": ", s.message())));
+    return grpc::Status::OK;
   }
-  if (req->transport() != "nccl")
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, absl::StrCat("unknown transport '", req->transport(), "'"));
+  if (kind == "ipc")
+    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "the CUDA IPC transport is not implemented yet (docs/pipeline.md)");
 #ifdef LAYERSKIP_HAVE_NCCL
   const int device = req->device() >= 0 ? req->device() : std::max(0, options_.device);
   auto t = NcclTransport::Create(req->nccl_unique_id(), req->rank(), req->num_ranks(), device);
@@ -119,7 +139,7 @@ grpc::Status WorkerService::Draft(grpc::ServerContext* ctx, const v1::DraftReque
   if (req->early_exit_layer() == 0) {
     const int n = static_cast<int>(rows.size() / std::max(hidden, 1));
     absl::Status s = transport()->Send(req->round(), 0, n, hidden, rows.data());
-    if (!s.ok()) return ToGrpc(absl::UnavailableError(absl::StrCat("sending round ", req->round(), " on: ", s.message())));
+    if (!s.ok()) return ToGrpc(absl::UnavailableError(absl::StrCat("data plane: sending round ", req->round(), " on: ", s.message())));
   }
   std::lock_guard<std::mutex> lock(stats_mu_);
   stats_.set_busy_seconds(stats_.busy_seconds() + busy);
@@ -147,8 +167,8 @@ grpc::Status WorkerService::Verify(grpc::ServerContext* ctx, const v1::VerifyReq
   std::vector<float> x;
   absl::Status s = transport()->Recv(req->round(), 0, rows, hidden, &x, absl::Now() + options_.recv_timeout,
                                      [ctx] { return ctx->IsCancelled(); });
-  if (!s.ok()) {
-    if (absl::IsDeadlineExceeded(s)) s = absl::UnavailableError(s.message());  // the previous stage is gone
+  if (!s.ok()) {  // the data plane failed this round (CANCELLED: the coordinator gave the round up)
+    if (!absl::IsCancelled(s)) s = absl::UnavailableError(absl::StrCat("data plane: ", s.message()));
     return ToGrpc(s);
   }
   const absl::Time t1 = absl::Now();
@@ -162,7 +182,7 @@ grpc::Status WorkerService::Verify(grpc::ServerContext* ctx, const v1::VerifyReq
   const double busy = Seconds(t1);
   if (!last) {
     s = transport()->Send(req->round(), 0, rows, hidden, x.data());
-    if (!s.ok()) return ToGrpc(absl::UnavailableError(absl::StrCat("sending round ", req->round(), " on: ", s.message())));
+    if (!s.ok()) return ToGrpc(absl::UnavailableError(absl::StrCat("data plane: sending round ", req->round(), " on: ", s.message())));
   }
   std::lock_guard<std::mutex> lock(stats_mu_);
   stats_.set_busy_seconds(stats_.busy_seconds() + busy);
@@ -215,11 +235,16 @@ grpc::Status WorkerService::Health(grpc::ServerContext* ctx, const v1::HealthReq
 grpc::Status WorkerService::Stats(grpc::ServerContext* ctx, const v1::StatsRequest*, v1::StatsResponse* resp) {
   LS_CHECK_AUTH(ctx);
   const TransportStats t = transport()->stats();
+  const TransportStats port = tcp_->stats();  // the data port is TCP whatever carries the activations
   std::lock_guard<std::mutex> lock(stats_mu_);
   *resp = stats_;
   resp->set_uptime_seconds(Seconds(started_));
   resp->set_bytes_sent(t.bytes_sent);
   resp->set_bytes_received(t.bytes_received);
+  resp->set_data_links_accepted(port.links_accepted);
+  resp->set_data_links_rejected(port.links_rejected);
+  resp->set_data_frames_rejected(port.frames_rejected);
+  resp->set_data_frames_dropped(t.frames_dropped);
   return grpc::Status::OK;
 }
 

@@ -1,7 +1,7 @@
 #pragma once
 // The Worker gRPC service (proto/layerskip/v1/worker.proto): one shard of layers, its KV cache, the
 // activation links to the neighbouring stages, and statistics. Every call is authenticated with the
-// cluster token. Model calls are serialised by one mutex (the model's thread pool is not re-entrant);
+// cluster token, and so is every data link (transport/link_auth.h). Model calls are serialised by one mutex (the model's thread pool is not re-entrant);
 // waiting for activations happens outside it, so stages overlap across micro-batches.
 #include <atomic>
 #include <memory>
@@ -18,9 +18,11 @@ namespace layerskip::worker {
 
 struct WorkerOptions {
   std::string token;              // cluster token; empty: unauthenticated (explicit opt-in only)
-  std::string data_host = "127.0.0.1";
+  std::string data_host = "127.0.0.1";  // where the TCP activation listener binds
+  std::string advertise_host;     // what the worker tells the coordinator (and so its peers); empty: data_host
   int data_port = 0;              // TCP activation listener (0: ephemeral)
   int device = -1;                // CUDA device for the NCCL transport (-1: CPU only)
+  std::string transport = "auto"; // transports Connect may choose: auto (any built in) | tcp | nccl | ipc
   absl::Duration recv_timeout = absl::Seconds(30);
 };
 
@@ -38,6 +40,9 @@ class WorkerService final : public v1::Worker::Service {
   grpc::Status Release(grpc::ServerContext* ctx, const v1::ReleaseRequest* req, v1::ReleaseResponse* resp) override;
   grpc::Status Health(grpc::ServerContext* ctx, const v1::HealthRequest* req, v1::HealthResponse* resp) override;
   grpc::Status Stats(grpc::ServerContext* ctx, const v1::StatsRequest* req, v1::StatsResponse* resp) override;
+
+  // HOST:PORT of the TCP activation listener, as advertised to the coordinator.
+  const std::string& data_endpoint() const { return tcp_->endpoint(); }
 
  private:
   explicit WorkerService(const WorkerOptions& options);

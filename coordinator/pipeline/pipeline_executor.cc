@@ -142,6 +142,7 @@ absl::Status PipelineExecutor::Wire() {
     req.set_rank(i);
     req.set_num_ranks(n);
     req.set_device(-1);
+    req.set_stage(i);
     calls.push_back(Launch(stages_[i].get(), options_.token, absl::Seconds(60), &v1::Worker::Stub::Connect, req));
   }
   return WaitAll(calls, "wiring the transport");
@@ -162,8 +163,27 @@ absl::Status PipelineExecutor::FailLocked(const absl::Status& cause) {
   std::vector<std::string> down;
   for (auto& s : stages_)
     if (!s->up) down.push_back(s->Name());
-  if (down.empty()) return cause;
-  return absl::UnavailableError(absl::StrCat("pipeline ", absl::StrJoin(down, ", "), " down: ", cause.message()));
+  if (!down.empty())
+    return absl::UnavailableError(absl::StrCat("pipeline ", absl::StrJoin(down, ", "), " down: ", cause.message()));
+  if (IsDataPlaneFailure(cause)) {
+    rewire_ = true;
+    return absl::UnavailableError(absl::StrCat("pipeline data plane failed (links re-wired before the next step): ",
+                                               cause.message()));
+  }
+  return cause;
+}
+
+bool IsDataPlaneFailure(const absl::Status& s) {
+  switch (s.code()) {
+    case absl::StatusCode::kUnavailable:        // a link broke or was refused; a stage could not send
+    case absl::StatusCode::kCancelled:          // the round was given up after another one failed
+    case absl::StatusCode::kDeadlineExceeded:   // activations or a reply never came
+    case absl::StatusCode::kDataLoss:           // a frame of the wrong shape
+    case absl::StatusCode::kAborted:
+      return true;
+    default:
+      return false;
+  }
 }
 
 absl::Status PipelineExecutor::RestoreLocked() {
@@ -181,8 +201,10 @@ absl::Status PipelineExecutor::RestoreLocked() {
   absl::Status wired = Wire();
   if (!wired.ok()) {
     ProbeLocked();
+    rewire_ = true;
     return absl::UnavailableError(absl::StrCat("pipeline not serving: ", wired.message()));
   }
+  rewire_ = false;
   if (!dirty_slots_.empty()) {  // slots released while a stage was away
     v1::ReleaseRequest rel;
     for (int slot : dirty_slots_) rel.add_slots(slot);
@@ -200,7 +222,7 @@ absl::Status PipelineExecutor::RestoreLocked() {
 absl::Status PipelineExecutor::Health() {
   std::lock_guard<std::mutex> lock(mu_);
   ProbeLocked();
-  bool all_up = true;
+  bool all_up = !rewire_;
   for (auto& s : stages_) all_up &= s->up;
   if (all_up) return absl::OkStatus();
   return RestoreLocked();
@@ -222,6 +244,9 @@ std::vector<StageStats> PipelineExecutor::Stats() {
       st.rows = r.rows();
       st.bytes_sent = r.bytes_sent();
       st.bytes_received = r.bytes_received();
+      st.data_links_accepted = r.data_links_accepted();
+      st.data_links_rejected = r.data_links_rejected();
+      st.data_frames_rejected = r.data_frames_rejected();
     }
     out.push_back(st);
   }

@@ -9,7 +9,10 @@
 // stage 0 drafts the next; Step splits its sequences into micro-batches the same way.
 //
 // Faults: a failed call ends the step with UNAVAILABLE naming the stage; Health() is UNAVAILABLE until
-// the stage is back (a restarted worker gets its shard reloaded and the links re-wired), then OK.
+// the stage is back (a restarted worker gets its shard reloaded and the links re-wired), then OK. A
+// data-plane failure with every stage up (a broken or refused link, a bad frame, a round whose
+// activations never came) also ends the step with UNAVAILABLE, never a fatal error: the links are re-wired
+// before the next step, so the engine loop suspends and resumes its streams as it does on worker loss.
 #include <map>
 #include <memory>
 #include <mutex>
@@ -48,11 +51,16 @@ struct StageStats {
   std::string name;
   double uptime_seconds = 0, busy_seconds = 0, transport_wait_seconds = 0;
   int64_t rounds = 0, rows = 0, bytes_sent = 0, bytes_received = 0;
+  int64_t data_links_accepted = 0, data_links_rejected = 0, data_frames_rejected = 0;  // its data port
   double busy_share() const { return uptime_seconds > 0 ? busy_seconds / uptime_seconds : 0.0; }
 };
 
 // Parses "HOST:PORT,HOST:PORT" (the --workers flag).
 std::vector<std::string> ParseWorkerList(const std::string& flag);
+
+// True for the codes a round ends with when the data plane (or a stage's answer) failed rather than the
+// computation: UNAVAILABLE, CANCELLED, DEADLINE_EXCEEDED, DATA_LOSS, ABORTED.
+bool IsDataPlaneFailure(const absl::Status& s);
 
 class PipelineExecutor : public Executor {
  public:
@@ -87,7 +95,8 @@ class PipelineExecutor : public Executor {
   absl::Status Wire();                           // the transport links, every stage
   absl::Status RestoreLocked();                  // reload down stages, re-wire
   void ProbeLocked();                            // marks stages that are gone or restarted as down
-  absl::Status FailLocked(const absl::Status& cause);  // after a failed call: probe, UNAVAILABLE if a stage is down
+  // After a failed round: probe; UNAVAILABLE if a stage is down or the data plane failed (then re-wire).
+  absl::Status FailLocked(const absl::Status& cause);
   absl::Status CheckStagesUp();                        // restores down stages (rate-limited)
 
   // One step in flight (pipeline_round.cc): its sequences (read at the start, written at the finish, on
@@ -119,6 +128,7 @@ class PipelineExecutor : public Executor {
   std::mutex mu_;  // the stages; steps and Health may come from different threads
   std::vector<std::unique_ptr<StageClient>> stages_;
   std::set<int> dirty_slots_;  // released while a stage was down: released again on restore
+  bool rewire_ = false;        // a data-plane failure: the links are re-wired before the next step
   absl::Time last_restore_attempt_ = absl::InfinitePast();
 
   std::mutex flight_mu_;  // the rounds in flight and their calls

@@ -66,10 +66,11 @@ absl::Status PipelineExecutor::CheckStagesUp() {
   std::vector<std::string> down;
   for (auto& s : stages_)
     if (!s->up) down.push_back(s->Name());
-  if (down.empty()) return absl::OkStatus();
+  if (down.empty() && !rewire_) return absl::OkStatus();
   // Rate-limited: a step against a dead stage fails at once instead of waiting for it.
   if (absl::Now() - last_restore_attempt_ < absl::Milliseconds(200))
-    return absl::UnavailableError(absl::StrCat("pipeline ", absl::StrJoin(down, ", "), " down"));
+    return absl::UnavailableError(down.empty() ? std::string("pipeline data plane not re-wired yet")
+                                               : absl::StrCat("pipeline ", absl::StrJoin(down, ", "), " down"));
   last_restore_attempt_ = absl::Now();
   return RestoreLocked();
 }

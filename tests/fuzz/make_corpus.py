@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the small seed corpora for the libFuzzer targets: corpus/safetensors/* and corpus/config/*."""
+"""Writes the small seed corpora for the libFuzzer targets: corpus/safetensors/*, corpus/config/*, corpus/frame/*."""
 import json
 import os
 import struct
@@ -53,6 +53,17 @@ def main():
     write("config", "mistral.json", json.dumps(dict(small, architectures=["MistralForCausalLM"])))
     write("config", "yarn.json", json.dumps(dict(small, rope_scaling={"rope_type": "yarn", "factor": 4})))
     write("config", "not_object.json", "[1, 2, 3]")
+
+    # frame_fuzz: 4 control bytes (hidden = 1 + b0 % 64, max_rows = b1 % 128, chunk = 1 + b2 % 97, b3 & 1:
+    # header only), then the link's bytes: 32-byte headers (magic, version 2, round, step, rows, hidden, 0).
+    def frame(round_, rows, hidden, version=2, magic=0x4C534B46, payload=True):
+        body = struct.pack("<f", 1.5) * (max(rows, 0) * hidden) if payload else b""
+        return struct.pack("<IIQIiiI", magic, version, round_, 0, rows, hidden, 0) + body
+    write("frame", "two_frames", bytes([3, 8, 5, 0]) + frame(1, 2, 4) + frame(2, 0, 4))
+    write("frame", "oversized", bytes([3, 8, 7, 0]) + frame(1, 16384, 16384, payload=False))
+    write("frame", "wrong_hidden", bytes([3, 8, 7, 0]) + frame(1, 1, 5))
+    write("frame", "old_version", bytes([3, 8, 7, 1]) + frame(1, 1, 4, version=1))
+    write("frame", "negative_rows", bytes([3, 8, 7, 1]) + frame(1, -1, 4))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,96 @@
+#include "transport/frame.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+
+namespace layerskip {
+namespace {
+
+template <class T>
+void Put(uint8_t*& p, T v) {
+  std::memcpy(p, &v, sizeof(T));  // x86-64 / aarch64: little-endian
+  p += sizeof(T);
+}
+template <class T>
+T Get(const uint8_t*& p) {
+  T v;
+  std::memcpy(&v, p, sizeof(T));
+  p += sizeof(T);
+  return v;
+}
+
+}  // namespace
+
+std::array<uint8_t, kFrameHeaderBytes> EncodeFrameHeader(const FrameHeader& h) {
+  std::array<uint8_t, kFrameHeaderBytes> out{};
+  uint8_t* p = out.data();
+  Put<uint32_t>(p, FrameHeader::kMagic);
+  Put<uint32_t>(p, FrameHeader::kVersion);
+  Put<uint64_t>(p, h.round);
+  Put<uint32_t>(p, h.step);
+  Put<int32_t>(p, h.rows);
+  Put<int32_t>(p, h.hidden);
+  Put<uint32_t>(p, 0);  // reserved
+  return out;
+}
+
+absl::StatusOr<FrameHeader> ParseFrameHeader(const uint8_t* bytes, const FrameLimits& limits) {
+  const uint8_t* p = bytes;
+  const uint32_t magic = Get<uint32_t>(p), version = Get<uint32_t>(p);
+  FrameHeader h;
+  h.round = Get<uint64_t>(p);
+  h.step = Get<uint32_t>(p);
+  h.rows = Get<int32_t>(p);
+  h.hidden = Get<int32_t>(p);
+  const uint32_t reserved = Get<uint32_t>(p);
+  if (magic != FrameHeader::kMagic) return absl::DataLossError(absl::StrCat("frame: bad magic 0x", absl::Hex(magic)));
+  if (version != FrameHeader::kVersion)
+    return absl::DataLossError(absl::StrCat("frame: version ", version, ", this worker speaks ", FrameHeader::kVersion));
+  if (reserved != 0) return absl::DataLossError("frame: reserved field is not zero");
+  if (limits.hidden <= 0) return absl::DataLossError("frame: this stage has no shard loaded");
+  if (h.hidden != limits.hidden)
+    return absl::DataLossError(absl::StrCat("frame: hidden size ", h.hidden, ", this shard's is ", limits.hidden));
+  if (h.rows < 0 || h.rows > limits.max_rows)
+    return absl::DataLossError(absl::StrCat("frame: ", h.rows, " rows, outside [0, ", limits.max_rows, "]"));
+  return h;
+}
+
+absl::Status FrameDecoder::Feed(const uint8_t* data, size_t n, std::vector<Frame>* out) {
+  if (!failed_.ok()) return failed_;
+  while (n > 0) {
+    if (!in_payload_) {
+      const size_t take = std::min(n, kFrameHeaderBytes - header_fill_);
+      std::memcpy(header_ + header_fill_, data, take);
+      header_fill_ += take;
+      data += take;
+      n -= take;
+      if (header_fill_ < kFrameHeaderBytes) break;
+      absl::StatusOr<FrameHeader> h = ParseFrameHeader(header_, limits_);
+      if (!h.ok()) {
+        failed_ = h.status();
+        return failed_;
+      }
+      frame_.header = *h;
+      frame_.data.assign(static_cast<size_t>(h->rows) * static_cast<size_t>(h->hidden), 0.0f);
+      payload_fill_ = 0;
+      in_payload_ = true;
+    }
+    const size_t want = frame_.data.size() * sizeof(float);
+    const size_t take = std::min(n, want - payload_fill_);
+    if (take > 0) std::memcpy(reinterpret_cast<uint8_t*>(frame_.data.data()) + payload_fill_, data, take);
+    payload_fill_ += take;
+    data += take;
+    n -= take;
+    if (payload_fill_ == want) {
+      out->push_back(std::move(frame_));
+      frame_ = Frame();
+      header_fill_ = payload_fill_ = 0;
+      in_payload_ = false;
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace layerskip
