@@ -9,7 +9,6 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "transport/socket_io.h"
 
 namespace layerskip {
 namespace {
@@ -60,57 +59,57 @@ std::array<uint8_t, kLinkMacBytes> LinkMac(const std::string& token, absl::strin
   return mac;
 }
 
-absl::Status DialHandshake(int fd, const std::string& token, int from_stage, int to_stage) {
+absl::Status DialHandshake(LinkSocket& link, const std::string& token, int from_stage, int to_stage) {
   LinkHello hello;
   hello.from_stage = from_stage;
   hello.to_stage = to_stage;
   if (!RandomNonce(hello.nonce.data())) return absl::InternalError("no random bytes for the link nonce");
   const std::array<uint8_t, kHelloBytes> h = EncodeHello(hello);
-  if (!WriteFull(fd, h.data(), h.size())) return absl::UnavailableError("data link: sending the hello failed");
+  if (!link.WriteFull(h.data(), h.size())) return absl::UnavailableError("data link: sending the hello failed");
   uint8_t challenge[kLinkNonceBytes + kLinkMacBytes];
-  if (!ReadFull(fd, challenge, sizeof(challenge)))
+  if (!link.ReadFull(challenge, sizeof(challenge)))
     return absl::UnavailableError("data link: the listener closed the connection during the handshake");
   const std::array<uint8_t, kLinkMacBytes> expect = LinkMac(token, "listener", h, challenge);
   if (CRYPTO_memcmp(expect.data(), challenge + kLinkNonceBytes, kLinkMacBytes) != 0)
     return absl::UnauthenticatedError("data link: the next stage does not hold this cluster token");
   const std::array<uint8_t, kLinkMacBytes> response = LinkMac(token, "dialer", h, challenge);
-  if (!WriteFull(fd, response.data(), response.size())) return absl::UnavailableError("data link: sending the response failed");
+  if (!link.WriteFull(response.data(), response.size())) return absl::UnavailableError("data link: sending the response failed");
   uint32_t verdict[2];
-  if (!ReadFull(fd, verdict, sizeof(verdict)) || verdict[1] > kMaxVerdictMessage)
+  if (!link.ReadFull(verdict, sizeof(verdict)) || verdict[1] > kMaxVerdictMessage)
     return absl::UnavailableError("data link: no verdict from the next stage");
   std::string message(verdict[1], '\0');
-  if (verdict[1] > 0 && !ReadFull(fd, message.data(), message.size()))
+  if (verdict[1] > 0 && !link.ReadFull(message.data(), message.size()))
     return absl::UnavailableError("data link: truncated verdict");
   if (verdict[0] == 0) return absl::OkStatus();
   const auto code = verdict[0] <= 16 ? static_cast<absl::StatusCode>(verdict[0]) : absl::StatusCode::kUnknown;
   return absl::Status(code, absl::StrCat("the next stage refused the data link: ", message));
 }
 
-absl::StatusOr<LinkHello> AcceptHandshake(int fd, const std::string& token) {
+absl::StatusOr<LinkHello> AcceptHandshake(LinkSocket& link, const std::string& token) {
   std::array<uint8_t, kHelloBytes> h{};
-  if (!ReadFull(fd, h.data(), h.size())) return absl::UnauthenticatedError("no hello within the handshake timeout");
+  if (!link.ReadFull(h.data(), h.size())) return absl::UnauthenticatedError("no hello within the handshake timeout");
   absl::StatusOr<LinkHello> hello = ParseHello(h.data());
   if (!hello.ok()) return hello.status();
   uint8_t challenge[kLinkNonceBytes + kLinkMacBytes];
   if (!RandomNonce(challenge)) return absl::InternalError("no random bytes for the link nonce");
   const std::array<uint8_t, kLinkMacBytes> mine = LinkMac(token, "listener", h, challenge);
   std::memcpy(challenge + kLinkNonceBytes, mine.data(), kLinkMacBytes);
-  if (!WriteFull(fd, challenge, sizeof(challenge))) return absl::UnauthenticatedError("the dialer left during the handshake");
+  if (!link.WriteFull(challenge, sizeof(challenge))) return absl::UnauthenticatedError("the dialer left during the handshake");
   uint8_t response[kLinkMacBytes];
-  if (!ReadFull(fd, response, sizeof(response))) return absl::UnauthenticatedError("no response within the handshake timeout");
+  if (!link.ReadFull(response, sizeof(response))) return absl::UnauthenticatedError("no response within the handshake timeout");
   const std::array<uint8_t, kLinkMacBytes> expect = LinkMac(token, "dialer", h, challenge);
   if (CRYPTO_memcmp(expect.data(), response, kLinkMacBytes) != 0) {
     const absl::Status wrong = absl::UnauthenticatedError("the dialer does not hold this cluster token");
-    SendVerdict(fd, wrong);
+    SendVerdict(link, wrong);
     return wrong;
   }
   return hello;
 }
 
-bool SendVerdict(int fd, const absl::Status& verdict) {
+bool SendVerdict(LinkSocket& link, const absl::Status& verdict) {
   const std::string message(verdict.message().substr(0, kMaxVerdictMessage));
   const uint32_t head[2] = {static_cast<uint32_t>(verdict.code()), static_cast<uint32_t>(message.size())};
-  return WriteFull(fd, head, sizeof(head)) && (message.empty() || WriteFull(fd, message.data(), message.size()));
+  return link.WriteFull(head, sizeof(head)) && (message.empty() || link.WriteFull(message.data(), message.size()));
 }
 
 }  // namespace layerskip

@@ -17,6 +17,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "transport/link_socket.h"
 
 namespace layerskip {
 
@@ -38,15 +39,16 @@ absl::StatusOr<LinkHello> ParseHello(const uint8_t* bytes);
 std::array<uint8_t, kLinkMacBytes> LinkMac(const std::string& token, absl::string_view label,
                                            const std::array<uint8_t, kHelloBytes>& hello, const uint8_t* nonce);
 
-// Dialer side on a connected socket (the caller sets its I/O timeout): OK when the listener knew the token
+// Dialer side on a connected link (TLS already started when the cluster uses it; the caller sets the
+// socket's I/O timeout): OK when the listener knew the token
 // and accepted the link; UNAUTHENTICATED / FAILED_PRECONDITION with the listener's reason otherwise,
 // UNAVAILABLE when the socket failed.
-absl::Status DialHandshake(int fd, const std::string& token, int from_stage, int to_stage);
+absl::Status DialHandshake(LinkSocket& link, const std::string& token, int from_stage, int to_stage);
 
 // Listener side: runs the exchange up to checking the dialer's MAC and returns its Hello; the caller decides
 // whether it wants this link and answers with SendVerdict.
-absl::StatusOr<LinkHello> AcceptHandshake(int fd, const std::string& token);
+absl::StatusOr<LinkHello> AcceptHandshake(LinkSocket& link, const std::string& token);
 // The last message of the exchange; false when it could not be sent.
-bool SendVerdict(int fd, const absl::Status& verdict);
+bool SendVerdict(LinkSocket& link, const absl::Status& verdict);
 
 }  // namespace layerskip

@@ -115,7 +115,15 @@ TcpTransport::~TcpTransport() {
     cv_.notify_all();
     cv_.wait(lock, [this] { return serving_ == 0; });
   }
-  if (outbound_fd_ >= 0) ::close(outbound_fd_);
+  std::lock_guard<std::mutex> lock(send_mu_);
+  CloseOutboundLocked();
+}
+
+void TcpTransport::CloseOutboundLocked() {
+  if (!outbound_) return;
+  const int fd = outbound_->fd();
+  outbound_.reset();
+  ::close(fd);
 }
 
 void TcpTransport::SetStage(int stage) {
@@ -168,9 +176,22 @@ void TcpTransport::CloseFdLocked(int fd) {
 }
 
 void TcpTransport::Serve(int fd, std::string peer) {
+  ServeLink(fd, peer);
+  std::lock_guard<std::mutex> lock(mu_);
+  CloseFdLocked(fd);
+  --serving_;
+  cv_.notify_all();
+}
+
+void TcpTransport::ServeLink(int fd, const std::string& peer) {
   TuneDataSocket(fd);
   SetIoTimeout(fd, options_.handshake_timeout);  // a silent stranger is dropped after this
-  absl::StatusOr<LinkHello> hello = AcceptHandshake(fd, options_.token);
+  LinkSocket link(fd);
+  absl::StatusOr<LinkHello> hello = absl::UnauthenticatedError("no TLS");
+  if (absl::Status tls = options_.tls ? link.StartTls(options_.tls->server(), true) : absl::OkStatus(); !tls.ok())
+    hello = tls;
+  else
+    hello = AcceptHandshake(link, options_.token);
   absl::Status verdict = hello.status();
   FrameLimits limits;
   {
@@ -194,25 +215,20 @@ void TcpTransport::Serve(int fd, std::string peer) {
     }
   }
   if (!hello.ok() || !verdict.ok()) {
-    if (hello.ok()) SendVerdict(fd, verdict);
+    if (hello.ok()) SendVerdict(link, verdict);
     Log(absl::StrCat("refused a connection from ", peer, ": ", verdict.message()));
-  } else if (SendVerdict(fd, absl::OkStatus())) {
+  } else if (SendVerdict(link, absl::OkStatus())) {
     SetIoTimeout(fd, absl::ZeroDuration());  // an idle link is fine; keepalive notices a dead peer
-    Receive(fd, peer, limits);
+    Receive(link, peer, limits);
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  CloseFdLocked(fd);
-  --serving_;
-  cv_.notify_all();
 }
 
-void TcpTransport::Receive(int fd, const std::string& peer, const FrameLimits& limits) {
+void TcpTransport::Receive(LinkSocket& link, const std::string& peer, const FrameLimits& limits) {
   FrameDecoder decoder(limits);
   std::vector<uint8_t> buf(1 << 16);
   std::vector<Frame> frames;
   for (;;) {
-    const ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
-    if (n < 0 && errno == EINTR) continue;
+    const long n = link.ReadSome(buf.data(), buf.size());
     if (n <= 0) return;  // closed, replaced, or shut down
     frames.clear();
     const absl::Status s = decoder.Feed(buf.data(), static_cast<size_t>(n), &frames);
@@ -236,10 +252,7 @@ void TcpTransport::Receive(int fd, const std::string& peer, const FrameLimits& l
 
 absl::Status TcpTransport::ConnectNext(const std::string& endpoint) {
   std::lock_guard<std::mutex> lock(send_mu_);
-  if (outbound_fd_ >= 0) {
-    ::close(outbound_fd_);
-    outbound_fd_ = -1;
-  }
+  CloseOutboundLocked();
   next_endpoint_ = endpoint;
   if (endpoint.empty()) return absl::OkStatus();
   // A listener that has not learnt its stage yet refuses with FAILED_PRECONDITION: retry briefly.
@@ -282,13 +295,17 @@ absl::Status TcpTransport::DialLocked() {
       continue;
     }
     TuneDataSocket(fd);
-    status = DialHandshake(fd, options_.token, stage, stage + 1);
+    auto link = std::make_unique<LinkSocket>(fd);
+    status = options_.tls ? link->StartTls(options_.tls->client(), false) : absl::OkStatus();
+    if (status.ok()) status = DialHandshake(*link, options_.token, stage, stage + 1);
     if (!status.ok()) {
+      status = absl::Status(status.code(), absl::StrCat("data link to ", next_endpoint_, ": ", status.message()));
+      link.reset();
       ::close(fd);
       break;
     }
     SetIoTimeout(fd, options_.send_timeout);
-    outbound_fd_ = fd;
+    outbound_ = std::move(link);
     break;
   }
   freeaddrinfo(res);
@@ -304,18 +321,14 @@ absl::Status TcpTransport::Send(uint64_t round, uint32_t step, int rows, int hid
   const std::array<uint8_t, kFrameHeaderBytes> head = EncodeFrameHeader(h);
   const size_t bytes = sizeof(float) * static_cast<size_t>(rows) * static_cast<size_t>(hidden);
   std::lock_guard<std::mutex> lock(send_mu_);
-  if (outbound_fd_ >= 0 && PeerHungUp(outbound_fd_)) {  // replaced or restarted peer: re-dial below
-    ::close(outbound_fd_);
-    outbound_fd_ = -1;
-  }
-  if (outbound_fd_ < 0) {
+  if (outbound_ && PeerHungUp(outbound_->fd())) CloseOutboundLocked();  // replaced or restarted peer: re-dial
+  if (!outbound_) {
     if (next_endpoint_.empty()) return absl::UnavailableError("no link to the next stage (Connect was not called)");
     if (absl::Status s = DialLocked(); !s.ok())  // the link broke earlier: one fresh attempt
       return absl::UnavailableError(absl::StrCat("no link to the next stage: ", s.message()));
   }
-  if (!WriteFull(outbound_fd_, head.data(), head.size()) || (bytes > 0 && !WriteFull(outbound_fd_, x, bytes))) {
-    ::close(outbound_fd_);
-    outbound_fd_ = -1;
+  if (!outbound_->WriteFull(head.data(), head.size()) || (bytes > 0 && !outbound_->WriteFull(x, bytes))) {
+    CloseOutboundLocked();
     return absl::UnavailableError("the link to the next stage broke (or stalled) while sending activations");
   }
   std::lock_guard<std::mutex> stats_lock(mu_);

@@ -3,7 +3,8 @@
 // Every connection starts with the authenticated handshake (transport/link_auth.h); only the link that
 // proves the cluster token and names itself "stage s-1 -> stage s" for this stage s becomes the inbound
 // link (a newer such link, from a restarted previous stage, replaces it); anything else is closed and
-// counted. A receiver thread per link decodes frames (transport/frame.h) against the shard's limits and
+// counted. With TLS configured, every link is TLS first (the handshake runs inside it). A receiver thread
+// per link decodes frames (transport/frame.h) against the shard's limits and
 // buffers them keyed by (round, step) for the Recv that waits for them; a bad frame closes that link only.
 #include <condition_variable>
 #include <map>
@@ -17,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "transport/activation_transport.h"
 #include "transport/frame.h"
+#include "transport/link_socket.h"
 
 namespace layerskip {
 
@@ -27,6 +29,7 @@ struct TcpTransportOptions {
   std::string token;               // cluster token (empty: the handshake proves nothing)
   absl::Duration handshake_timeout = absl::Seconds(5);
   absl::Duration send_timeout = absl::Seconds(30);  // a send blocked this long (peer stopped) fails
+  std::shared_ptr<LinkTls> tls;    // TLS on every link (both directions); null: plain TCP
 };
 
 class TcpTransport : public ActivationTransport {
@@ -58,8 +61,10 @@ class TcpTransport : public ActivationTransport {
  private:
   explicit TcpTransport(const TcpTransportOptions& options) : options_(options) {}
   void AcceptLoop();
-  void Serve(int fd, std::string peer);  // one connection: handshake, then receive while it is the link
-  void Receive(int fd, const std::string& peer, const FrameLimits& limits);
+  void Serve(int fd, std::string peer);  // one connection's thread: ServeLink, then close
+  void ServeLink(int fd, const std::string& peer);  // TLS, handshake, then receive while it is the link
+  void Receive(LinkSocket& link, const std::string& peer, const FrameLimits& limits);
+  void CloseOutboundLocked();            // send_mu_ held
   absl::Status DialLocked();             // send_mu_ held
   void CloseFdLocked(int fd);            // mu_ held
 
@@ -81,7 +86,7 @@ class TcpTransport : public ActivationTransport {
 
   std::mutex send_mu_;  // guards the outbound link
   std::string next_endpoint_;
-  int outbound_fd_ = -1;
+  std::unique_ptr<LinkSocket> outbound_;
 };
 
 // Splits "host:port" (IPv6 in brackets); InvalidArgument when malformed.

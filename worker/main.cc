@@ -36,7 +36,9 @@ void Usage() {
       "  --device cpu|cuda:N         compute device for the NCCL transport (default cpu)\n"
       "  --token-file FILE           the cluster token (or env LAYERSKIP_CLUSTER_TOKEN); required unless\n"
       "  --allow-unauthenticated     runs without a token: any caller may drive this worker\n"
-      "  --tls-cert FILE --tls-key FILE [--tls-client-ca FILE]  TLS for the gRPC service\n"
+      "  --tls-cert FILE --tls-key FILE [--tls-client-ca FILE]  TLS for the gRPC service and the data links\n"
+      "  --data-tls-ca FILE          roots the next stage's --tls-cert must chain to (default: this worker's\n"
+      "                              --tls-cert, i.e. one certificate shared by the cluster)\n"
       "  --recv-timeout SECONDS      how long a Verify waits for its activations, and a send may stall (default 30)\n"
       "  --help                      this text\n");
 }
@@ -153,6 +155,11 @@ absl::StatusOr<Config> ConfigFromFlags(const cli::Flags& f) {
     if (!ca.empty() && !ReadFile(ca, &ssl.pem_root_certs)) return absl::InvalidArgumentError("cannot read --tls-client-ca");
     ssl.pem_key_cert_pairs.push_back(pair);
     c.creds = grpc::SslServerCredentials(ssl);
+    o.data_tls.cert_file = f.Get("tls-cert");  // the data links use TLS too
+    o.data_tls.key_file = f.Get("tls-key");
+    o.data_tls.ca_file = f.Get("data-tls-ca");
+  } else if (f.Has("data-tls-ca")) {
+    return absl::InvalidArgumentError("--data-tls-ca needs --tls-cert and --tls-key");
   }
   return c;
 }
@@ -172,7 +179,7 @@ int Main(int argc, char** argv) {
   DisableSentencePiece("sentencepiece tokenizers are not supported in layerskip-worker");
   auto flags = cli::Flags::Parse(argc, argv, 1,
                                  {"listen", "data-port", "advertise-address", "transport", "device", "token-file",
-                                  "tls-cert", "tls-key", "tls-client-ca", "recv-timeout"},
+                                  "tls-cert", "tls-key", "tls-client-ca", "data-tls-ca", "recv-timeout"},
                                  {"allow-unauthenticated", "help"});
   if (!flags.ok()) return Fail(absl::InvalidArgumentError(absl::StrCat(flags.status().message(), " (see --help)")));
   absl::StatusOr<Config> config = ConfigFromFlags(*flags);

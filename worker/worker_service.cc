@@ -38,6 +38,9 @@ absl::StatusOr<std::unique_ptr<WorkerService>> WorkerService::Create(const Worke
   t.advertise_host = options.advertise_host;
   t.token = options.token;
   t.send_timeout = options.recv_timeout;
+  if (!options.data_tls.cert_file.empty()) {
+    LS_ASSIGN_OR_RETURN(t.tls, LinkTls::Create(options.data_tls));
+  }
   LS_ASSIGN_OR_RETURN(w->tcp_, TcpTransport::Listen(t));
   return w;
 }

@@ -23,6 +23,7 @@ struct WorkerOptions {
   int data_port = 0;              // TCP activation listener (0: ephemeral)
   int device = -1;                // CUDA device for the NCCL transport (-1: CPU only)
   std::string transport = "auto"; // transports Connect may choose: auto (any built in) | tcp | nccl | ipc
+  LinkTlsOptions data_tls;        // TLS on the data links (cert_file empty: plain TCP)
   absl::Duration recv_timeout = absl::Seconds(30);
 };
 

@@ -171,7 +171,8 @@ TEST(DataPlane, HijackedLinkIsTakenBackByThePreviousStage) {
   inet_pton(AF_INET, host.c_str(), &a.sin_addr);
   ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
   SetIoTimeout(fd, absl::Seconds(10));
-  ASSERT_TRUE(DialHandshake(fd, kToken, 0, 1).ok());
+  LinkSocket link(fd);
+  ASSERT_TRUE(DialHandshake(link, kToken, 0, 1).ok());
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
 
   auto got = RunAll(ex, 24);  // stage 0 notices its link was closed and re-dials before sending

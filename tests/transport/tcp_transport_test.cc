@@ -10,6 +10,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <filesystem>
 #include <cerrno>
 #include <thread>
 
@@ -22,9 +24,10 @@ namespace {
 constexpr int kHidden = 8;
 constexpr int kMaxRows = 16;
 
-std::unique_ptr<TcpTransport> Stage(int stage, const std::string& token) {
+std::unique_ptr<TcpTransport> Stage(int stage, const std::string& token, std::shared_ptr<LinkTls> tls = nullptr) {
   TcpTransportOptions o;
   o.token = token;
+  o.tls = std::move(tls);
   o.handshake_timeout = absl::Seconds(2);
   auto t = TcpTransport::Listen(o);
   EXPECT_TRUE(t.ok()) << t.status();
@@ -151,7 +154,8 @@ TEST(TcpTransportTest, BadFrameClosesThatLinkOnlyAndIsCounted) {
   ASSERT_TRUE(s0->ConnectNext(s1->endpoint()).ok());
   // A peer that holds the token but sends a header beyond the shard's limits: closed before allocating.
   const int fd = RawConnect(s1->endpoint());
-  ASSERT_TRUE(DialHandshake(fd, "secret", 0, 1).ok());
+  LinkSocket link(fd);
+  ASSERT_TRUE(DialHandshake(link, "secret", 0, 1).ok());
   FrameHeader h;
   h.rows = kMaxRows + 1;
   h.hidden = kHidden;
@@ -188,6 +192,43 @@ TEST(TcpTransportTest, WildcardEndpointIsNeverDialled) {
   absl::Status s = s0->ConnectNext("0.0.0.0:50053");
   EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(s.message().find("--advertise-address"), std::string::npos);
+}
+
+// A self-signed certificate and key (openssl CLI) in a fresh directory: {cert, key}.
+std::pair<std::string, std::string> SelfSigned(const std::string& name) {
+  const std::string dir = ::testing::TempDir() + "/tls_" + name + "_" + std::to_string(::getpid());
+  std::filesystem::create_directories(dir);
+  const std::string cmd = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=" +
+                          name + " -keyout " + dir + "/key.pem -out " + dir + "/cert.pem 2>/dev/null";
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  return {dir + "/cert.pem", dir + "/key.pem"};
+}
+
+std::shared_ptr<LinkTls> Tls(const std::pair<std::string, std::string>& cert, const std::string& ca = "") {
+  auto t = LinkTls::Create(LinkTlsOptions{cert.first, cert.second, ca});
+  EXPECT_TRUE(t.ok()) << t.status();
+  return t.ok() ? *t : nullptr;
+}
+
+TEST(TcpTransportTest, TlsLinkCarriesFramesAndRefusesOthers) {
+  const auto cluster = SelfSigned("cluster"), other = SelfSigned("other");
+  auto s0 = Stage(0, "secret", Tls(cluster)), s1 = Stage(1, "secret", Tls(cluster));
+  ASSERT_TRUE(s0->ConnectNext(s1->endpoint()).ok());
+  ASSERT_TRUE(s0->Send(3, 0, 2, kHidden, Rows(2, 7.0f).data()).ok());
+  std::vector<float> x;
+  ASSERT_TRUE(RecvRound(*s1, 3, 2, &x).ok());
+  EXPECT_EQ(x, Rows(2, 7.0f));
+  // A plain-TCP dialer, and a TLS dialer that trusts other roots, are refused.
+  auto plain = Stage(0, "secret");
+  EXPECT_FALSE(plain->ConnectNext(s1->endpoint()).ok());
+  auto untrusting = Stage(0, "secret", Tls(other));
+  absl::Status s = untrusting->ConnectNext(s1->endpoint());
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnauthenticated) << s;
+  EXPECT_NE(s.message().find("certificate"), std::string::npos) << s;
+  EXPECT_TRUE(Eventually([&] { return s1->stats().links_rejected >= 2; }));
+  // A file that is not a certificate is named.
+  auto bad = LinkTls::Create(LinkTlsOptions{cluster.second, cluster.second, ""});
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 }  // namespace
