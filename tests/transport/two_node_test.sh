@@ -9,6 +9,8 @@
 #   kill9        kill -9 of stage 1, restart after 2 s       -> NOT_SERVING, streams suspend, then resume
 #   sigstop      SIGSTOP of stage 1 for 20 s, then SIGCONT   -> streams stall and finish
 #   netem        50 ms delay and 1% loss on the link (skipped when the kernel has no sch_netem)
+#   delay        stage 1 re-advertised behind a userspace proxy on node A that holds every chunk of the
+#                activation link 50 ms each way (tests/transport/delay_proxy.py; runs whether or not netem does)
 # Prints the figures of docs/pipeline.md: tokens/s per case, death -> NOT_SERVING and restart -> SERVING.
 #   tests/transport/two_node_test.sh BIN_DIR SOURCE_DIR       (root; exit 77 = skipped)
 set -uo pipefail
@@ -22,7 +24,7 @@ command -v curl > /dev/null || skip "curl is not installed"
 tag="lsk$$"                                  # unique per run: namespaces, veth names
 nsA="${tag}a" nsB="${tag}b" vA="${tag}x" vB="${tag}y"
 octet=$(( $$ % 200 + 20 ))
-ipA="10.231.$octet.1" ipB="10.231.$octet.2"
+ipA="10.231.$octet.1" ipB="10.231.$octet.2" ipP="10.231.$octet.3"  # ipP: node A's delay proxy
 tmp=$(mktemp -d)
 chmod 700 "$tmp"
 pids=()
@@ -41,6 +43,7 @@ ip netns add "$nsB" || exit 1
 ip link add "$vA" type veth peer name "$vB" || skip "cannot create a veth pair"
 ip link set "$vA" netns "$nsA" && ip link set "$vB" netns "$nsB" || exit 1
 ip -n "$nsA" addr add "$ipA/24" dev "$vA" && ip -n "$nsB" addr add "$ipB/24" dev "$vB" || exit 1
+ip -n "$nsA" addr add "$ipP/24" dev "$vA" || exit 1
 for n in "$nsA" "$nsB"; do ip -n "$n" link set lo up; done
 ip -n "$nsA" link set "$vA" up && ip -n "$nsB" link set "$vB" up || exit 1
 # nsenter execs the command in place (ip netns exec forks), so `nsenter ... &` (not through a shell
@@ -55,8 +58,8 @@ now() { date +%s.%N; }
 calc() { awk "BEGIN { print $1 }"; }
 head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$tmp/token"
 
-start_stage1() {
-  nsenter --net="/run/netns/$nsB" "$bin/layerskip-worker" --listen 0.0.0.0:7002 --data-port 7003 --advertise-address "$ipB" \
+start_stage1() {  # $1: the address it advertises (default its own)
+  nsenter --net="/run/netns/$nsB" "$bin/layerskip-worker" --listen 0.0.0.0:7002 --data-port 7003 --advertise-address "${1:-$ipB}" \
     --token-file "$tmp/token" >> "$tmp/stage1.log" 2>&1 &
   stage1_pid=$!
 }
@@ -201,6 +204,20 @@ if inA tc qdisc add dev "$vA" root netem delay 50ms loss 1% 2> "$tmp/netem.err";
 else
   echo "SKIP case netem: tc netem is not available in this kernel ($(head -1 "$tmp/netem.err"))"
 fi
+
+# delay: stage 1 restarted to advertise the proxy, so stage 0's activations take +50 ms each way; one
+# request first lets the coordinator notice the restart and restore the stage.
+nsenter --net="/run/netns/$nsA" python3 "$src/tests/transport/delay_proxy.py" "$ipP" 7003 "$ipB" 7003 0.05 > "$tmp/proxy.log" 2>&1 &
+pids+=($!)
+kill -TERM "$stage1_pid"
+wait "$stage1_pid" 2> /dev/null
+start_stage1 "$ipP"
+for _ in $(seq 1 100); do grep -q "data $ipP:7003" "$tmp/stage1.log" && break; sleep 0.1; done
+inA "$bin/layerskip-client" --server "$ipA:7000" --prompt "warm up" --max-tokens 8 --timeout 120 > /dev/null 2>&1 ||
+  fail "delay: the first request after re-advertising failed"
+start_batch delay
+finish_batch delay
+grep -q "delay_proxy:" "$tmp/proxy.log" || fail "delay: the proxy did not start"
 
 kill -0 "$coordinator_pid" 2> /dev/null || fail "the coordinator exited"
 if (( fails > 0 )); then
