@@ -1,129 +1,172 @@
 #include "transport/nccl_transport.h"
 
 #include <cuda_runtime.h>
-#include <nccl.h>
-
-#include <cstring>
 
 #include "absl/strings/str_cat.h"
 
 namespace layerskip {
 namespace {
 
-absl::Status Cuda(cudaError_t e, const char* what) {
-  if (e == cudaSuccess) return absl::OkStatus();
-  return absl::InternalError(absl::StrCat(what, ": ", cudaGetErrorString(e)));
-}
+constexpr size_t kMaxQueued = 64;  // frames waiting for the sender thread
 
-absl::Status Nccl(ncclResult_t r, const char* what) {
-  if (r == ncclSuccess) return absl::OkStatus();
-  // Remote and system errors mean a peer went away: the stage is unavailable, not broken.
-  if (r == ncclRemoteError || r == ncclSystemError)
-    return absl::UnavailableError(absl::StrCat(what, ": ", ncclGetErrorString(r)));
-  return absl::InternalError(absl::StrCat(what, ": ", ncclGetErrorString(r)));
-}
-
-#define LS_NCCL_RETURN(expr)                   \
-  do {                                         \
-    ::absl::Status ls_s_ = (expr);             \
-    if (!ls_s_.ok()) return ls_s_;             \
-  } while (0)
-
-// Header as int64 so that it travels as one small ncclInt64 message: round, step, rows, hidden.
-constexpr int kHeaderWords = 4;
-
-}  // namespace
-
-struct NcclTransport::Impl {
-  ncclComm_t comm = nullptr;
-  cudaStream_t stream = nullptr;
-  int rank = 0, num_ranks = 0, device = 0;
-  int64_t* header = nullptr;  // device [kHeaderWords]
-  float* buffer = nullptr;    // device staging buffer
-  size_t capacity = 0;        // floats in buffer
-
-  absl::Status Reserve(size_t floats) {
-    if (floats <= capacity) return absl::OkStatus();
-    if (buffer) cudaFree(buffer);
-    buffer = nullptr;
-    capacity = 0;
-    LS_NCCL_RETURN(Cuda(cudaMalloc(&buffer, floats * sizeof(float)), "cudaMalloc"));
-    capacity = floats;
+// A device buffer that grows (bounded by the caller).
+struct DeviceStage {
+  void* ptr = nullptr;
+  size_t bytes = 0;
+  absl::Status Reserve(size_t want) {
+    if (want <= bytes) return absl::OkStatus();
+    if (ptr) cudaFree(ptr);
+    ptr = nullptr;
+    bytes = 0;
+    if (cudaMalloc(&ptr, want) != cudaSuccess) return absl::ResourceExhaustedError(absl::StrCat("cudaMalloc of ", want, " bytes"));
+    bytes = want;
     return absl::OkStatus();
+  }
+  ~DeviceStage() {
+    if (ptr) cudaFree(ptr);
   }
 };
 
-absl::StatusOr<std::string> NewNcclUniqueId() {
-  ncclUniqueId id;
-  LS_NCCL_RETURN(Nccl(ncclGetUniqueId(&id), "ncclGetUniqueId"));
-  return std::string(reinterpret_cast<const char*>(&id), sizeof(id));
-}
+}  // namespace
 
-absl::StatusOr<std::unique_ptr<NcclTransport>> NcclTransport::Create(const std::string& unique_id, int rank,
-                                                                     int num_ranks, int device) {
-  if (unique_id.size() != sizeof(ncclUniqueId))
-    return absl::InvalidArgumentError(absl::StrCat("ncclUniqueId has ", unique_id.size(), " bytes, expected ",
-                                                   sizeof(ncclUniqueId)));
-  if (rank < 0 || rank >= num_ranks) return absl::InvalidArgumentError("NCCL rank outside [0, num_ranks)");
-  auto impl = std::make_unique<Impl>();
-  impl->rank = rank;
-  impl->num_ranks = num_ranks;
-  impl->device = device;
-  LS_NCCL_RETURN(Cuda(cudaSetDevice(device), "cudaSetDevice"));
-  LS_NCCL_RETURN(Cuda(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking), "cudaStreamCreate"));
-  LS_NCCL_RETURN(Cuda(cudaMalloc(&impl->header, kHeaderWords * sizeof(int64_t)), "cudaMalloc"));
-  ncclUniqueId id;
-  std::memcpy(&id, unique_id.data(), sizeof(id));
-  LS_NCCL_RETURN(Nccl(ncclCommInitRank(&impl->comm, num_ranks, id, rank), "ncclCommInitRank"));
-  return std::unique_ptr<NcclTransport>(new NcclTransport(std::move(impl)));
+absl::StatusOr<std::unique_ptr<NcclTransport>> NcclTransport::Create(const NcclTransportOptions& options) {
+  std::unique_ptr<NcclTransport> t(new NcclTransport(options));
+  // Start both initialisations, then wait for both: a middle stage is the sender of one link and the
+  // receiver of another, and each link's two ends may start in either order.
+  if (!options.next_id.empty()) {
+    auto l = NcclLink::Start(options.next_id, 0, 2, options.device);
+    if (!l.ok()) return l.status();
+    t->out_ = std::move(l).value();
+  }
+  if (!options.prev_id.empty()) {
+    auto l = NcclLink::Start(options.prev_id, 1, 2, options.device);
+    if (!l.ok()) return l.status();
+    t->in_ = std::move(l).value();
+  }
+  const absl::Time deadline = absl::Now() + options.init_timeout;
+  for (NcclLink* l : {t->out_.get(), t->in_.get()})
+    if (l) {
+      if (absl::Status s = l->Ready(deadline); !s.ok())
+        return absl::UnavailableError(absl::StrCat("NCCL link ", l == t->out_.get() ? "to the next" : "from the previous",
+                                                   " stage: ", s.message()));
+    }
+  if (t->out_) t->sender_ = std::thread([p = t.get()] { p->SendLoop(); });
+  if (t->in_) t->receiver_ = std::thread([p = t.get()] { p->RecvLoop(); });
+  return t;
 }
-
-NcclTransport::NcclTransport(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 NcclTransport::~NcclTransport() {
-  if (impl_->comm) ncclCommAbort(impl_->comm);  // never blocks on a dead peer
-  if (impl_->buffer) cudaFree(impl_->buffer);
-  if (impl_->header) cudaFree(impl_->header);
-  if (impl_->stream) cudaStreamDestroy(impl_->stream);
+  stop_ = true;
+  cv_.notify_all();
+  frames_.Close();
+  if (sender_.joinable()) sender_.join();  // their waits poll stop_ and abort the link
+  if (receiver_.joinable()) receiver_.join();
+}
+
+absl::Status NcclTransport::LinkStatus(bool inbound) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return inbound ? in_failed_ : out_failed_;
 }
 
 absl::Status NcclTransport::Send(uint64_t round, uint32_t step, int rows, int hidden, const float* x) {
-  Impl& m = *impl_;
-  if (m.rank + 1 >= m.num_ranks) return absl::FailedPreconditionError("the last NCCL rank has no next stage");
-  const size_t n = static_cast<size_t>(rows) * hidden;
-  const int64_t header[kHeaderWords] = {static_cast<int64_t>(round), step, rows, hidden};
-  LS_NCCL_RETURN(m.Reserve(n));
-  LS_NCCL_RETURN(Cuda(cudaMemcpyAsync(m.header, header, sizeof(header), cudaMemcpyHostToDevice, m.stream), "copy header"));
-  if (n > 0) LS_NCCL_RETURN(Cuda(cudaMemcpyAsync(m.buffer, x, n * sizeof(float), cudaMemcpyHostToDevice, m.stream), "copy rows"));
-  LS_NCCL_RETURN(Nccl(ncclSend(m.header, kHeaderWords, ncclInt64, m.rank + 1, m.comm, m.stream), "ncclSend header"));
-  if (n > 0) LS_NCCL_RETURN(Nccl(ncclSend(m.buffer, n, ncclFloat32, m.rank + 1, m.comm, m.stream), "ncclSend rows"));
-  LS_NCCL_RETURN(Cuda(cudaStreamSynchronize(m.stream), "cudaStreamSynchronize"));
-  stats_.bytes_sent += static_cast<int64_t>(sizeof(header) + n * sizeof(float));
+  if (!out_) return absl::FailedPreconditionError("this stage has no NCCL link to a next stage");
+  Frame f;
+  f.header.round = round;
+  f.header.step = step;
+  f.header.rows = rows;
+  f.header.hidden = hidden;
+  f.data.assign(x, x + static_cast<size_t>(rows) * static_cast<size_t>(hidden));
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!out_failed_.ok()) return absl::UnavailableError(absl::StrCat("NCCL link to the next stage: ", out_failed_.message()));
+  if (queue_.size() >= kMaxQueued) return absl::UnavailableError("NCCL link to the next stage: the next stage is not receiving");
+  queue_.push_back(std::move(f));
+  cv_.notify_all();
   return absl::OkStatus();
+}
+
+void NcclTransport::SendLoop() {
+  DeviceStage head, rows;
+  for (;;) {
+    Frame f;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [this] { return stop_.load() || !queue_.empty(); });
+      if (stop_) return;
+      f = std::move(queue_.front());
+      queue_.pop_front();
+    }
+    const auto header = EncodeFrameHeader(f.header);
+    const size_t bytes = f.data.size() * sizeof(float);
+    const absl::Time deadline = absl::Now() + options_.transfer_timeout;
+    absl::Status s = head.Reserve(header.size());
+    if (s.ok()) s = rows.Reserve(bytes);
+    if (s.ok()) s = out_->CopyIn(head.ptr, header.data(), header.size(), deadline, &stop_);
+    if (s.ok() && bytes > 0) s = out_->CopyIn(rows.ptr, f.data.data(), bytes, deadline, &stop_);
+    if (s.ok()) s = out_->Send(head.ptr, header.size(), 1, deadline, &stop_);
+    if (s.ok() && bytes > 0) s = out_->Send(rows.ptr, bytes, 1, deadline, &stop_);
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!s.ok()) {
+      out_->Abort(s);
+      out_failed_ = s;
+      queue_.clear();
+      return;
+    }
+    stats_.bytes_sent += static_cast<int64_t>(header.size() + bytes);
+  }
+}
+
+void NcclTransport::RecvLoop() {
+  DeviceStage head, rows;
+  absl::Status s = head.Reserve(kFrameHeaderBytes);
+  while (s.ok()) {
+    // The next header may come any time (an idle pipeline): no deadline, only stop_.
+    s = in_->Recv(head.ptr, kFrameHeaderBytes, 0, absl::InfiniteFuture(), &stop_);
+    uint8_t header[kFrameHeaderBytes];
+    const absl::Time deadline = absl::Now() + options_.transfer_timeout;
+    if (s.ok()) s = in_->CopyOut(header, head.ptr, kFrameHeaderBytes, deadline, &stop_);
+    absl::StatusOr<FrameHeader> h = s.ok() ? ParseFrameHeader(header, options_.limits) : absl::StatusOr<FrameHeader>(s);
+    if (!h.ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (s.ok()) ++stats_.frames_rejected;  // checked before anything is allocated for the rows
+      s = h.status();
+      break;
+    }
+    Frame f;
+    f.header = *h;
+    const size_t bytes = static_cast<size_t>(h->rows) * static_cast<size_t>(h->hidden) * sizeof(float);
+    f.data.resize(bytes / sizeof(float));
+    if (bytes > 0) {
+      s = rows.Reserve(bytes);
+      if (s.ok()) s = in_->Recv(rows.ptr, bytes, 0, deadline, &stop_);
+      if (s.ok()) s = in_->CopyOut(f.data.data(), rows.ptr, bytes, deadline, &stop_);
+    }
+    if (!s.ok()) break;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stats_.bytes_received += static_cast<int64_t>(kFrameHeaderBytes + bytes);
+    }
+    frames_.Put(std::move(f));
+  }
+  in_->Abort(s);
+  std::lock_guard<std::mutex> lock(mu_);
+  in_failed_ = s;
 }
 
 absl::Status NcclTransport::Recv(uint64_t round, uint32_t step, int expected_rows, int hidden, std::vector<float>* x,
                                  absl::Time deadline, const std::function<bool()>& cancelled) {
-  Impl& m = *impl_;
-  if (m.rank == 0) return absl::FailedPreconditionError("NCCL rank 0 has no previous stage");
-  int64_t header[kHeaderWords];
-  LS_NCCL_RETURN(Nccl(ncclRecv(m.header, kHeaderWords, ncclInt64, m.rank - 1, m.comm, m.stream), "ncclRecv header"));
-  LS_NCCL_RETURN(Cuda(cudaMemcpyAsync(header, m.header, sizeof(header), cudaMemcpyDeviceToHost, m.stream), "copy header"));
-  LS_NCCL_RETURN(Cuda(cudaStreamSynchronize(m.stream), "cudaStreamSynchronize"));
-  if (static_cast<uint64_t>(header[0]) != round || header[1] != step || header[3] != hidden ||
-      (expected_rows >= 0 && header[2] != expected_rows))
-    return absl::FailedPreconditionError(absl::StrCat("NCCL frame out of order: got round ", header[0], " [", header[2],
-                                                      ", ", header[3], "], expected round ", round));
-  const size_t n = static_cast<size_t>(header[2]) * hidden;
-  x->resize(n);
-  if (n > 0) {
-    LS_NCCL_RETURN(m.Reserve(n));
-    LS_NCCL_RETURN(Nccl(ncclRecv(m.buffer, n, ncclFloat32, m.rank - 1, m.comm, m.stream), "ncclRecv rows"));
-    LS_NCCL_RETURN(Cuda(cudaMemcpyAsync(x->data(), m.buffer, n * sizeof(float), cudaMemcpyDeviceToHost, m.stream), "copy rows"));
-    LS_NCCL_RETURN(Cuda(cudaStreamSynchronize(m.stream), "cudaStreamSynchronize"));
-  }
-  stats_.bytes_received += static_cast<int64_t>(sizeof(header) + n * sizeof(float));
-  return absl::OkStatus();
+  if (!in_) return absl::FailedPreconditionError("this stage has no NCCL link from a previous stage");
+  return frames_.Take(round, step, expected_rows, hidden, x, deadline, cancelled, [this]() -> absl::Status {
+    const absl::Status s = LinkStatus(true);
+    if (s.ok()) return s;
+    return absl::UnavailableError(absl::StrCat("NCCL link from the previous stage: ", s.message()));
+  });
+}
+
+TransportStats NcclTransport::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  TransportStats s = stats_;
+  s.frames_dropped = frames_.dropped();
+  return s;
 }
 
 }  // namespace layerskip

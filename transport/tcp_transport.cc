@@ -19,7 +19,6 @@
 namespace layerskip {
 namespace {
 
-constexpr size_t kMaxBufferedFrames = 64;
 constexpr int kMaxConnections = 16;  // open connections (handshaking or wired); more are closed at once
 
 std::string PeerName(const sockaddr_storage& a) {
@@ -110,9 +109,9 @@ TcpTransport::~TcpTransport() {
   ::shutdown(listen_fd_, SHUT_RDWR);
   accept_thread_.join();
   ::close(listen_fd_);
+  frames_.Close();
   {
     std::unique_lock<std::mutex> lock(mu_);
-    cv_.notify_all();
     cv_.wait(lock, [this] { return serving_ == 0; });
   }
   std::lock_guard<std::mutex> lock(send_mu_);
@@ -137,7 +136,7 @@ void TcpTransport::SetLimits(const FrameLimits& limits) {
   std::lock_guard<std::mutex> lock(mu_);
   if (limits.hidden == limits_.hidden && limits.max_rows == limits_.max_rows) return;
   limits_ = limits;
-  frames_.clear();
+  frames_.Clear();
   if (inbound_fd_ >= 0) ::shutdown(inbound_fd_, SHUT_RDWR);
 }
 
@@ -232,16 +231,9 @@ void TcpTransport::Receive(LinkSocket& link, const std::string& peer, const Fram
     if (n <= 0) return;  // closed, replaced, or shut down
     frames.clear();
     const absl::Status s = decoder.Feed(buf.data(), static_cast<size_t>(n), &frames);
+    for (Frame& f : frames) frames_.Put(std::move(f));
     std::lock_guard<std::mutex> lock(mu_);
     stats_.bytes_received += n;
-    for (Frame& f : frames) {
-      if (frames_.size() >= kMaxBufferedFrames) {  // abandoned rounds: drop the oldest
-        frames_.erase(frames_.begin());
-        ++stats_.frames_dropped;
-      }
-      frames_[{f.header.round, f.header.step}] = std::move(f);
-    }
-    if (!frames.empty()) cv_.notify_all();
     if (!s.ok()) {
       ++stats_.frames_rejected;
       Log(absl::StrCat("closing the link from ", peer, ": ", s.message()));
@@ -338,37 +330,16 @@ absl::Status TcpTransport::Send(uint64_t round, uint32_t step, int rows, int hid
 
 absl::Status TcpTransport::Recv(uint64_t round, uint32_t step, int expected_rows, int hidden, std::vector<float>* x,
                                 absl::Time deadline, const std::function<bool()>& cancelled) {
-  std::unique_lock<std::mutex> lock(mu_);
-  const auto key = std::make_pair(round, step);
-  for (;;) {
-    auto it = frames_.find(key);
-    if (it != frames_.end()) {
-      Frame f = std::move(it->second);
-      frames_.erase(it);
-      lock.unlock();
-      if (f.header.hidden != hidden || (expected_rows >= 0 && f.header.rows != expected_rows))
-        return absl::DataLossError(absl::StrCat("round ", round, ": received [", f.header.rows, ", ", f.header.hidden,
-                                                "] activations, expected [", expected_rows, ", ", hidden, "]"));
-      *x = std::move(f.data);
-      return absl::OkStatus();
-    }
-    if (stopping_) return absl::CancelledError("transport shutting down");
-    if (cancelled && cancelled()) return absl::CancelledError(absl::StrCat("round ", round, " cancelled while waiting for activations"));
-    const absl::Time now = absl::Now();
-    if (now >= deadline)
-      return absl::DeadlineExceededError(absl::StrCat("round ", round, ": no activations from the previous stage"));
-    cv_.wait_for(lock, absl::ToChronoNanoseconds(std::min(deadline - now, absl::Milliseconds(20))));
-  }
+  return frames_.Take(round, step, expected_rows, hidden, x, deadline, cancelled);
 }
 
 TransportStats TcpTransport::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return stats_;
+  TransportStats s = stats_;
+  s.frames_dropped = frames_.dropped();
+  return s;
 }
 
-void TcpTransport::ClearBuffered() {
-  std::lock_guard<std::mutex> lock(mu_);
-  frames_.clear();
-}
+void TcpTransport::ClearBuffered() { frames_.Clear(); }
 
 }  // namespace layerskip

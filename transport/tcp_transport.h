@@ -18,6 +18,7 @@
 #include "absl/status/statusor.h"
 #include "transport/activation_transport.h"
 #include "transport/frame.h"
+#include "transport/frame_buffer.h"
 #include "transport/link_socket.h"
 
 namespace layerskip {
@@ -81,8 +82,9 @@ class TcpTransport : public ActivationTransport {
   int inbound_fd_ = -1;
   std::set<int> open_fds_;  // every accepted connection still open (handshaking or wired)
   int serving_ = 0;         // connection threads alive
-  std::map<std::pair<uint64_t, uint32_t>, Frame> frames_;
-  TransportStats stats_;
+  TransportStats stats_;  // frames_dropped comes from frames_
+
+  FrameBuffer frames_;   // received frames by (round, step); its own lock
 
   std::mutex send_mu_;  // guards the outbound link
   std::string next_endpoint_;

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/util/status.h"
 #ifdef LAYERSKIP_HAVE_NCCL
+#include "transport/nccl_link.h"
 #include "transport/nccl_transport.h"
 #endif
 
@@ -50,9 +51,10 @@ absl::StatusOr<Shard*> WorkerService::Loaded() {
   return shard_.get();
 }
 
-ActivationTransport* WorkerService::transport() {
-  if (use_nccl_.load() && nccl_) return nccl_.get();
-  return tcp_.get();
+std::shared_ptr<ActivationTransport> WorkerService::transport() {
+  std::lock_guard<std::mutex> lock(transport_mu_);
+  if (nccl_) return nccl_;
+  return std::shared_ptr<ActivationTransport>(std::shared_ptr<void>(), tcp_.get());  // tcp_ lives as long as this
 }
 
 grpc::Status WorkerService::LoadShard(grpc::ServerContext* ctx, const v1::LoadShardRequest* req, v1::ShardInfo* resp) {
@@ -93,7 +95,10 @@ grpc::Status WorkerService::Connect(grpc::ServerContext* ctx, const v1::ConnectR
                         " transport; this worker was started with --transport ", options_.transport));
   tcp_->SetStage(req->stage());
   if (kind == "tcp") {
-    use_nccl_ = false;
+    {
+      std::lock_guard<std::mutex> lock(transport_mu_);
+      nccl_.reset();
+    }
     tcp_->ClearBuffered();
     absl::Status s = tcp_->ConnectNext(req->next_endpoint());
     if (!s.ok()) return ToGrpc(absl::Status(s.code(), absl::StrCat("data plane: stage ", req->stage(), " -> ", req->stage() + 1, ": ", s.message())));
@@ -102,11 +107,26 @@ grpc::Status WorkerService::Connect(grpc::ServerContext* ctx, const v1::ConnectR
   if (kind == "ipc")
     return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "the CUDA IPC transport is not implemented yet (docs/pipeline.md)");
 #ifdef LAYERSKIP_HAVE_NCCL
-  const int device = req->device() >= 0 ? req->device() : std::max(0, options_.device);
-  auto t = NcclTransport::Create(req->nccl_unique_id(), req->rank(), req->num_ranks(), device);
-  if (!t.ok()) return ToGrpc(t.status());
+  NcclTransportOptions o;
+  o.device = req->device() >= 0 ? req->device() : std::max(0, options_.device);
+  o.next_id = req->nccl_unique_id();
+  o.prev_id = req->nccl_prev_id();
+  o.transfer_timeout = options_.recv_timeout;
+  {
+    std::lock_guard<std::mutex> lock(compute_mu_);
+    if (!shard_) return ToGrpc(absl::FailedPreconditionError("Connect before LoadShard"));
+    o.limits = FrameLimits{shard_->hidden(), shard_->spec().num_slots * std::max(shard_->spec().context, 1)};
+  }
+  {
+    // The old communicators are aborted before the new ones start (re-wiring, a restarted peer), once the
+    // calls that still hold them are done.
+    std::lock_guard<std::mutex> lock(transport_mu_);
+    nccl_.reset();
+  }
+  auto t = NcclTransport::Create(o);
+  if (!t.ok()) return ToGrpc(absl::Status(t.status().code(), absl::StrCat("data plane: ", t.status().message())));
+  std::lock_guard<std::mutex> lock(transport_mu_);
   nccl_ = std::move(t).value();
-  use_nccl_ = true;
   return grpc::Status::OK;
 #else
   return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "this worker was built without NCCL (no CUDA found at build time)");
@@ -116,7 +136,7 @@ grpc::Status WorkerService::Connect(grpc::ServerContext* ctx, const v1::ConnectR
 grpc::Status WorkerService::GetNcclId(grpc::ServerContext* ctx, const v1::NcclIdRequest*, v1::NcclIdResponse* resp) {
   LS_CHECK_AUTH(ctx);
 #ifdef LAYERSKIP_HAVE_NCCL
-  auto id = NewNcclUniqueId();
+  auto id = NewNcclUniqueId();  // the link from this stage to the next
   if (!id.ok()) return ToGrpc(id.status());
   resp->set_nccl_unique_id(*id);
   return grpc::Status::OK;
@@ -141,7 +161,7 @@ grpc::Status WorkerService::Draft(grpc::ServerContext* ctx, const v1::DraftReque
   const double busy = Seconds(t0);
   if (req->early_exit_layer() == 0) {
     const int n = static_cast<int>(rows.size() / std::max(hidden, 1));
-    absl::Status s = transport()->Send(req->round(), 0, n, hidden, rows.data());
+    absl::Status s = transport()->Send(req->round(), 0, n, hidden, rows.data());  // queued or written, never waits for a peer RPC
     if (!s.ok()) return ToGrpc(absl::UnavailableError(absl::StrCat("data plane: sending round ", req->round(), " on: ", s.message())));
   }
   std::lock_guard<std::mutex> lock(stats_mu_);

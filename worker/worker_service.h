@@ -3,7 +3,6 @@
 // activation links to the neighbouring stages, and statistics. Every call is authenticated with the
 // cluster token, and so is every data link (transport/link_auth.h). Model calls are serialised by one mutex (the model's thread pool is not re-entrant);
 // waiting for activations happens outside it, so stages overlap across micro-batches.
-#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -49,13 +48,14 @@ class WorkerService final : public v1::Worker::Service {
   explicit WorkerService(const WorkerOptions& options);
   // The shard, or FAILED_PRECONDITION when none is loaded.
   absl::StatusOr<Shard*> Loaded();
-  ActivationTransport* transport();
+  // The transport Connect chose; held by the caller for the call (Connect may replace it meanwhile).
+  std::shared_ptr<ActivationTransport> transport();
 
   WorkerOptions options_;
   ClusterAuth auth_;
   std::unique_ptr<TcpTransport> tcp_;
-  std::unique_ptr<ActivationTransport> nccl_;  // set by Connect{transport: "nccl"}
-  std::atomic<bool> use_nccl_{false};
+  std::mutex transport_mu_;
+  std::shared_ptr<ActivationTransport> nccl_;  // set by Connect{transport: "nccl"}; null: TCP
 
   std::mutex compute_mu_;  // the shard and its model: one caller at a time
   std::unique_ptr<Shard> shard_;

@@ -124,21 +124,24 @@ absl::Status PipelineExecutor::LoadStage(StageClient& s) {
 
 absl::Status PipelineExecutor::Wire() {
   const int n = static_cast<int>(stages_.size());
-  std::string nccl_id;
-  if (options_.transport == "nccl") {  // rank 0 creates the id; every rank gets it in Connect
-    auto ctx = MakeContext(options_.token, options_.connect_timeout);
-    v1::NcclIdResponse id;
-    if (grpc::Status st = stages_[0]->stub->GetNcclId(ctx.get(), v1::NcclIdRequest(), &id); !st.ok())
-      return FromGrpc(st, absl::StrCat("NCCL id from ", stages_[0]->Name()));
-    nccl_id = id.nccl_unique_id();
+  std::vector<std::string> link_ids(n);  // nccl: link i (stage i -> i+1) gets its id from stage i
+  if (options_.transport == "nccl") {
+    for (int i = 0; i + 1 < n; ++i) {
+      auto ctx = MakeContext(options_.token, options_.connect_timeout);
+      v1::NcclIdResponse id;
+      if (grpc::Status st = stages_[i]->stub->GetNcclId(ctx.get(), v1::NcclIdRequest(), &id); !st.ok())
+        return FromGrpc(st, absl::StrCat("NCCL id from ", stages_[i]->Name()));
+      link_ids[i] = id.nccl_unique_id();
+    }
   }
-  // In parallel: ncclCommInitRank is collective.
+  // In parallel: both ends of a NCCL link initialise it together.
   std::vector<std::unique_ptr<PendingCall<v1::ConnectRequest, v1::ConnectResponse>>> calls;
   for (int i = 0; i < n; ++i) {
     v1::ConnectRequest req;
     req.set_transport(options_.transport);
     if (i + 1 < n) req.set_next_endpoint(stages_[i + 1]->data_endpoint);
-    req.set_nccl_unique_id(nccl_id);
+    req.set_nccl_unique_id(link_ids[i]);
+    if (i > 0) req.set_nccl_prev_id(link_ids[i - 1]);
     req.set_rank(i);
     req.set_num_ranks(n);
     req.set_device(-1);

@@ -16,10 +16,13 @@ while [ $# -gt 0 ]; do
   shift
 done
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DLAYERSKIP_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$ARCH" >/dev/null
-cmake --build build-gpu --target cuda_ops_test cuda_model_test cuda_bench layerskip -j "$(nproc)"
+cmake --build build-gpu --target cuda_ops_test cuda_model_test cuda_bench layerskip \
+  $(cmake --build build-gpu --target help | grep -o '^nccl_link_test') -j "$(nproc)"
 rm -rf "$DIR"
 mkdir -p "$DIR/bin" "$DIR/lib"
-for b in cuda_ops_test cuda_model_test cuda_bench layerskip; do cp "build-gpu/bin/$b" "$DIR/bin/"; done
+for b in cuda_ops_test cuda_model_test cuda_bench layerskip nccl_link_test; do
+  [ -x "build-gpu/bin/$b" ] && cp "build-gpu/bin/$b" "$DIR/bin/"
+done
 # Every library the binaries load except the C runtime and the GPU driver.
 for b in "$DIR"/bin/*; do ldd "$b"; done | awk '$3 ~ /^\// {print $3}' | sort -u |
   grep -Ev '/(libc|libm|libdl|libpthread|librt|ld-linux-x86-64|libcuda)\.so' | while read -r lib; do

@@ -35,7 +35,7 @@ if [ "$BUILD" = 1 ]; then
   if ! { cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DLAYERSKIP_CUDA=ON \
            -DCMAKE_CUDA_ARCHITECTURES="$ARCH" &&
          timeout 400 cmake --build build-gpu --target layerskip_cuda cuda_ops_test cuda_model_test cuda_bench \
-           -j "$jobs"; } > "$LOG/build.txt" 2>&1; then
+           $(cmake --build build-gpu --target help | grep -o '^nccl_link_test') -j "$jobs"; } > "$LOG/build.txt" 2>&1; then
     tail -50 "$LOG/build.txt"
     step "BUILD FAILED"
     exit 1
@@ -48,7 +48,8 @@ if [ -n "$PREBUILT" ]; then
   export LD_LIBRARY_PATH="$PWD/$PREBUILT/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   export LAYERSKIP_SOURCE_DIR="$PWD"
   step "GPU tests (prebuilt)"
-  for t in cuda_ops_test cuda_model_test; do
+  for t in cuda_ops_test cuda_model_test nccl_link_test; do
+    [ -x "$BIN/$t" ] || { echo "WARNING: $t not packed (built without NCCL?)" | tee -a "$LOG/summary.txt"; continue; }
     timeout 240 "$BIN/$t" 2>&1 | tee "$LOG/$t.txt"
     [ "${PIPESTATUS[0]}" = 0 ] || status=1
     if grep -q "SKIPPED" "$LOG/$t.txt"; then echo "WARNING: $t skipped tests (no device?)" | tee -a "$LOG/summary.txt"; fi
