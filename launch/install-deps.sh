@@ -6,7 +6,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 packages=(
-  build-essential cmake ninja-build pkg-config git python3 python3-pip python3-yaml openssl libssl-dev
+  build-essential cmake ninja-build pkg-config git python3 python3-pip python3-yaml openssl libssl-dev iproute2 curl
   libabsl-dev libgtest-dev libgmock-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libsentencepiece-dev nlohmann-json3-dev libpcre2-dev
