@@ -6,6 +6,8 @@
 # baseline (no request lost):
 #   stranger     an idle connection and 100 KB of garbage to stage 1's data port     -> refused, no effect
 #   oversized    the 28-byte v1 header and a 32-byte v2 header claiming 16384 x 16384 -> refused, no allocation
+#   badframe     a peer that holds the token takes over stage 1's link and sends an oversized header
+#                -> that link closed and counted; the round it broke fails, streams suspend and resume
 #   kill9        kill -9 of stage 1, restart after 2 s       -> NOT_SERVING, streams suspend, then resume
 #   sigstop      SIGSTOP of stage 1 for 20 s, then SIGCONT   -> streams stall and finish
 #   netem        50 ms delay and 1% loss on the link (skipped when the kernel has no sch_netem)
@@ -60,7 +62,7 @@ head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$tmp/token"
 
 start_stage1() {  # $1: the address it advertises (default its own)
   nsenter --net="/run/netns/$nsB" "$bin/layerskip-worker" --listen 0.0.0.0:7002 --data-port 7003 --advertise-address "${1:-$ipB}" \
-    --token-file "$tmp/token" >> "$tmp/stage1.log" 2>&1 &
+    --token-file "$tmp/token" --recv-timeout 10 >> "$tmp/stage1.log" 2>&1 &
   stage1_pid=$!
 }
 nsenter --net="/run/netns/$nsA" "$bin/layerskip-worker" --listen "$ipA:7001" --data-port 7004 --token-file "$tmp/token" > "$tmp/stage0.log" 2>&1 &
@@ -169,6 +171,42 @@ rss1=$(rss_kb)
 echo "oversized: stage 1 RSS ${rss0} kB -> ${rss1} kB"
 (( rss1 < rss0 + 100000 )) || fail "oversized: stage 1 grew by $((rss1 - rss0)) kB"
 [[ $(( $(refusals) - before )) -ge 2 ]] || fail "oversized: stage 1 did not refuse both headers"
+
+# An authenticated peer (it holds the token) claims stage 0's link to stage 1 and sends a header beyond the
+# shard's limits: stage 1 closes that link before allocating; a round whose frames were on the replaced link
+# fails (data plane), the coordinator re-wires and the streams resume.
+start_batch badframe
+sleep 0.5
+inA python3 - "$ipB" "$tmp/token" > "$tmp/badframe.out" 2>&1 << 'EOF'
+import hashlib, hmac, os, socket, struct, sys
+token = open(sys.argv[2], "rb").read().rstrip()
+s = socket.create_connection((sys.argv[1], 7003))
+s.settimeout(10)
+def read(n):
+    b = b""
+    while len(b) < n:
+        c = s.recv(n - len(b))
+        if not c:
+            raise SystemExit("closed during the handshake")
+        b += c
+    return b
+hello = struct.pack("<IIii", 0x48534B4C, 1, 0, 1) + os.urandom(32)  # "LSKH" v1, stage 0 -> stage 1
+s.sendall(hello)
+challenge = read(64)
+assert hmac.compare_digest(challenge[32:], hmac.new(token, b"listener" + hello + challenge[:32], hashlib.sha256).digest())
+s.sendall(hmac.new(token, b"dialer" + hello + challenge[:32], hashlib.sha256).digest())
+code, length = struct.unpack("<II", read(8))
+read(length)
+print("verdict", code)
+s.sendall(struct.pack("<IIQIiiI", 0x4C534B46, 2, 1, 0, 16384, 16384, 0))
+print("closed" if s.recv(64) == b"" else "open")
+EOF
+finish_batch badframe
+grep -q "verdict 0" "$tmp/badframe.out" && grep -q "closed" "$tmp/badframe.out" ||
+  fail "badframe: the authenticated peer was not taken and then closed: $(cat "$tmp/badframe.out")"
+grep -q "closing the link from .*: frame: " "$tmp/stage1.log" || fail "badframe: stage 1 did not log the bad frame"
+grep -q "pipeline data plane failed" "$tmp/coordinator.log" &&
+  echo "badframe: a round failed on the data plane; the coordinator suspended the streams and re-wired"
 
 # kill -9 of stage 1 mid-stream; restart after 2 s.
 start_batch kill9
