@@ -111,7 +111,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   if (o.metrics_port >= 0) {
     std::string host = o.listen.substr(0, o.listen.rfind(':'));
     if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
-    s->http_ = std::make_unique<MetricsHttpServer>([raw] { return raw->metrics_->registry().Render(); },
+    s->http_ = std::make_unique<MetricsHttpServer>(
+        [raw, name] { return raw->metrics_->registry().Render() + raw->executor_->RenderMetrics(name); },
                                                    [raw] { return raw->serving_.load(); });
     absl::StatusOr<int> port = s->http_->Start(host, o.metrics_port);
     if (!port.ok()) {

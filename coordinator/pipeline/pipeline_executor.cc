@@ -256,6 +256,49 @@ std::vector<StageStats> PipelineExecutor::Stats() {
   return out;
 }
 
+std::string PipelineExecutor::RenderMetrics(const std::string& model_name) {
+  std::unique_lock<std::mutex> lock(mu_, std::try_to_lock);
+  if (!lock.owns_lock()) return "";  // a restore may hold the stages for long: skip this scrape
+  struct Series {
+    const char* name;
+    const char* help;
+    int64_t (v1::StatsResponse::*get)() const;
+  };
+  const Series series[] = {
+      {"layerskip:data_plane_links_accepted_total", "Authenticated inbound data links a stage took.",
+       &v1::StatsResponse::data_links_accepted},
+      {"layerskip:data_plane_links_rejected_total",
+       "Connections a stage's data port refused in the handshake (stranger, wrong token or stage).",
+       &v1::StatsResponse::data_links_rejected},
+      {"layerskip:data_plane_frames_rejected_total", "Data links a stage closed on a bad frame.",
+       &v1::StatsResponse::data_frames_rejected},
+  };
+  std::vector<std::pair<int, v1::StatsResponse>> got;
+  for (auto& s : stages_) {
+    if (!s->up) continue;
+    auto ctx = MakeContext(options_.token, absl::Milliseconds(300));
+    v1::StatsResponse r;
+    if (s->stub->Stats(ctx.get(), v1::StatsRequest(), &r).ok()) got.emplace_back(s->index, r);
+  }
+  if (got.empty()) return "";
+  std::string label;  // the label value, escaped
+  for (char c : model_name) {
+    if (c == '\\' || c == '"') label += '\\';
+    if (c == '\n') {
+      label += "\\n";
+      continue;
+    }
+    label += c;
+  }
+  std::string out;
+  for (const Series& m : series) {
+    absl::StrAppend(&out, "# HELP ", m.name, " ", m.help, "\n# TYPE ", m.name, " counter\n");
+    for (const auto& [stage, r] : got)
+      absl::StrAppend(&out, m.name, "{model_name=\"", label, "\",stage=\"", stage, "\"} ", (r.*m.get)(), "\n");
+  }
+  return out;
+}
+
 void PipelineExecutor::Release(int slot) {
   std::lock_guard<std::mutex> lock(mu_);
   v1::ReleaseRequest req;

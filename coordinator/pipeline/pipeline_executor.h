@@ -85,6 +85,9 @@ class PipelineExecutor : public Executor {
   // naming them. The service maps this to SERVING / NOT_SERVING.
   absl::Status Health() override;
   std::vector<StageStats> Stats();
+  // layerskip:data_plane_{links_accepted,links_rejected,frames_rejected}_total{stage="i"}: each stage's data
+  // port since its worker started (Worker.Stats; 300 ms per stage). Empty while a restore holds the stages.
+  std::string RenderMetrics(const std::string& model_name) override;
   const std::vector<StageRange>& plan() const { return plan_; }
   int exit_layer() const { return plan_.front().end_layer; }
 

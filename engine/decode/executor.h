@@ -3,6 +3,7 @@
 // pipeline of remote workers (coordinator/). Sequences own their KV-cache slot; the executor owns the cache.
 #include <cstdint>
 #include <map>
+#include <string>
 #include <memory>
 #include <vector>
 
@@ -36,6 +37,9 @@ class Executor {
   // OK when every part can serve. After a Step failed with UNAVAILABLE (a remote stage died), probing may
   // restore the part (a restarted worker reloads its shard); the caches of all sequences are then gone.
   virtual absl::Status Health() { return absl::OkStatus(); }
+  // Extra Prometheus text (exposition format 0.0.4) for /metrics, each series labelled
+  // model_name="<model_name>" (escaped by the implementation); empty: none. The pipeline reports its stages' data ports.
+  virtual std::string RenderMetrics(const std::string& model_name) { return ""; }
 
  private:
   uint64_t next_step_ = 1;

@@ -146,6 +146,9 @@ inA bash -c "head -c 100000 /dev/urandom > /dev/tcp/$ipB/7003" 2> /dev/null
 finish_batch stranger
 wait $idle 2> /dev/null
 [[ $(( $(refusals) - before )) -ge 2 ]] || fail "stranger: stage 1 did not refuse both connections ($(refusals) refusals)"
+rejected=$(inA curl -s --max-time 5 "http://$ipA:7009/metrics" |
+  awk '/^layerskip:data_plane_links_rejected_total\{.*stage="1"\}/ { print $2 }')
+[[ "${rejected:-0}" -ge 2 ]] || fail "stranger: /metrics shows ${rejected:-no} data_plane_links_rejected_total for stage 1"
 
 # Oversized frame headers from a stranger (the 28-byte v1 header of issue 12, then a v2 header).
 rss_kb() { awk '/VmRSS/ { print $2 }' "/proc/$stage1_pid/status"; }
