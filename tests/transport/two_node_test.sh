@@ -30,16 +30,21 @@ ipA="10.231.$octet.1" ipB="10.231.$octet.2" ipP="10.231.$octet.3"  # ipP: node A
 tmp=$(mktemp -d)
 chmod 700 "$tmp"
 pids=()
+batch_pids=()
 stage1_pid=""
 cleanup() {
   [[ -n "$stage1_pid" ]] && kill -CONT "$stage1_pid" 2> /dev/null
-  for p in "${pids[@]}" $stage1_pid; do kill -9 "$p" 2> /dev/null; done
+  for n in "$nsA" "$nsB"; do  # every process this test started inside its own namespaces
+    for p in $(ip netns pids "$n" 2> /dev/null); do kill -CONT "$p" 2> /dev/null; kill -9 "$p" 2> /dev/null; done
+  done
+  for p in "${pids[@]}" "${batch_pids[@]}" $stage1_pid; do kill -9 "$p" 2> /dev/null; done
   wait 2> /dev/null
   ip netns del "$nsA" 2> /dev/null
   ip netns del "$nsB" 2> /dev/null      # removes the veth pair with it
   rm -rf "$tmp"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 143' INT TERM  # exit runs cleanup (the EXIT trap)
 ip netns add "$nsA" 2> /dev/null || skip "ip netns add failed (no permission for network namespaces here)"
 ip netns add "$nsB" || exit 1
 ip link add "$vA" type veth peer name "$vB" || skip "cannot create a veth pair"
@@ -81,12 +86,11 @@ fi
 grep -q "data $ipB:7003" "$tmp/stage1.log" || fail "stage 1 does not advertise $ipB:7003: $(head -1 "$tmp/stage1.log")"
 
 # Health, every 20 ms, for the timings.
-( while :; do echo "$(now) $(health)"; sleep 0.02; done ) > "$tmp/health.log" 2> /dev/null &
+( while kill -0 $$ 2> /dev/null; do echo "$(now) $(health)"; sleep 0.02; done ) > "$tmp/health.log" 2> /dev/null &
 pids+=($!)
 
 prompts=("def main():" "The quick brown fox" "import numpy as np" "Once upon a time")
 max_tokens=400
-batch_pids=()
 start_batch() {  # $1: case name
   batch_pids=()
   batch_t0=$(now)
