@@ -135,9 +135,19 @@ void TcpTransport::SetStage(int stage) {
 void TcpTransport::SetLimits(const FrameLimits& limits) {
   std::lock_guard<std::mutex> lock(mu_);
   if (limits.hidden == limits_.hidden && limits.max_rows == limits_.max_rows) return;
-  limits_ = limits;
+  limits_.hidden = limits.hidden;
+  limits_.max_rows = limits.max_rows;
   frames_.Clear();
   if (inbound_fd_ >= 0) ::shutdown(inbound_fd_, SHUT_RDWR);
+}
+
+void TcpTransport::SetDeviceFrameResolver(std::function<absl::Status(Frame*)> resolve) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const bool on = resolve != nullptr;
+  resolve_ = std::move(resolve);
+  if (on == limits_.device_frames) return;
+  limits_.device_frames = on;
+  if (inbound_fd_ >= 0) ::shutdown(inbound_fd_, SHUT_RDWR);  // its decoder has the old limits
 }
 
 void TcpTransport::AcceptLoop() {
@@ -230,8 +240,22 @@ void TcpTransport::Receive(LinkSocket& link, const std::string& peer, const Fram
     const long n = link.ReadSome(buf.data(), buf.size());
     if (n <= 0) return;  // closed, replaced, or shut down
     frames.clear();
-    const absl::Status s = decoder.Feed(buf.data(), static_cast<size_t>(n), &frames);
-    for (Frame& f : frames) frames_.Put(std::move(f));
+    absl::Status s = decoder.Feed(buf.data(), static_cast<size_t>(n), &frames);
+    for (Frame& f : frames) {
+      if (f.in_device) {  // CUDA IPC: copy the rows out of the sender's device memory first
+        std::function<absl::Status(Frame*)> resolve;
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          resolve = resolve_;
+        }
+        absl::Status r = resolve ? resolve(&f) : absl::DataLossError("frame: device reference, no CUDA IPC here");
+        if (!r.ok()) {
+          s = r;
+          break;
+        }
+      }
+      frames_.Put(std::move(f));
+    }
     std::lock_guard<std::mutex> lock(mu_);
     stats_.bytes_received += n;
     if (!s.ok()) {
@@ -310,8 +334,11 @@ absl::Status TcpTransport::Send(uint64_t round, uint32_t step, int rows, int hid
   h.step = step;
   h.rows = rows;
   h.hidden = hidden;
-  const std::array<uint8_t, kFrameHeaderBytes> head = EncodeFrameHeader(h);
-  const size_t bytes = sizeof(float) * static_cast<size_t>(rows) * static_cast<size_t>(hidden);
+  return SendFrame(h, 0, x, sizeof(float) * static_cast<size_t>(rows) * static_cast<size_t>(hidden));
+}
+
+absl::Status TcpTransport::SendFrame(const FrameHeader& h, uint32_t flags, const void* x, size_t bytes) {
+  const std::array<uint8_t, kFrameHeaderBytes> head = EncodeFrameHeader(h, flags);
   std::lock_guard<std::mutex> lock(send_mu_);
   if (outbound_ && PeerHungUp(outbound_->fd())) CloseOutboundLocked();  // replaced or restarted peer: re-dial
   if (!outbound_) {

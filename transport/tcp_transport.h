@@ -7,6 +7,7 @@
 // per link decodes frames (transport/frame.h) against the shard's limits and
 // buffers them keyed by (round, step) for the Recv that waits for them; a bad frame closes that link only.
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -46,6 +47,13 @@ class TcpTransport : public ActivationTransport {
   // The frames this stage accepts (its shard's hidden size and largest batch). A change drops the
   // inbound link and the buffered frames.
   void SetLimits(const FrameLimits& limits);
+  // CUDA IPC (transport/ipc_transport.h): frames whose rows stay in the sender's device memory are accepted,
+  // and `resolve` (run on the receiver thread) copies each one's rows into its data before it is buffered;
+  // an error closes the link like a bad frame. A null resolve turns this off.
+  void SetDeviceFrameResolver(std::function<absl::Status(Frame*)> resolve);
+  // Writes one frame on the outbound link: the header with `flags`, then `bytes` of payload (the rows, or
+  // a device reference). Send is SendFrame(h, 0, rows).
+  absl::Status SendFrame(const FrameHeader& h, uint32_t flags, const void* payload, size_t bytes);
 
   // Dials and authenticates the link to the next stage at "host:port", replacing any earlier one. An empty
   // endpoint closes the outbound link (the last stage).
@@ -83,6 +91,7 @@ class TcpTransport : public ActivationTransport {
   std::set<int> open_fds_;  // every accepted connection still open (handshaking or wired)
   int serving_ = 0;         // connection threads alive
   TransportStats stats_;  // frames_dropped comes from frames_
+  std::function<absl::Status(Frame*)> resolve_;  // device frames (CUDA IPC); null: refused
 
   FrameBuffer frames_;   // received frames by (round, step); its own lock
 

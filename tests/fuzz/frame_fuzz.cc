@@ -1,5 +1,6 @@
 // libFuzzer target for the data port's frame parsing (transport/frame.h), no sockets: the input's first
-// 4 bytes pick the receiving shard's limits and the chunking, the rest is the byte stream a link delivers.
+// 4 bytes pick the receiving shard's limits (and whether device references are accepted) and the chunking,
+// the rest is the byte stream a link delivers.
 // Checks: no crash, no allocation beyond the limits, every frame out within them.
 #include <cstddef>
 #include <cstdint>
@@ -15,6 +16,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   limits.max_rows = data[1] % 128;
   const size_t chunk = 1 + data[2] % 97;  // how the stream is split across recv() calls
   const bool header_only = data[3] & 1;
+  limits.device_frames = data[3] & 2;
   data += 4;
   size -= 4;
   if (header_only) {
@@ -32,7 +34,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   for (const layerskip::Frame& f : frames) {
     if (f.header.rows < 0 || f.header.rows > limits.max_rows || f.header.hidden != limits.hidden) std::abort();
-    if (f.data.size() != static_cast<size_t>(f.header.rows) * static_cast<size_t>(f.header.hidden)) std::abort();
+    if (f.in_device ? (!limits.device_frames || !f.data.empty())
+                    : f.data.size() != static_cast<size_t>(f.header.rows) * static_cast<size_t>(f.header.hidden))
+      std::abort();
   }
   return 0;
 }

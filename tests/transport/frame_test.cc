@@ -91,6 +91,28 @@ TEST(FrameTest, DecoderReassemblesAcrossEveryChunkSize) {
   }
 }
 
+TEST(FrameTest, DeviceReferencesOnlyWhereWiredForIpc) {
+  FrameHeader h;
+  h.round = 9;
+  h.rows = 3;
+  h.hidden = 4;
+  const auto head = EncodeFrameHeader(h, kFrameInDevice);
+  std::vector<uint8_t> stream(head.begin(), head.end());
+  for (size_t i = 0; i < kDeviceRefBytes; ++i) stream.push_back(static_cast<uint8_t>(i));
+  std::vector<Frame> out;
+  FrameDecoder plain(FrameLimits{4, 3});
+  EXPECT_NE(plain.Feed(stream.data(), stream.size(), &out).message().find("CUDA IPC"), std::string::npos);
+  FrameDecoder ipc(FrameLimits{4, 3, true});
+  ASSERT_TRUE(ipc.Feed(stream.data(), stream.size(), &out).ok());
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_TRUE(out[0].in_device);
+  EXPECT_TRUE(out[0].data.empty());  // the 80 bytes are the reference, not rows
+  EXPECT_EQ(out[0].device_ref[79], 79);
+  EXPECT_EQ(ipc.partial_bytes(), 0u);
+  auto bad = EncodeFrameHeader(h, 2);  // unknown flag
+  EXPECT_NE(ParseFrameHeader(bad.data(), FrameLimits{4, 3, true}).status().message().find("flags"), std::string::npos);
+}
+
 TEST(FrameTest, DecoderFailsOnGarbageAndStaysFailed) {
   FrameDecoder d(FrameLimits{4, 3});
   std::vector<Frame> out;
