@@ -31,7 +31,7 @@ void Usage() {
                "  [--default-mode autoregressive|early-exit|self-speculative] [--default-exit-layer E]\n"
                "  [--default-speculations D|auto] [--default-max-tokens N] [--speculation-batch-threshold N]\n"
                "  [--tls-cert PEM --tls-key PEM] [--auth-token T | --auth-token-file F] [--drain-timeout SECONDS]\n"
-               "  [--workers ADDR,... [--stages 0-3,4-11,12-15] [--cluster-token-file F] [--transport tcp|nccl]\n"
+               "  [--workers ADDR,... [--stages 0-3,4-11,12-15] [--cluster-token-file F] [--transport tcp|nccl|ipc]\n"
                "   [--restore-timeout SECONDS]]\n");
 }
 

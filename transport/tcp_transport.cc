@@ -141,10 +141,19 @@ void TcpTransport::SetLimits(const FrameLimits& limits) {
   if (inbound_fd_ >= 0) ::shutdown(inbound_fd_, SHUT_RDWR);
 }
 
-void TcpTransport::SetDeviceFrameResolver(std::function<absl::Status(Frame*)> resolve) {
+void TcpTransport::ClearDeviceFrameResolver(const void* owner) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (owner != resolve_owner_) return;
+  }
+  SetDeviceFrameResolver(nullptr, nullptr);
+}
+
+void TcpTransport::SetDeviceFrameResolver(std::function<absl::Status(Frame*)> resolve, const void* owner) {
   std::lock_guard<std::mutex> lock(mu_);
   const bool on = resolve != nullptr;
   resolve_ = std::move(resolve);
+  resolve_owner_ = owner;
   if (on == limits_.device_frames) return;
   limits_.device_frames = on;
   if (inbound_fd_ >= 0) ::shutdown(inbound_fd_, SHUT_RDWR);  // its decoder has the old limits

@@ -49,8 +49,10 @@ class TcpTransport : public ActivationTransport {
   void SetLimits(const FrameLimits& limits);
   // CUDA IPC (transport/ipc_transport.h): frames whose rows stay in the sender's device memory are accepted,
   // and `resolve` (run on the receiver thread) copies each one's rows into its data before it is buffered;
-  // an error closes the link like a bad frame. A null resolve turns this off.
-  void SetDeviceFrameResolver(std::function<absl::Status(Frame*)> resolve);
+  // an error closes the link like a bad frame. ClearDeviceFrameResolver(owner) turns it off if `owner`
+  // still holds it (a newer transport may have replaced it).
+  void SetDeviceFrameResolver(std::function<absl::Status(Frame*)> resolve, const void* owner);
+  void ClearDeviceFrameResolver(const void* owner);
   // Writes one frame on the outbound link: the header with `flags`, then `bytes` of payload (the rows, or
   // a device reference). Send is SendFrame(h, 0, rows).
   absl::Status SendFrame(const FrameHeader& h, uint32_t flags, const void* payload, size_t bytes);
@@ -92,6 +94,7 @@ class TcpTransport : public ActivationTransport {
   int serving_ = 0;         // connection threads alive
   TransportStats stats_;  // frames_dropped comes from frames_
   std::function<absl::Status(Frame*)> resolve_;  // device frames (CUDA IPC); null: refused
+  const void* resolve_owner_ = nullptr;
 
   FrameBuffer frames_;   // received frames by (round, step); its own lock
 

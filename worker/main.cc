@@ -124,10 +124,13 @@ absl::StatusOr<Config> ConfigFromFlags(const cli::Flags& f) {
 #ifndef LAYERSKIP_HAVE_NCCL
   if (o.transport == "nccl") return absl::InvalidArgumentError("--transport nccl: this worker was built without NCCL");
 #endif
-  if (o.transport == "ipc") return absl::InvalidArgumentError("--transport ipc: the CUDA IPC transport is not implemented yet");
+#ifndef LAYERSKIP_HAVE_CUDA_IPC
+  if (o.transport == "ipc") return absl::InvalidArgumentError("--transport ipc: this worker was built without CUDA");
+#endif
 
   c.device = f.Get("device", "cpu");
   if (c.device == "cpu") {
+    if (o.transport == "ipc") return absl::InvalidArgumentError("--transport ipc needs --device cuda:N");
     o.device = -1;
   } else if (c.device.rfind("cuda:", 0) == 0 && c.device.size() > 5 &&
              c.device.find_first_not_of("0123456789", 5) == std::string::npos) {

@@ -10,6 +10,9 @@
 #include "transport/nccl_link.h"
 #include "transport/nccl_transport.h"
 #endif
+#ifdef LAYERSKIP_HAVE_CUDA_IPC
+#include "transport/ipc_transport.h"
+#endif
 
 namespace layerskip::worker {
 namespace {
@@ -53,7 +56,7 @@ absl::StatusOr<Shard*> WorkerService::Loaded() {
 
 std::shared_ptr<ActivationTransport> WorkerService::transport() {
   std::lock_guard<std::mutex> lock(transport_mu_);
-  if (nccl_) return nccl_;
+  if (device_) return device_;
   return std::shared_ptr<ActivationTransport>(std::shared_ptr<void>(), tcp_.get());  // tcp_ lives as long as this
 }
 
@@ -94,42 +97,58 @@ grpc::Status WorkerService::Connect(grpc::ServerContext* ctx, const v1::ConnectR
     return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, absl::StrCat("the coordinator asks for the ", kind,
                         " transport; this worker was started with --transport ", options_.transport));
   tcp_->SetStage(req->stage());
-  if (kind == "tcp") {
-    {
-      std::lock_guard<std::mutex> lock(transport_mu_);
-      nccl_.reset();
-    }
-    tcp_->ClearBuffered();
-    absl::Status s = tcp_->ConnectNext(req->next_endpoint());
-    if (!s.ok()) return ToGrpc(absl::Status(s.code(), absl::StrCat("data plane: stage ", req->stage(), " -> ", req->stage() + 1, ": ", s.message())));
-    return grpc::Status::OK;
+  {
+    // The old device transport goes first (NCCL: its communicators are aborted before new ones start),
+    // once the calls that still hold it are done.
+    std::lock_guard<std::mutex> lock(transport_mu_);
+    device_.reset();
   }
-  if (kind == "ipc")
-    return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "the CUDA IPC transport is not implemented yet (docs/pipeline.md)");
+  absl::Status s = kind == "tcp" ? ConnectTcp(*req) : kind == "ipc" ? ConnectIpc(*req) : ConnectNccl(*req);
+  if (!s.ok())
+    return ToGrpc(absl::Status(s.code(), absl::StrCat("data plane (", kind, "), stage ", req->stage(), ": ", s.message())));
+  return grpc::Status::OK;
+}
+
+absl::Status WorkerService::ConnectTcp(const v1::ConnectRequest& req) {
+  tcp_->ClearBuffered();
+  return tcp_->ConnectNext(req.next_endpoint());
+}
+
+absl::Status WorkerService::ConnectIpc(const v1::ConnectRequest& req) {
+#ifdef LAYERSKIP_HAVE_CUDA_IPC
+  const int device = req.device() >= 0 ? req.device() : options_.device;
+  if (device < 0) return absl::FailedPreconditionError("the ipc transport needs a GPU: start the worker with --device cuda:N");
+  LS_ASSIGN_OR_RETURN(std::unique_ptr<IpcTransport> t, IpcTransport::Create(tcp_.get(), device, options_.recv_timeout));
+  tcp_->ClearBuffered();
+  LS_RETURN_IF_ERROR(tcp_->ConnectNext(req.next_endpoint()));  // the frames' headers and references
+  std::lock_guard<std::mutex> lock(transport_mu_);
+  device_ = std::move(t);
+  return absl::OkStatus();
+#else
+  (void)req;
+  return absl::UnimplementedError("this worker was built without CUDA (no CUDA IPC)");
+#endif
+}
+
+absl::Status WorkerService::ConnectNccl(const v1::ConnectRequest& req) {
 #ifdef LAYERSKIP_HAVE_NCCL
   NcclTransportOptions o;
-  o.device = req->device() >= 0 ? req->device() : std::max(0, options_.device);
-  o.next_id = req->nccl_unique_id();
-  o.prev_id = req->nccl_prev_id();
+  o.device = req.device() >= 0 ? req.device() : std::max(0, options_.device);
+  o.next_id = req.nccl_unique_id();
+  o.prev_id = req.nccl_prev_id();
   o.transfer_timeout = options_.recv_timeout;
   {
     std::lock_guard<std::mutex> lock(compute_mu_);
-    if (!shard_) return ToGrpc(absl::FailedPreconditionError("Connect before LoadShard"));
+    if (!shard_) return absl::FailedPreconditionError("Connect before LoadShard");
     o.limits = FrameLimits{shard_->hidden(), shard_->spec().num_slots * std::max(shard_->spec().context, 1)};
   }
-  {
-    // The old communicators are aborted before the new ones start (re-wiring, a restarted peer), once the
-    // calls that still hold them are done.
-    std::lock_guard<std::mutex> lock(transport_mu_);
-    nccl_.reset();
-  }
-  auto t = NcclTransport::Create(o);
-  if (!t.ok()) return ToGrpc(absl::Status(t.status().code(), absl::StrCat("data plane: ", t.status().message())));
+  LS_ASSIGN_OR_RETURN(std::unique_ptr<NcclTransport> t, NcclTransport::Create(o));
   std::lock_guard<std::mutex> lock(transport_mu_);
-  nccl_ = std::move(t).value();
-  return grpc::Status::OK;
+  device_ = std::move(t);
+  return absl::OkStatus();
 #else
-  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "this worker was built without NCCL (no CUDA found at build time)");
+  (void)req;
+  return absl::UnimplementedError("this worker was built without NCCL (no CUDA found at build time)");
 #endif
 }
 

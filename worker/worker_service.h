@@ -54,8 +54,13 @@ class WorkerService final : public v1::Worker::Service {
   WorkerOptions options_;
   ClusterAuth auth_;
   std::unique_ptr<TcpTransport> tcp_;
+  // Connect's three transports: TCP alone, CUDA IPC over the TCP link, NCCL.
+  absl::Status ConnectTcp(const v1::ConnectRequest& req);
+  absl::Status ConnectIpc(const v1::ConnectRequest& req);
+  absl::Status ConnectNccl(const v1::ConnectRequest& req);
+
   std::mutex transport_mu_;
-  std::shared_ptr<ActivationTransport> nccl_;  // set by Connect{transport: "nccl"}; null: TCP
+  std::shared_ptr<ActivationTransport> device_;  // set by Connect{transport: "nccl" | "ipc"}; null: TCP
 
   std::mutex compute_mu_;  // the shard and its model: one caller at a time
   std::unique_ptr<Shard> shard_;

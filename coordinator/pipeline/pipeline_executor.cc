@@ -25,8 +25,8 @@ absl::StatusOr<std::unique_ptr<PipelineExecutor>> PipelineExecutor::Create(const
   LS_ASSIGN_OR_RETURN(p->config_, LoadLlamaConfig(options.model_path));
   p->fingerprint_ = worker::ConfigFingerprint(options.model_path);
   p->context_ = std::max(2, std::min(options.max_context, p->config_.max_position_embeddings));
-  if (options.transport != "tcp" && options.transport != "nccl")
-    return absl::InvalidArgumentError(absl::StrCat("transport '", options.transport, "' is not tcp or nccl"));
+  if (options.transport != "tcp" && options.transport != "nccl" && options.transport != "ipc")
+    return absl::InvalidArgumentError(absl::StrCat("transport '", options.transport, "' is not tcp, nccl or ipc"));
   if (options.num_slots < 1) return absl::InvalidArgumentError("num_slots must be >= 1");
   const int L = p->config_.num_hidden_layers;
   if (!options.stages.empty() && options.stages != "auto") {

@@ -40,7 +40,7 @@ struct PipelineOptions {
   int threads = 0;                    // per worker (0: all its cores)
   std::string token;                  // cluster token
   std::string tls_ca_file;            // PEM roots to verify the workers' TLS; empty: plaintext
-  std::string transport = "tcp";      // tcp | nccl
+  std::string transport = "tcp";      // tcp | nccl | ipc (docs/pipeline.md)
   int micro_batches = 0;              // steps in flight, and Step's split (0: one per stage; 1: none)
   absl::Duration rpc_timeout = absl::Seconds(60);
   absl::Duration connect_timeout = absl::Seconds(5);

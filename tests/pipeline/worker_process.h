@@ -15,8 +15,8 @@ namespace layerskip::testing {
 
 class WorkerProcess {
  public:
-  // port 0: any free port (see endpoint()).
-  bool Start(const std::string& token, int port = 0) {
+  // port 0: any free port (see endpoint()). `extra`: more flags (e.g. --device cuda:0).
+  bool Start(const std::string& token, int port = 0, const std::vector<std::string>& extra = {}) {
     int out[2];
     if (pipe(out) != 0) return false;
     pid_ = fork();
@@ -27,7 +27,12 @@ class WorkerProcess {
       setenv("LAYERSKIP_CLUSTER_TOKEN", token.c_str(), 1);
       const std::string bin = std::string(LAYERSKIP_BIN_DIR) + "/layerskip-worker";
       const std::string listen = "127.0.0.1:" + std::to_string(port);
-      execl(bin.c_str(), bin.c_str(), "--listen", listen.c_str(), "--recv-timeout", "20", static_cast<char*>(nullptr));
+      std::vector<std::string> args = {bin, "--listen", listen, "--recv-timeout", "20"};
+      args.insert(args.end(), extra.begin(), extra.end());
+      std::vector<char*> argv;
+      for (std::string& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(bin.c_str(), argv.data());
       _exit(127);
     }
     close(out[1]);
