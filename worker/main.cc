@@ -33,7 +33,7 @@ void Usage() {
       "                              host; with a wildcard --listen (0.0.0.0, ::) the address this host's name\n"
       "                              resolves to, else startup fails; in Kubernetes pass the pod IP)\n"
       "  --transport auto|tcp|nccl|ipc  transports the coordinator may choose (default auto: any built in)\n"
-      "  --device cpu|cuda:N         compute device for the NCCL transport (default cpu)\n"
+      "  --device cpu|cuda:N         GPU for the nccl and ipc transports (default cpu; the compute is CPU today)\n"
       "  --token-file FILE           the cluster token (or env LAYERSKIP_CLUSTER_TOKEN); required unless\n"
       "  --allow-unauthenticated     runs without a token: any caller may drive this worker\n"
       "  --tls-cert FILE --tls-key FILE [--tls-client-ca FILE]  TLS for the gRPC service and the data links\n"

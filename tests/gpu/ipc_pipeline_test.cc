@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,7 +20,9 @@ namespace layerskip::pipeline {
 namespace {
 
 const std::string kToken = "ipc-test-token";
-const std::string kTiny = std::string(LAYERSKIP_SOURCE_DIR) + "/models/tiny-random";
+// $LAYERSKIP_SOURCE_DIR when set (binaries packed by tests/gpu/pack.sh run in another checkout).
+const std::string kTiny = std::string(std::getenv("LAYERSKIP_SOURCE_DIR") ? std::getenv("LAYERSKIP_SOURCE_DIR")
+                                                                          : LAYERSKIP_SOURCE_DIR) + "/models/tiny-random";
 
 bool HaveDevice() {
   int n = 0;

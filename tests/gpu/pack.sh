@@ -16,11 +16,11 @@ while [ $# -gt 0 ]; do
   shift
 done
 cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DLAYERSKIP_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="$ARCH" >/dev/null
-cmake --build build-gpu --target cuda_ops_test cuda_model_test cuda_bench layerskip \
-  $(cmake --build build-gpu --target help | grep -o '^nccl_link_test') -j "$(nproc)"
+cmake --build build-gpu --target cuda_ops_test cuda_model_test cuda_bench layerskip layerskip-worker \
+  $(cmake --build build-gpu --target help | grep -oE '^(nccl_link_test|ipc_pipeline_test)') -j "$(nproc)"
 rm -rf "$DIR"
 mkdir -p "$DIR/bin" "$DIR/lib"
-for b in cuda_ops_test cuda_model_test cuda_bench layerskip nccl_link_test; do
+for b in cuda_ops_test cuda_model_test cuda_bench layerskip layerskip-worker nccl_link_test ipc_pipeline_test; do
   [ -x "build-gpu/bin/$b" ] && cp "build-gpu/bin/$b" "$DIR/bin/"
 done
 # Every library the binaries load except the C runtime and the GPU driver.

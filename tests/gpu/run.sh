@@ -35,7 +35,8 @@ if [ "$BUILD" = 1 ]; then
   if ! { cmake -S . -B build-gpu -G Ninja -DCMAKE_BUILD_TYPE=Release -DLAYERSKIP_CUDA=ON \
            -DCMAKE_CUDA_ARCHITECTURES="$ARCH" &&
          timeout 400 cmake --build build-gpu --target layerskip_cuda cuda_ops_test cuda_model_test cuda_bench \
-           $(cmake --build build-gpu --target help | grep -o '^nccl_link_test') -j "$jobs"; } > "$LOG/build.txt" 2>&1; then
+           layerskip-worker $(cmake --build build-gpu --target help | grep -oE '^(nccl_link_test|ipc_pipeline_test)') \
+           -j "$jobs"; } > "$LOG/build.txt" 2>&1; then
     tail -50 "$LOG/build.txt"
     step "BUILD FAILED"
     exit 1
@@ -46,9 +47,9 @@ BIN=build-gpu/bin
 if [ -n "$PREBUILT" ]; then
   BIN="$PREBUILT/bin"
   export LD_LIBRARY_PATH="$PWD/$PREBUILT/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  export LAYERSKIP_SOURCE_DIR="$PWD"
+  export LAYERSKIP_SOURCE_DIR="$PWD" LAYERSKIP_BIN_DIR="$(cd "$BIN" && pwd)"  # the IPC test starts workers
   step "GPU tests (prebuilt)"
-  for t in cuda_ops_test cuda_model_test nccl_link_test; do
+  for t in cuda_ops_test cuda_model_test nccl_link_test ipc_pipeline_test; do
     [ -x "$BIN/$t" ] || { echo "WARNING: $t not packed (built without NCCL?)" | tee -a "$LOG/summary.txt"; continue; }
     timeout 240 "$BIN/$t" 2>&1 | tee "$LOG/$t.txt"
     [ "${PIPESTATUS[0]}" = 0 ] || status=1

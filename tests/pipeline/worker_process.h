@@ -25,7 +25,8 @@ class WorkerProcess {
       close(out[0]);
       close(out[1]);
       setenv("LAYERSKIP_CLUSTER_TOKEN", token.c_str(), 1);
-      const std::string bin = std::string(LAYERSKIP_BIN_DIR) + "/layerskip-worker";
+      const char* dir = std::getenv("LAYERSKIP_BIN_DIR");  // binaries packed elsewhere (tests/gpu/pack.sh)
+      const std::string bin = std::string(dir && *dir ? dir : LAYERSKIP_BIN_DIR) + "/layerskip-worker";
       const std::string listen = "127.0.0.1:" + std::to_string(port);
       std::vector<std::string> args = {bin, "--listen", listen, "--recv-timeout", "20"};
       args.insert(args.end(), extra.begin(), extra.end());
