@@ -9,7 +9,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git python3 python3-pip python3-yaml openssl
   libabsl-dev libgtest-dev libgmock-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
-  libsentencepiece-dev nlohmann-json3-dev libpcre2-dev
+  libsentencepiece-dev nlohmann-json3-dev libpcre2-dev libboost-dev libssl-dev curl
   clang libclang-rt-14-dev
 )
 
