@@ -75,7 +75,7 @@ class Parser {
     while (true) {
       const JinjaToken& t = Peek();
       if (t.kind == JinjaToken::kEof) {
-        if (!ends.empty()) Fail(absl::StrCat("missing {% ", *ends.begin(), " %}"));
+        if (!ends.empty()) Fail(absl::StrCat("missing {% ", *ends.rbegin(), " %}"));  // endfor / endif sort last
         return body;
       }
       if (t.kind == JinjaToken::kText) {
@@ -424,8 +424,21 @@ class Parser {
       case JinjaToken::kOp:
         if (t.text == "(") {
           Next();
+          if (IsOp(")")) {  // () : an empty tuple, a list here
+            Next();
+            return Make(Expr::kList);
+          }
           auto e = Expression();
-          if (IsOp(",")) Fail("tuples are not supported");
+          if (IsOp(",")) {  // a tuple: a list here
+            auto list = Make(Expr::kList);
+            list->args.push_back(std::move(e));
+            while (IsOp(",")) {
+              Next();
+              if (IsOp(")")) break;
+              list->args.push_back(Expression());
+            }
+            e = std::move(list);
+          }
           ExpectOp(")");
           return e;
         }

@@ -3,7 +3,7 @@
 //   {{ expr }}, {% if %}/{% elif %}/{% else %}/{% endif %}, {% for x in xs [if cond] %}...{% else %}...
 //   {% endfor %} (also "for k, v in d.items()"), {% set x = expr %}, {% set ns.attr = expr %},
 //   {% break %}, {% continue %}, comments, whitespace control.
-// Expressions: literals (strings, numbers, true/false/none, lists, dicts), names, .attr, [index], [a:b:c],
+// Expressions: literals (strings, numbers, true/false/none, lists, tuples as lists, dicts), names, .attr, [index], [a:b:c],
 // calls, filters (|name(args)), tests (is [not] name), not/and/or, comparisons, in / not in, + - * / // % **,
 // ~, and "a if c else b". Filters, tests and statement tags outside the set the renderer implements
 // (jinja_render.h) are errors here, naming the line.
