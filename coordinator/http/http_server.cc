@@ -153,6 +153,8 @@ void Session<Stream>::ReadRequest() {
 template <class Stream>
 void Session<Stream>::OnHeader(beast::error_code ec) {
   if (ec == bhttp::error::header_limit) return SendSimple(431, "request header fields too large");
+  if (ec == bhttp::error::body_limit)  // a Content-Length over the limit is refused before the body
+    return SendSimple(413, absl::StrCat("request body larger than ", server_->options.body_limit, " bytes"));
   if (ec == bhttp::error::end_of_stream || ec == beast::error::timeout || ec == net::error::operation_aborted) return Close();
   if (ec) return SendSimple(400, absl::StrCat("bad request: ", ec.message()));
   if (parser_->is_done()) return OnBody({});
