@@ -27,7 +27,7 @@ fi
 
 if [ "${1:-}" = "--python" ]; then
   # Skip pip when everything imports already; on Debian's own python3 (PEP 668) allow the system install.
-  if ! python3 -c "import torch, transformers, tokenizers, safetensors, sentencepiece, numpy" 2>/dev/null; then
+  if ! python3 -c "import torch, transformers, tokenizers, safetensors, sentencepiece, numpy, openai, kubernetes_validate" 2>/dev/null; then
     python3 -m pip install -q -r "$here/../requirements.txt" 2>/dev/null ||
       python3 -m pip install -q --break-system-packages -r "$here/../requirements.txt"
   fi
