@@ -34,6 +34,7 @@ void Usage() {
       "  --chat-template FILE          Jinja chat template (default: tokenizer_config.json's chat_template)\n"
       "  --http-threads N              io threads per HTTP server (default 2)\n"
       "  --metrics-port P              GET /metrics (Prometheus) and GET /health (200 / 503); off by default\n"
+      "  --metrics-tls                 serve the metrics port over HTTPS too (--tls-cert/--tls-key)\n"
       "  --model-name NAME             metrics label, ModelInfo and the OpenAI model id (default: the dir name)\n"
       "  --max-batch-size N --max-batched-tokens N --max-queue N --num-slots N --kv-cache-positions N\n"
       "  --max-context N --threads N --dtype bf16|f32\n"
@@ -43,7 +44,8 @@ void Usage() {
       "  --auth-token T | --auth-token-file F   require `authorization: Bearer T` on gRPC and HTTP API calls\n"
       "  --drain-timeout SECONDS       SIGTERM: finish in-flight requests for this long (default 30)\n"
       "  --workers ADDR,... [--stages 0-3,4-11,12-15] [--cluster-token-file F] [--transport tcp|nccl]\n"
-      "    [--restore-timeout SECONDS]  pipeline-parallel workers\n");
+      "    [--workers-tls-ca PEM] [--restore-timeout SECONDS]  pipeline-parallel workers (TLS to their\n"
+      "    control port when --workers-tls-ca is given)\n");
 }
 
 absl::StatusOr<int> IntFlag(const cli::Flags& f, const char* name, int64_t fallback, int64_t lo, int64_t hi) {
@@ -65,6 +67,7 @@ absl::StatusOr<ServerOptions> OptionsFromFlags(const cli::Flags& f) {
   LS_ASSIGN_OR_RETURN(o.http_port, IntFlag(f, "http-port", -1, -1, 65535));
   LS_ASSIGN_OR_RETURN(o.http_threads, IntFlag(f, "http-threads", 2, 1, 256));
   o.chat_template_file = f.Get("chat-template");
+  o.metrics_tls = f.Has("metrics-tls");
   LS_ASSIGN_OR_RETURN(o.engine.batch.max_batch_size, IntFlag(f, "max-batch-size", 32, 1, 4096));
   LS_ASSIGN_OR_RETURN(o.engine.batch.max_batched_tokens, IntFlag(f, "max-batched-tokens", 4096, 1, 1 << 24));
   LS_ASSIGN_OR_RETURN(o.engine.batch.speculation_batch_threshold, IntFlag(f, "speculation-batch-threshold", 16, 0, 1 << 20));
@@ -80,6 +83,7 @@ absl::StatusOr<ServerOptions> OptionsFromFlags(const cli::Flags& f) {
   o.executor.model_dir = o.model_dir;  // pipeline (--workers): stage plan, cluster token, transport
   o.executor.stages = f.Get("stages");
   o.executor.transport = f.Get("transport", "tcp");
+  o.executor.tls_ca_file = f.Get("workers-tls-ca");
   o.executor.dtype = o.load.type == WeightType::kF32 ? "f32" : "bf16";
   o.executor.max_context = o.load.max_context;
   if (f.Has("cluster-token-file")) {
@@ -133,7 +137,8 @@ int Main(int argc, char** argv) {
       {"model", "model-name", "listen", "metrics-port", "http-port", "http-threads", "chat-template", "max-batch-size", "max-batched-tokens", "max-queue", "num-slots",
        "kv-cache-positions", "max-context", "threads", "dtype", "default-mode", "default-exit-layer",
        "default-speculations", "default-max-tokens", "speculation-batch-threshold", "tls-cert", "tls-key", "auth-token",
-       "auth-token-file", "drain-timeout", "workers", "stages", "cluster-token-file", "transport", "fail-after-steps", "fatal-linger", "restore-timeout"});
+       "auth-token-file", "drain-timeout", "workers", "stages", "cluster-token-file", "workers-tls-ca", "transport", "fail-after-steps", "fatal-linger", "restore-timeout"},
+      /*booleans=*/{"metrics-tls"});
   auto fail = [](const absl::Status& s) {
     std::fprintf(stderr, "layerskip-coordinator: %s\n", std::string(s.message()).c_str());
     return 1;

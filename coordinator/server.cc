@@ -174,6 +174,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
     s->http_port_ = *port;
   }
   if (o.metrics_port >= 0) {
+    if (o.metrics_tls) {
+      if (cert_pem.empty()) return fail(absl::InvalidArgumentError("--metrics-tls needs --tls-cert and --tls-key"));
+      http_options.tls_cert_pem = cert_pem;
+      http_options.tls_key_pem = key_pem;
+    }
     s->http_ = std::make_unique<http::HttpServer>(
         http::ProbeHandler([raw] { return raw->metrics_->registry().Render(); }, [raw] { return raw->serving_.load(); }),
         http_options);

@@ -31,6 +31,7 @@ struct ServerOptions {
   int metrics_port = -1;                   // -1: no HTTP endpoint; 0: a free one
   int http_port = -1;                      // OpenAI-compatible HTTP API; -1: off; 0: a free one
   int http_threads = 2;                    // io threads of the HTTP servers
+  bool metrics_tls = false;                // the metrics port serves HTTPS with --tls-cert/--tls-key
   std::string chat_template_file;          // overrides tokenizer_config.json's chat_template
   ExecutorOptions executor;
   EngineLoopOptions engine;
