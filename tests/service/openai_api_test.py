@@ -12,6 +12,7 @@ import json
 import os
 import ssl
 import subprocess
+import sys
 import tempfile
 import unittest
 
@@ -31,8 +32,10 @@ class Coordinator:
         cmd = [os.path.join(BIN, "layerskip-coordinator"), "--model", MODEL, "--threads", "1",
                "--listen", "127.0.0.1:0", "--http-port", "0", "--metrics-port", "0", *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.err, text=True)
-        self.http_port = self.metrics_port = None
+        self.http_port = self.metrics_port = self.grpc_port = None
         for line in self.proc.stdout:
+            if "listening on" in line:
+                self.grpc_port = int(line.rsplit("(port ", 1)[1].rstrip(")\n"))
             if "http on port" in line:
                 self.http_port = int(line.rsplit(" ", 1)[1])
             if "metrics on port" in line:
@@ -218,7 +221,11 @@ class AuthAndTlsTest(unittest.TestCase):
             subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
                             "-addext", "subjectAltName=DNS:localhost", "-keyout", key, "-out", cert],
                            check=True, capture_output=True)
-            server = Coordinator("--auth-token", "s3cret", "--tls-cert", cert, "--tls-key", key, scheme="https")
+            token = os.path.join(d, "token")
+            with open(token, "w") as f:
+                f.write("s3cret\n")
+            server = Coordinator("--auth-token", "s3cret", "--tls-cert", cert, "--tls-key", key, "--metrics-tls",
+                                 scheme="https")
             try:
                 good = openai.OpenAI(base_url=server.url, api_key="s3cret", max_retries=0, http_client=openai.DefaultHttpxClient(verify=ssl.create_default_context(cafile=cert)))
                 r = good.completions.create(model="tiny-random", prompt="Hi", max_tokens=4)
@@ -240,6 +247,28 @@ class AuthAndTlsTest(unittest.TestCase):
                 self.assertEqual(curl("--cacert", cert, "-o", "/dev/null", "-w", "%{http_code}", server.url + "/models"), "401")
                 plain = subprocess.run(["curl", "-sS", f"http://localhost:{server.http_port}/v1/models"], capture_output=True)
                 self.assertNotEqual(plain.returncode, 0)
+                # --metrics-tls: the probes' port speaks HTTPS too.
+                self.assertEqual(curl("--cacert", cert, f"https://localhost:{server.metrics_port}/health"), "SERVING\n")
+                # examples/python: TLS and token options; a failed request prints its reason and exits 1.
+                example = os.path.join(SRC, "examples", "python", "openai_client.py")
+                ok = subprocess.run([sys.executable, example, "--base-url", server.url, "--tls-ca", cert, "--api-key-file", token,
+                                     "--prompt", "Hi", "--max-tokens", "4", "--stream"], capture_output=True, text=True, timeout=120)
+                self.assertEqual(ok.returncode, 0, ok.stderr)
+                self.assertEqual(ok.stdout.rstrip("\n"), r.choices[0].text.rstrip("\n"))
+                bad = subprocess.run([sys.executable, example, "--base-url", server.url, "--tls-ca", cert, "--api-key", "nope",
+                                      "--prompt", "Hi"], capture_output=True, text=True, timeout=120)
+                self.assertEqual(bad.returncode, 1)
+                self.assertIn("error: HTTP 401", bad.stderr)
+                grpc_example = os.path.join(SRC, "examples", "python", "stream_client.py")
+                ok = subprocess.run([sys.executable, grpc_example, "--server", f"localhost:{server.grpc_port}", "--tls-ca", cert,
+                                     "--auth-token-file", token, "--prompt", "Hi", "--max-tokens", "4"],
+                                    capture_output=True, text=True, timeout=120)
+                self.assertEqual(ok.returncode, 0, ok.stderr)
+                self.assertEqual(ok.stdout.rstrip("\n"), r.choices[0].text.rstrip("\n"))
+                bad = subprocess.run([sys.executable, grpc_example, "--server", f"localhost:{server.grpc_port}", "--tls-ca", cert,
+                                      "--auth-token", "nope", "--prompt", "Hi"], capture_output=True, text=True, timeout=120)
+                self.assertEqual(bad.returncode, 1)
+                self.assertIn("error: UNAUTHENTICATED: invalid bearer token", bad.stderr)
             finally:
                 server.stop()
 
