@@ -132,6 +132,33 @@ TEST(HttpServerTest, ClientDisconnectMidStreamCancelsTheRequest) {
   EXPECT_GE(generated, 5);
 }
 
+// HTTP and gRPC requests go into the same engine queue and run in the same batch.
+TEST(HttpServerTest, HttpAndGrpcRequestsBatchTogether) {
+  CoordinatorProcess server({"--model", kModel, "--threads", "1", "--http-port", "0", "--max-batch-size", "4"});
+  ASSERT_TRUE(server.ok()) << server.stderr_text();
+  auto stub = server.Stub();
+  grpc::ClientContext ctx;
+  v1::GenerateRequest q;
+  q.add_prompt_ids(5);
+  q.set_max_tokens(2000);
+  q.set_ignore_eos(true);
+  auto reader = stub->Generate(&ctx, q);
+  std::thread http([&] {
+    auto [code, body] = HttpRequest(server.http_port(), "POST", "/v1/completions",
+                                    R"({"prompt": [5], "max_tokens": 2000, "ignore_eos": true})");
+    EXPECT_EQ(code, 200) << body;
+    EXPECT_NE(body.find("\"completion_tokens\":2000"), std::string::npos) << body.substr(0, 200);
+  });
+  const std::string running = "layerskip:num_requests_running{model_name=\"tiny-random\"}";
+  EXPECT_TRUE(WaitFor([&] { return server.Metric(running) == 2; }, 30)) << "never saw both requests in the batch";
+  v1::GenerateResponse m;
+  int tokens = 0;
+  while (reader->Read(&m)) tokens += m.token_ids_size();
+  EXPECT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(tokens, 2000);
+  http.join();
+}
+
 // With a token, the OpenAI routes need `Authorization: Bearer <token>` (the scheme in any case); the
 // probes stay open.
 TEST(HttpServerTest, BearerTokenOnTheApiRoutesOnly) {
