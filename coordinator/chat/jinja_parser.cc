@@ -327,6 +327,7 @@ class Parser {
                    Peek().kind == JinjaToken::kFloat || (Peek().kind == JinjaToken::kName && !IsName("and") &&
                                                          !IsName("or") && !IsName("if") && !IsName("else"))) {
           t->args.push_back(Postfix(Primary()));  // "x is divisibleby 3", "x is sameas none"
+          t->arg_names.push_back("");
         }
         e = std::move(t);
       } else {

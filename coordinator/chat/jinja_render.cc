@@ -1,6 +1,8 @@
 #include "coordinator/chat/jinja_render.h"
 
+#include <climits>
 #include <cmath>
+#include <cstdint>
 #include <ctime>
 #include <stdexcept>
 
@@ -17,6 +19,7 @@ struct RenderError : std::runtime_error {
 
 constexpr size_t kMaxOutput = 16 << 20;
 constexpr int64_t kMaxRange = 1 << 20;
+constexpr int64_t kMaxIterations = 1 << 18;  // loop iterations per render: nested loops cannot run for hours
 constexpr char kNamespaceKey[] = "\x01namespace";
 
 enum class Flow { kNormal, kBreak, kContinue };
@@ -121,6 +124,7 @@ class Renderer {
     }
     const int64_t len = static_cast<int64_t>(items.size());
     for (int64_t i = 0; i < len; ++i) {
+      if (++iterations_ > kMaxIterations) Fail(n.line, "the template runs too many loop iterations");
       Value scope = Value::object();
       Bind(scope, n, items[static_cast<size_t>(i)]);
       Value loop = {{"index", i + 1}, {"index0", i}, {"revindex", len - i}, {"revindex0", len - i - 1},
@@ -181,6 +185,7 @@ class Renderer {
         if (!v.is_number()) Fail(e.line, absl::StrCat("bad operand type for unary ", e.name, ": ", TypeName(v)));
         if (e.name == "+") return v;
         if (v.is_number_float()) return -v.get<double>();
+        if (v.get<int64_t>() == INT64_MIN) Fail(e.line, "integer overflow in unary -");
         return -v.get<int64_t>();
       }
       case Expr::kBinary: return Binary(e);
@@ -238,15 +243,16 @@ class Renderer {
     if (step == 0) Fail(e.line, "slice step cannot be zero");
     auto clamp = [&](std::optional<int64_t> v, int64_t dflt) {
       if (!v) return dflt;
-      int64_t x = *v < 0 ? *v + n : *v;
+      int64_t x = *v < -n ? -n - 1 : (*v < 0 ? *v + n : *v);  // (no overflow for any index)
       return step > 0 ? std::clamp<int64_t>(x, 0, n) : std::clamp<int64_t>(x, -1, n - 1);
     };
     const int64_t a = clamp(part(1), step > 0 ? 0 : n - 1), b = clamp(part(2), step > 0 ? n : -1);
     Value out = obj.is_array() ? Value::array() : Value("");
     std::string s;
-    for (int64_t i = a; step > 0 ? i < b : i > b; i += step) {
+    for (int64_t i = a; step > 0 ? i < b : i > b;) {
       if (obj.is_array()) out.push_back(obj[static_cast<size_t>(i)]);
       else s += obj.get_ref<const std::string&>()[static_cast<size_t>(i)];
+      if (__builtin_add_overflow(i, step, &i)) break;
     }
     return obj.is_array() ? out : Value(s);
   }
@@ -284,6 +290,7 @@ class Renderer {
 
   std::vector<Value> scopes_;  // innermost last
   std::string out_;
+  int64_t iterations_ = 0;
 };
 
 Value Renderer::Call(const Expr& e) {
@@ -305,9 +312,10 @@ Value Renderer::Call(const Expr& e) {
     if (a.pos.size() == 3) step = a.pos[2].get<int64_t>();
     if (a.pos.empty() || a.pos.size() > 3 || step == 0) Fail(e.line, "range() takes 1 to 3 integers, step not 0");
     Value out = Value::array();
-    for (int64_t i = lo; step > 0 ? i < hi : i > hi; i += step) {
+    for (int64_t i = lo; step > 0 ? i < hi : i > hi;) {
       if (out.size() >= static_cast<size_t>(kMaxRange)) Fail(e.line, "range() is too long");
       out.push_back(i);
+      if (__builtin_add_overflow(i, step, &i)) break;
     }
     return out;
   }
@@ -490,7 +498,11 @@ Value Renderer::Filter(const Expr& e) {
   }
   if (f == "items") return Method(e, v, "items", {});
   if (f == "int") {
-    if (v.is_number()) return static_cast<int64_t>(v.get<double>());
+    if (v.is_number_integer()) return v.get<int64_t>();
+    if (v.is_number()) {
+      const double d = v.get<double>();
+      return std::fabs(d) < 9.2e18 ? static_cast<int64_t>(d) : int64_t{0};
+    }
     if (v.is_string()) {
       try { return static_cast<int64_t>(std::stoll(v.get<std::string>())); } catch (...) { return 0; }
     }
@@ -505,7 +517,10 @@ Value Renderer::Filter(const Expr& e) {
   }
   if (f == "abs") {
     if (v.is_number_float()) return std::fabs(v.get<double>());
-    if (v.is_number()) return std::llabs(v.get<int64_t>());
+    if (v.is_number()) {
+      if (v.get<int64_t>() == INT64_MIN) Fail(e.line, "integer overflow in |abs");
+      return std::llabs(v.get<int64_t>());
+    }
     Fail(e.line, absl::StrCat("|abs needs a number, got a ", TypeName(v)));
   }
   // String filters.
@@ -617,7 +632,7 @@ Value Renderer::Binary(const Expr& e) {
   if (op == "*" && ((a.is_string() && b.is_number_integer()) || (b.is_string() && a.is_number_integer()))) {
     const std::string& s = a.is_string() ? a.get_ref<const std::string&>() : b.get_ref<const std::string&>();
     const int64_t n = a.is_string() ? b.get<int64_t>() : a.get<int64_t>();
-    if (n > 0 && s.size() * static_cast<size_t>(n) > kMaxOutput) Fail(e.line, "string repetition is too long");
+    if (n > 0 && !s.empty() && static_cast<uint64_t>(n) > kMaxOutput / s.size()) Fail(e.line, "string repetition is too long");
     std::string out;
     for (int64_t i = 0; i < n; ++i) out += s;
     return out;
@@ -630,11 +645,20 @@ Value Renderer::Binary(const Expr& e) {
   }
   if (ints) {
     const int64_t x = in(a), y = in(b);
-    if (op == "+") return x + y;
-    if (op == "-") return x - y;
-    if (op == "*") return x * y;
-    if (op == "**") return static_cast<int64_t>(std::pow(static_cast<double>(x), static_cast<double>(y)));
+    int64_t z = 0;
+    bool overflow = false;
+    if (op == "+") overflow = __builtin_add_overflow(x, y, &z);
+    else if (op == "-") overflow = __builtin_sub_overflow(x, y, &z);
+    else if (op == "*") overflow = __builtin_mul_overflow(x, y, &z);
+    else if (op == "**") {
+      const double p = std::pow(static_cast<double>(x), static_cast<double>(y));
+      overflow = !(std::fabs(p) < 9.2e18);
+      z = overflow ? 0 : static_cast<int64_t>(p);
+    }
+    if (overflow) Fail(e.line, absl::StrCat("integer overflow in ", op));
+    if (op == "+" || op == "-" || op == "*" || op == "**") return z;
     if (y == 0) Fail(e.line, "division by zero");
+    if (y == -1) return op == "//" ? (x == INT64_MIN ? (Fail(e.line, "integer overflow in //"), int64_t{0}) : -x) : int64_t{0};
     int64_t q = x / y, r = x % y;
     if (r != 0 && ((r < 0) != (y < 0))) --q, r += y;  // Python floors
     return op == "//" ? q : r;

@@ -129,6 +129,10 @@ TEST(ChatTemplate, RunTimeErrorsAreClearErrors) {
   ExpectError("{% for x in 3 %}{% endfor %}", "cannot loop over a int");
   ExpectError("{{ 'ab' * 100000000 }}", "too long");
   ExpectError("{% for i in range(100000000) %}{% endfor %}", "range() is too long");
+  ExpectError("{% for i in range(1000000) %}{% for j in range(1000000) %}{% endfor %}{% endfor %}", "too many loop iterations");
+  ExpectError("{{ 9223372036854775807 + 1 }}", "integer overflow");
+  ExpectError("{{ 2 ** 100 }}", "integer overflow");
+  ExpectError("{{ x is divisibleby 0 }}", "needs an integer");
 }
 
 TEST(ChatTemplate, EveryPrefixOfARealTemplateParsesOrFailsCleanly) {
