@@ -27,9 +27,9 @@ LLAMA3 = os.path.join(SRC, "tests", "fixtures", "chat_templates", "llama3.json")
 class Coordinator:
     """layerskip-coordinator on 127.0.0.1 with free ports; the OpenAI base URL in .url."""
 
-    def __init__(self, *args, scheme="http"):
+    def __init__(self, *args, scheme="http", model=MODEL):
         self.err = tempfile.TemporaryFile()  # closed by stop()
-        cmd = [os.path.join(BIN, "layerskip-coordinator"), "--model", MODEL, "--threads", "1",
+        cmd = [os.path.join(BIN, "layerskip-coordinator"), "--model", model, "--threads", "1",
                "--listen", "127.0.0.1:0", "--http-port", "0", "--metrics-port", "0", *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.err, text=True)
         self.http_port = self.metrics_port = self.grpc_port = None
@@ -212,6 +212,44 @@ class ChatWithoutTemplateTest(unittest.TestCase):
             self.assertIn("no chat template", ctx.exception.body["message"])
         finally:
             server.stop()
+
+
+class ChatTemplateFromCheckpointTest(unittest.TestCase):
+    """tokenizer_config.json's chat_template is used; one the renderer cannot handle is a warning at start and a
+    clear 400 on the chat route, while completions keep working."""
+
+    def model_with_template(self, d, template):
+        for name in os.listdir(MODEL):
+            if name != "tokenizer_config.json":
+                os.symlink(os.path.join(os.path.abspath(MODEL), name), os.path.join(d, name))
+        with open(os.path.join(MODEL, "tokenizer_config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+        config["chat_template"] = template
+        with open(os.path.join(d, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+            json.dump(config, f)
+
+    def test_checkpoint_template(self):
+        with open(LLAMA3, encoding="utf-8") as f:
+            llama3 = json.load(f)["template"]
+        for template, usable in ((llama3, True), ("{% macro m() %}{% endmacro %}", False)):
+            with tempfile.TemporaryDirectory() as d:
+                self.model_with_template(d, template)
+                server = Coordinator("--model-name", "tiny-random", model=d)
+                try:
+                    client = openai.OpenAI(base_url=server.url, api_key="x", max_retries=0)
+                    messages = [{"role": "user", "content": "hi"}]
+                    if usable:
+                        r = client.chat.completions.create(model="tiny-random", messages=messages, max_tokens=4)
+                        self.assertEqual(r.usage.completion_tokens, 4)
+                    else:
+                        with self.assertRaises(openai.BadRequestError) as ctx:
+                            client.chat.completions.create(model="tiny-random", messages=messages, max_tokens=4)
+                        self.assertIn("the tag {% macro %} is not supported", ctx.exception.body["message"])
+                        server.err.seek(0)
+                        self.assertIn(b"warning: the model's chat template cannot be used", server.err.read())
+                        self.assertEqual(client.completions.create(model="tiny-random", prompt="hi", max_tokens=4).usage.completion_tokens, 4)
+                finally:
+                    server.stop()
 
 
 class AuthAndTlsTest(unittest.TestCase):
