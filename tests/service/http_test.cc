@@ -132,6 +132,38 @@ TEST(HttpServerTest, ClientDisconnectMidStreamCancelsTheRequest) {
   EXPECT_GE(generated, 5);
 }
 
+// 64 concurrent server-sent-event streams (more than the 32 slots: half of them queue) all finish with
+// `data: [DONE]`, while /health on the same port stays prompt (no stream holds a thread).
+TEST(HttpServerTest, ManyConcurrentStreamsAndHealth) {
+  CoordinatorProcess server({"--model", kModel, "--threads", "1", "--http-port", "0", "--max-batch-size", "32"});
+  ASSERT_TRUE(server.ok()) << server.stderr_text();
+  std::atomic<int> done{0}, complete{0};
+  std::vector<std::thread> streams;
+  for (int i = 0; i < 64; ++i) {
+    streams.emplace_back([&, i] {
+      const std::string body = R"({"prompt": [)" + std::to_string(5 + i) +
+                               R"(], "max_tokens": 200, "ignore_eos": true, "stream": true})";
+      auto [code, text] = HttpRequest(server.http_port(), "POST", "/v1/completions", body);
+      if (code == 200 && text.find("data: [DONE]") != std::string::npos &&
+          text.find("\"finish_reason\":\"length\"") != std::string::npos)
+        ++complete;
+      ++done;
+    });
+  }
+  std::vector<double> latency;
+  while (done < 64 && latency.size() < 200) {
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_EQ(server.HttpGet("/health", server.http_port()).first, 200);
+    latency.push_back(Seconds(start));
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  for (std::thread& t : streams) t.join();
+  EXPECT_EQ(complete.load(), 64);
+  ASSERT_FALSE(latency.empty());
+  std::sort(latency.begin(), latency.end());
+  EXPECT_LT(latency[latency.size() / 2], 0.2) << "median /health during 64 streams: " << latency[latency.size() / 2] << " s";
+}
+
 // HTTP and gRPC requests go into the same engine queue and run in the same batch.
 TEST(HttpServerTest, HttpAndGrpcRequestsBatchTogether) {
   CoordinatorProcess server({"--model", kModel, "--threads", "1", "--http-port", "0", "--max-batch-size", "4"});
