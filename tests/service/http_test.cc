@@ -191,8 +191,8 @@ TEST(HttpServerTest, HttpAndGrpcRequestsBatchTogether) {
   http.join();
 }
 
-// With a token, the OpenAI routes need `Authorization: Bearer <token>` (the scheme in any case); the
-// probes stay open.
+// With a token, the OpenAI routes need `Authorization: Bearer <token>` (the scheme in any case, as on
+// gRPC); the probes stay open.
 TEST(HttpServerTest, BearerTokenOnTheApiRoutesOnly) {
   CoordinatorProcess server({"--model", kModel, "--threads", "1", "--http-port", "0", "--auth-token", "s3cret"});
   ASSERT_TRUE(server.ok()) << server.stderr_text();
@@ -207,6 +207,17 @@ TEST(HttpServerTest, BearerTokenOnTheApiRoutesOnly) {
         << scheme;
   EXPECT_EQ(server.HttpGet("/health", port).first, 200);
   EXPECT_EQ(server.HttpGet("/metrics", port).first, 200);
+  // gRPC takes the scheme in any case too.
+  for (const char* value : {"bearer s3cret", "BEARER s3cret", "Bearer  s3cret"}) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", value);
+    v1::ModelInfo info;
+    EXPECT_TRUE(server.Stub()->GetModelInfo(&ctx, {}, &info).ok()) << value;
+  }
+  grpc::ClientContext bad;
+  bad.AddMetadata("authorization", "bearer wrong");
+  v1::ModelInfo info;
+  EXPECT_EQ(server.Stub()->GetModelInfo(&bad, {}, &info).error_code(), grpc::StatusCode::UNAUTHENTICATED);
 }
 
 TEST(HttpServerTest, WarnsWhenATokenCrossesTheNetworkInPlaintext) {
