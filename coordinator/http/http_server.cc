@@ -88,6 +88,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   bool keep_alive_ = false, aborted_ = false, replying_ = false, closed_ = false;
+  bool head_only_ = false;  // a HEAD request: the headers of the response, no body
   bool watching_ = false;
   uint64_t watch_gen_ = 0;
   std::function<void()> on_abort_;
@@ -172,6 +173,7 @@ void Session<Stream>::OnBody(beast::error_code ec) {
   tcp().expires_never();
   bhttp::request<bhttp::string_body> req = parser_->release();
   keep_alive_ = req.keep_alive() && !server_->stopping;
+  head_only_ = req.method() == bhttp::verb::head;
   HttpRequest r;
   r.method = std::string(req.method_string());
   const std::string target(req.target());
@@ -246,6 +248,7 @@ void Session<Stream>::ReplyDone() {
 template <class Stream>
 void Session<Stream>::SendSimple(int status, std::string body) {
   keep_alive_ = false;
+  head_only_ = false;
   replying_ = true;
   ++server_->busy;
   DoSend(status, "text/plain; charset=utf-8", body + "\n", {});
@@ -261,8 +264,12 @@ void Session<Stream>::DoSend(int status, const std::string& type, std::string bo
     if (size_t c = h.find(':'); c != std::string::npos)
       res->set(h.substr(0, c), h.substr(c + 1 + (c + 1 < h.size() && h[c + 1] == ' ')));
   res->keep_alive(keep_alive_);
-  res->body() = std::move(body);
-  res->prepare_payload();
+  if (head_only_) {
+    res->content_length(body.size());
+  } else {
+    res->body() = std::move(body);
+    res->prepare_payload();
+  }
   tcp().expires_after(server_->options.write_timeout);
   bhttp::async_write(stream_, *res, [self = this->shared_from_this(), res](beast::error_code ec, size_t) {
     self->tcp().expires_never();

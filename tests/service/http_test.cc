@@ -96,6 +96,10 @@ TEST(HttpServerTest, HeadsAndBodiesAreBounded) {
   EXPECT_EQ(server.HttpGet("/health", server.http_port()).first, 200);
   EXPECT_EQ(server.HttpGet("/nope").first, 404);
   EXPECT_EQ(HttpRequest(server.metrics_port(), "POST", "/health", "{}").first, 405);
+  // HEAD: the status and headers only.
+  auto [head_code, head_body] = HttpRequest(server.metrics_port(), "HEAD", "/health");
+  EXPECT_EQ(head_code, 200);
+  EXPECT_EQ(head_body, "");
 }
 
 // A streaming client that goes away frees its slot at once: with one slot, the next request is served
