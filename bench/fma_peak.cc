@@ -28,6 +28,10 @@ float Chains(long iters) {
 
 int main(int argc, char** argv) {
   int max_threads = static_cast<int>(std::thread::hardware_concurrency());
+  if (argc == 2 && (!std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h"))) {
+    std::printf("usage: layerskip-fma-peak [--threads N]\n  the machine's peak FMA throughput, 1 thread and N (default: all)\n");
+    return 0;
+  }
   if (argc == 3 && !std::strcmp(argv[1], "--threads")) max_threads = std::atoi(argv[2]);
   if (max_threads < 1 || argc == 2 || argc > 3) {
     std::fprintf(stderr, "usage: layerskip-fma-peak [--threads N]\n");

@@ -1,14 +1,19 @@
 // layerskip-loadgen: closed-loop load on a layerskip-coordinator. For each concurrency level, that many
 // client threads each send Generate streams back to back (random prompt ids, ignore_eos, fixed max_tokens)
 // and the tool reports generated-token throughput and client-side TTFT / inter-token latency percentiles.
+// Each failed request is reported on stderr with its status and message, and counted in the table.
 //   layerskip-loadgen --server HOST:PORT [--concurrency 1,4,16,64] [--requests-per-stream 4] [--max-tokens 64]
 //                     [--prompt-tokens 16] [--mode autoregressive|self-speculative] [--exit-layer E]
-//                     [--speculations D|auto] [--auth-token T]
+//                     [--speculations D|auto] [--auth-token T | --auth-token-file F] [--tls-ca PEM]
 #include <algorithm>
 #include <atomic>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <mutex>
+#include <sstream>
 #include <random>
 #include <string>
 #include <thread>
@@ -17,6 +22,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "cli/flags.h"
+#include "cli/token_file.h"
 #include "layerskip/v1/inference.grpc.pb.h"
 
 namespace {
@@ -39,12 +45,22 @@ struct Level {
   std::vector<double> ttft, itl;
 };
 
-Level RunLevel(const std::string& server, const v1::GenerateRequest& base, int concurrency, int per_stream,
-               int prompt_tokens, int vocab, const std::string& token) {
+const char* CodeName(grpc::StatusCode c) {
+  static const char* kNames[] = {"OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+                                 "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+                                 "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
+                                 "UNAUTHENTICATED"};
+  const int i = static_cast<int>(c);
+  return i >= 0 && i < 17 ? kNames[i] : "UNKNOWN";
+}
+
+Level RunLevel(const std::string& server, const std::shared_ptr<grpc::ChannelCredentials>& creds,
+               const v1::GenerateRequest& base, int concurrency, int per_stream, int prompt_tokens, int vocab,
+               const std::string& token) {
   Level level;
   level.concurrency = concurrency;
   std::mutex mu;
-  auto channel = grpc::CreateChannel(server, grpc::InsecureChannelCredentials());
+  auto channel = grpc::CreateChannel(server, creds);
   auto stub = v1::Inference::NewStub(channel);
   const Clock::time_point start = Clock::now();
   std::vector<std::thread> threads;
@@ -78,7 +94,13 @@ Level RunLevel(const std::string& server, const v1::GenerateRequest& base, int c
           last = now;
           tokens += n;
         }
-        if (!reader->Finish().ok()) ++errors;
+        const grpc::Status st = reader->Finish();
+        if (!st.ok()) {
+          ++errors;
+          std::lock_guard<std::mutex> l(mu);
+          std::fprintf(stderr, "layerskip-loadgen: request failed (%d streams, stream %d, request %d): %s: %s\n",
+                       concurrency, t, r, CodeName(st.error_code()), st.error_message().c_str());
+        }
       }
       std::lock_guard<std::mutex> l(mu);
       level.ttft.insert(level.ttft.end(), ttft.begin(), ttft.end());
@@ -93,16 +115,53 @@ Level RunLevel(const std::string& server, const v1::GenerateRequest& base, int c
   return level;
 }
 
+void Usage() {
+  std::printf(
+      "usage: layerskip-loadgen --server HOST:PORT [flags]\n"
+      "Closed-loop load on layerskip-coordinator: per concurrency level, that many streams send Generate\n"
+      "requests back to back; prints tokens/s and TTFT / inter-token latency percentiles per level, and the\n"
+      "status and message of every failed request on stderr.\n"
+      "  --concurrency 1,4,16,64       levels (streams)\n"
+      "  --requests-per-stream N       requests each stream sends per level (default 4)\n"
+      "  --max-tokens N                generated tokens per request (ignore_eos; default 64)\n"
+      "  --prompt-tokens N             random prompt ids per request (default 16)\n"
+      "  --mode autoregressive|self-speculative  --exit-layer E  --speculations D|auto\n"
+      "  --auth-token T | --auth-token-file F   sent as `authorization: Bearer T`\n"
+      "  --tls-ca PEM                  TLS, trusting these roots\n");
+}
+
 int Main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i)
+    if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
+      Usage();
+      return 0;
+    }
   auto flags = Flags::Parse(argc, argv, 1,
                             {"server", "concurrency", "requests-per-stream", "max-tokens", "prompt-tokens", "mode",
-                             "exit-layer", "speculations", "auth-token"});
+                             "exit-layer", "speculations", "auth-token", "auth-token-file", "tls-ca"});
   auto fail = [](const std::string& m) {
     std::fprintf(stderr, "layerskip-loadgen: %s\n", m.c_str());
     return 1;
   };
   if (!flags.ok()) return fail(std::string(flags.status().message()));
   if (!flags->Has("server")) return fail("--server HOST:PORT is required");
+  if (flags->Has("auth-token") && flags->Has("auth-token-file")) return fail("give --auth-token or --auth-token-file, not both");
+  std::string token = flags->Get("auth-token");
+  if (flags->Has("auth-token-file")) {  // read like every token file (cli/token_file.h)
+    absl::StatusOr<std::string> read = layerskip::cli::ReadTokenFile(flags->Get("auth-token-file"), "--auth-token-file");
+    if (!read.ok()) return fail(std::string(read.status().message()));
+    token = *read;
+  }
+  std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
+  if (flags->Has("tls-ca")) {
+    std::ifstream in(flags->Get("tls-ca"));
+    if (!in) return fail("--tls-ca: cannot read '" + flags->Get("tls-ca") + "'");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = ss.str();
+    creds = grpc::SslCredentials(ssl);
+  }
   auto levels = layerskip::cli::ParseIntList(flags->Get("concurrency", "1,4,16,64"), "--concurrency");
   auto per_stream = flags->GetInt("requests-per-stream", 4);
   auto max_tokens = flags->GetInt("max-tokens", 64);
@@ -111,9 +170,9 @@ int Main(int argc, char** argv) {
   const std::string server = flags->Get("server");
 
   // The model's vocabulary bounds the random prompts.
-  auto stub = v1::Inference::NewStub(grpc::CreateChannel(server, grpc::InsecureChannelCredentials()));
+  auto stub = v1::Inference::NewStub(grpc::CreateChannel(server, creds));
   grpc::ClientContext ctx;
-  if (flags->Has("auth-token")) ctx.AddMetadata("authorization", "Bearer " + flags->Get("auth-token"));
+  if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   v1::ModelInfo info;
   grpc::Status st = stub->GetModelInfo(&ctx, {}, &info);
@@ -144,8 +203,8 @@ int Main(int argc, char** argv) {
   std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   double base_tps = 0;
   for (int c : *levels) {
-    Level l = RunLevel(server, base, c, static_cast<int>(*per_stream), static_cast<int>(*prompt_tokens),
-                       info.vocab_size(), flags->Get("auth-token"));
+    Level l = RunLevel(server, creds, base, c, static_cast<int>(*per_stream), static_cast<int>(*prompt_tokens),
+                       info.vocab_size(), token);
     const double tps = l.seconds > 0 ? static_cast<double>(l.tokens) / l.seconds : 0;
     if (base_tps == 0) base_tps = tps;
     std::printf("| %d | %.0f | %.2fx | %.1f | %.1f | %.2f | %.2f | %.2f | %lld |\n", c, tps, base_tps > 0 ? tps / base_tps : 0,

@@ -93,6 +93,14 @@ int Main(int argc, char** argv) {
       if (i + 1 >= argc) std::exit(2);
       return argv[++i];
     };
+    if (a == "--help" || a == "-h") {
+      std::printf(
+          "usage: layerskip-matmul-bench [--shape llama3.2-1b|llama3-8b|tiny] [--n 16] [--steps 3] [--threads 2]\n"
+          "                              [--dtype bf16|f32] [--layers L] [--check] [--hot ROWS]\n"
+          "  cpu::Matmul on one decode step's matrices for n tokens: GFLOP/s per matrix kind and per step\n"
+          "  (best of --steps); --check verifies batch invariance row by row\n");
+      return 0;
+    }
     if (a == "--shape") shape_name = next();
     else if (a == "--n") n = std::atoll(next().c_str());
     else if (a == "--steps") steps = std::atoll(next().c_str());

@@ -10,8 +10,8 @@
 
 namespace {
 
-void Usage() {
-  std::fprintf(stderr,
+void Usage(FILE* out) {
+  std::fprintf(out,
                "usage: layerskip <command> [flags]\n"
                "  generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--max-tokens N] [--temperature T]\n"
                "           [--top-k K] [--top-p P] [--seed S] [--mode autoregressive|early-exit|self-speculative]\n"
@@ -29,10 +29,16 @@ void Usage() {
 
 int main(int argc, char** argv) {
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h")) {
-    Usage();
+    Usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
   const char* cmd = argv[1];
+  // `layerskip COMMAND --help`: the usage (the client's own comes from layerskip-client).
+  for (int i = 2; i < argc && std::strcmp(cmd, "client") != 0; ++i)
+    if (!std::strcmp(argv[i], "--help") || !std::strcmp(argv[i], "-h")) {
+      Usage(stdout);
+      return 0;
+    }
   if (!std::strcmp(cmd, "generate")) return layerskip::cli::RunGenerate(argc, argv);
   if (!std::strcmp(cmd, "inspect")) return layerskip::cli::RunInspect(argc, argv);
   if (!std::strcmp(cmd, "bench")) return layerskip::cli::RunBench(argc, argv);
@@ -47,6 +53,6 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::fprintf(stderr, "layerskip: unknown command '%s'\n", cmd);
-  Usage();
+  Usage(stderr);
   return 2;
 }

@@ -1,5 +1,7 @@
 #include "coordinator/auth.h"
 
+#include <cctype>
+
 namespace layerskip::coordinator {
 namespace {
 
@@ -11,18 +13,42 @@ bool SameSecret(std::string_view a, std::string_view b) {
   return diff == 0;
 }
 
+std::string_view Trim(std::string_view v) {
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t' || v.back() == '\r' || v.back() == '\n')) v.remove_suffix(1);
+  return v;
+}
+
+// "Bearer" in any case, then at least one space.
+bool HasBearerScheme(std::string_view v) {
+  constexpr std::string_view kScheme = "bearer";
+  if (v.size() <= kScheme.size() || v[kScheme.size()] != ' ') return false;
+  for (size_t i = 0; i < kScheme.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(v[i])) != kScheme[i]) return false;
+  return true;
+}
+
 }  // namespace
+
+absl::Status Authenticator::CheckHeader(const std::string_view* authorization) const {
+  if (token_.empty()) return absl::OkStatus();
+  if (!authorization) return absl::UnauthenticatedError("missing authorization: Bearer <token>");
+  std::string_view value = Trim(*authorization);
+  if (!HasBearerScheme(value)) return absl::UnauthenticatedError("authorization: expected the Bearer scheme");
+  value = Trim(value.substr(6));
+  if (!SameSecret(value, token_)) return absl::UnauthenticatedError("invalid bearer token");
+  return absl::OkStatus();
+}
 
 grpc::Status Authenticator::Check(const grpc::ServerContextBase& context) const {
   if (token_.empty()) return grpc::Status::OK;
   const auto& md = context.client_metadata();
   auto it = md.find("authorization");
-  if (it == md.end()) return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "missing authorization: Bearer <token> metadata");
-  const std::string_view value(it->second.data(), it->second.size());
-  constexpr std::string_view kPrefix = "Bearer ";
-  if (value.substr(0, kPrefix.size()) != kPrefix || !SameSecret(value.substr(kPrefix.size()), token_))
-    return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "invalid bearer token");
-  return grpc::Status::OK;
+  std::string_view value;
+  if (it != md.end()) value = std::string_view(it->second.data(), it->second.size());
+  absl::Status s = CheckHeader(it == md.end() ? nullptr : &value);
+  if (s.ok()) return grpc::Status::OK;
+  return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, std::string(s.message()));
 }
 
 }  // namespace layerskip::coordinator

@@ -40,6 +40,7 @@ absl::StatusOr<std::unique_ptr<Executor>> MakeExecutor(const LoadedModel* model,
     p.max_context = options.max_context;
     p.dtype = options.dtype;
     p.token = options.cluster_token;
+    p.tls_ca_file = options.tls_ca_file;
     p.transport = options.transport;
     auto pipe = pipeline::PipelineExecutor::Create(p);
     if (!pipe.ok()) return pipe.status();

@@ -18,6 +18,7 @@ struct ExecutorOptions {
   std::string stages;         // --stages 0-3,4-11,12-15; empty: automatic, stage 0 ending at exit_layer
   int exit_layer = 0;         // automatic plan's E (0: half the layers)
   std::string cluster_token;  // --cluster-token-file: the workers' shared token
+  std::string tls_ca_file;    // --workers-tls-ca: PEM roots for the workers' TLS; empty: plaintext
   std::string transport = "tcp";
   std::string dtype = "bf16";
   int max_context = 4096;

@@ -24,15 +24,29 @@ namespace layerskip::coordinator {
 namespace {
 
 void Usage() {
-  std::fprintf(stderr,
-               "usage: layerskip-coordinator --model DIR [--listen HOST:PORT] [--metrics-port P]\n"
-               "  [--max-batch-size N] [--max-batched-tokens N] [--max-queue N] [--num-slots N] [--kv-cache-positions N]\n"
-               "  [--max-context N] [--threads N] [--dtype bf16|f32] [--model-name NAME]\n"
-               "  [--default-mode autoregressive|early-exit|self-speculative] [--default-exit-layer E]\n"
-               "  [--default-speculations D|auto] [--default-max-tokens N] [--speculation-batch-threshold N]\n"
-               "  [--tls-cert PEM --tls-key PEM] [--auth-token T | --auth-token-file F] [--drain-timeout SECONDS]\n"
-               "  [--workers ADDR,... [--stages 0-3,4-11,12-15] [--cluster-token-file F] [--transport tcp|nccl|ipc]\n"
-               "   [--restore-timeout SECONDS]]\n");
+  std::printf(
+      "usage: layerskip-coordinator --model DIR [flags]\n"
+      "Serves the model over gRPC (layerskip.v1.Inference), optionally an OpenAI-compatible HTTP API and a\n"
+      "/metrics + /health HTTP endpoint.\n"
+      "  --listen HOST:PORT            gRPC address (default 127.0.0.1:50051; port 0: a free one); the HTTP\n"
+      "                                ports bind the same host\n"
+      "  --http-port P                 OpenAI-compatible API: POST /v1/completions, /v1/chat/completions,\n"
+      "                                GET /v1/models (+ /health, /metrics); off by default; 0: a free port\n"
+      "  --chat-template FILE          Jinja chat template (default: tokenizer_config.json's chat_template)\n"
+      "  --http-threads N              io threads per HTTP server (default 2)\n"
+      "  --metrics-port P              GET /metrics (Prometheus) and GET /health (200 / 503); off by default\n"
+      "  --metrics-tls                 serve the metrics port over HTTPS too (--tls-cert/--tls-key)\n"
+      "  --model-name NAME             metrics label, ModelInfo and the OpenAI model id (default: the dir name)\n"
+      "  --max-batch-size N --max-batched-tokens N --max-queue N --num-slots N --kv-cache-positions N\n"
+      "  --max-context N --threads N --dtype bf16|f32\n"
+      "  --default-mode autoregressive|early-exit|self-speculative  --default-exit-layer E\n"
+      "  --default-speculations D|auto  --default-max-tokens N  --speculation-batch-threshold N\n"
+      "  --tls-cert PEM --tls-key PEM  TLS for the gRPC and the OpenAI HTTP port\n"
+      "  --auth-token T | --auth-token-file F   require `authorization: Bearer T` on gRPC and HTTP API calls\n"
+      "  --drain-timeout SECONDS       SIGTERM: finish in-flight requests for this long (default 30)\n"
+      "  --workers ADDR,... [--stages 0-3,4-11,12-15] [--cluster-token-file F] [--transport tcp|nccl|ipc]\n"
+      "    [--workers-tls-ca PEM] [--restore-timeout SECONDS]  pipeline-parallel workers (TLS to their\n"
+      "    control port when --workers-tls-ca is given)\n");
 }
 
 absl::StatusOr<int> IntFlag(const cli::Flags& f, const char* name, int64_t fallback, int64_t lo, int64_t hi) {
@@ -51,6 +65,10 @@ absl::StatusOr<ServerOptions> OptionsFromFlags(const cli::Flags& f) {
   o.listen = f.Get("listen", "127.0.0.1:50051");
   if (o.listen.rfind(':') == std::string::npos) return absl::InvalidArgumentError("--listen must be HOST:PORT");
   LS_ASSIGN_OR_RETURN(o.metrics_port, IntFlag(f, "metrics-port", -1, -1, 65535));
+  LS_ASSIGN_OR_RETURN(o.http_port, IntFlag(f, "http-port", -1, -1, 65535));
+  LS_ASSIGN_OR_RETURN(o.http_threads, IntFlag(f, "http-threads", 2, 1, 256));
+  o.chat_template_file = f.Get("chat-template");
+  o.metrics_tls = f.Has("metrics-tls");
   LS_ASSIGN_OR_RETURN(o.engine.batch.max_batch_size, IntFlag(f, "max-batch-size", 32, 1, 4096));
   LS_ASSIGN_OR_RETURN(o.engine.batch.max_batched_tokens, IntFlag(f, "max-batched-tokens", 4096, 1, 1 << 24));
   LS_ASSIGN_OR_RETURN(o.engine.batch.speculation_batch_threshold, IntFlag(f, "speculation-batch-threshold", 16, 0, 1 << 20));
@@ -66,6 +84,7 @@ absl::StatusOr<ServerOptions> OptionsFromFlags(const cli::Flags& f) {
   o.executor.model_dir = o.model_dir;  // pipeline (--workers): stage plan, cluster token, transport
   o.executor.stages = f.Get("stages");
   o.executor.transport = f.Get("transport", "tcp");
+  o.executor.tls_ca_file = f.Get("workers-tls-ca");
   o.executor.dtype = o.load.type == WeightType::kF32 ? "f32" : "bf16";
   o.executor.max_context = o.load.max_context;
   if (f.Has("cluster-token-file")) {  // read exactly as the workers read it (cli/token_file.h)
@@ -96,11 +115,8 @@ absl::StatusOr<ServerOptions> OptionsFromFlags(const cli::Flags& f) {
   if (f.Has("auth-token") && f.Has("auth-token-file"))
     return absl::InvalidArgumentError("give --auth-token or --auth-token-file, not both");
   o.auth_token = f.Get("auth-token");
-  if (f.Has("auth-token-file")) {
-    std::ifstream in(f.Get("auth-token-file"));
-    if (!in) return absl::InvalidArgumentError(absl::StrCat("--auth-token-file: cannot read '", f.Get("auth-token-file"), "'"));
-    std::getline(in, o.auth_token);
-    if (o.auth_token.empty()) return absl::InvalidArgumentError("--auth-token-file: the file's first line is empty");
+  if (f.Has("auth-token-file")) {  // read like every token file (cli/token_file.h)
+    LS_ASSIGN_OR_RETURN(o.auth_token, cli::ReadTokenFile(f.Get("auth-token-file"), "--auth-token-file"));
   }
   o.tls_cert_file = f.Get("tls-cert");
   o.tls_key_file = f.Get("tls-key");
@@ -114,10 +130,11 @@ int Main(int argc, char** argv) {
   }
   auto flags = cli::Flags::Parse(
       argc, argv, 1,
-      {"model", "model-name", "listen", "metrics-port", "max-batch-size", "max-batched-tokens", "max-queue", "num-slots",
+      {"model", "model-name", "listen", "metrics-port", "http-port", "http-threads", "chat-template", "max-batch-size", "max-batched-tokens", "max-queue", "num-slots",
        "kv-cache-positions", "max-context", "threads", "dtype", "default-mode", "default-exit-layer",
        "default-speculations", "default-max-tokens", "speculation-batch-threshold", "tls-cert", "tls-key", "auth-token",
-       "auth-token-file", "drain-timeout", "workers", "stages", "cluster-token-file", "transport", "fail-after-steps", "fatal-linger", "restore-timeout"});
+       "auth-token-file", "drain-timeout", "workers", "stages", "cluster-token-file", "workers-tls-ca", "transport", "fail-after-steps", "fatal-linger", "restore-timeout"},
+      /*booleans=*/{"metrics-tls"});
   auto fail = [](const absl::Status& s) {
     std::fprintf(stderr, "layerskip-coordinator: %s\n", std::string(s.message()).c_str());
     return 1;
@@ -153,7 +170,9 @@ int Main(int argc, char** argv) {
     fatal = true;
   });
   std::printf("layerskip-coordinator: listening on %s (port %d)\n", options->listen.c_str(), server.port());
+  if (server.http_port() >= 0) std::printf("layerskip-coordinator: http on port %d\n", server.http_port());
   if (server.metrics_port() >= 0) std::printf("layerskip-coordinator: metrics on port %d\n", server.metrics_port());
+  for (const std::string& w : server.warnings()) std::fprintf(stderr, "layerskip-coordinator: warning: %s\n", w.c_str());
   std::printf("layerskip-coordinator: serving\n");
   std::fflush(stdout);
 

@@ -30,6 +30,36 @@ v1::DecodeMode ModeProto(DecodeMode m) {
                                           : v1::DECODE_MODE_SELF_SPECULATIVE;
 }
 
+bool IsLoopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+// The chat template (--chat-template FILE, else tokenizer_config.json's) and the special tokens' text. A
+// --chat-template that does not parse is an error; a checkpoint's own is a warning, and the chat route
+// answers 400 with the reason.
+absl::Status LoadChatTemplate(const ServerOptions& o, http::OpenAiApiConfig& api, std::vector<std::string>& warnings) {
+  LS_ASSIGN_OR_RETURN(chat::ChatTemplateConfig config, chat::ReadChatTemplateConfig(o.model_dir));
+  api.bos_token = config.bos_token;
+  api.eos_token = config.eos_token;
+  if (!o.chat_template_file.empty()) {
+    LS_ASSIGN_OR_RETURN(config.source, ReadFile(o.chat_template_file, "--chat-template"));
+    absl::StatusOr<std::shared_ptr<const chat::ChatTemplate>> t = chat::ChatTemplate::Parse(config.source);
+    if (!t.ok()) return absl::InvalidArgumentError(absl::StrCat("--chat-template: ", t.status().message()));
+    api.chat_template = *t;
+    return absl::OkStatus();
+  }
+  if (config.source.empty()) return absl::OkStatus();
+  absl::StatusOr<std::shared_ptr<const chat::ChatTemplate>> t = chat::ChatTemplate::Parse(config.source);
+  if (t.ok()) {
+    api.chat_template = *t;
+  } else {
+    api.chat_template_error = absl::StrCat("the model's chat template cannot be used: ", t.status().message(),
+                                           " (give a template with --chat-template FILE)");
+    warnings.push_back(api.chat_template_error);
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
@@ -86,15 +116,30 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   std::shared_ptr<grpc::ServerCredentials> creds;
   if (o.tls_cert_file.empty() != o.tls_key_file.empty())
     return absl::InvalidArgumentError("--tls-cert and --tls-key go together");
+  std::string cert_pem, key_pem;
   if (!o.tls_cert_file.empty()) {
     grpc::SslServerCredentialsOptions ssl;
-    LS_ASSIGN_OR_RETURN(std::string cert, ReadFile(o.tls_cert_file, "--tls-cert"));
-    LS_ASSIGN_OR_RETURN(std::string key, ReadFile(o.tls_key_file, "--tls-key"));
-    ssl.pem_key_cert_pairs.push_back({key, cert});
+    LS_ASSIGN_OR_RETURN(cert_pem, ReadFile(o.tls_cert_file, "--tls-cert"));
+    LS_ASSIGN_OR_RETURN(key_pem, ReadFile(o.tls_key_file, "--tls-key"));
+    ssl.pem_key_cert_pairs.push_back({key_pem, cert_pem});
     creds = grpc::SslServerCredentials(ssl);
   } else {
     creds = grpc::InsecureServerCredentials();
   }
+  std::string host = o.listen.substr(0, o.listen.rfind(':'));
+  if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  if (!o.auth_token.empty() && o.tls_cert_file.empty() && !IsLoopback(host))
+    s->warnings_.push_back(absl::StrCat("a bearer token is required but --listen ", o.listen,
+                                        " is not loopback and there is no TLS (--tls-cert/--tls-key): the token "
+                                        "crosses the network in plaintext"));
+
+  // The OpenAI-compatible API: the same engine loop, defaults and token as gRPC.
+  http::OpenAiApiConfig api;
+  api.model_name = name;
+  api.render_metrics = [raw] { return raw->metrics_->registry().Render(); };
+  api.serving = [raw] { return raw->serving_.load(); };
+  if (o.http_port >= 0) LS_RETURN_IF_ERROR(LoadChatTemplate(o, api, s->warnings_));
+  s->openai_ = std::make_unique<http::OpenAiApi>(s->loop_.get(), &s->defaults_, s->auth_.get(), std::move(api));
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -108,18 +153,39 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
     s->loop_.reset();
     return absl::UnavailableError(absl::StrCat("--listen: cannot listen on '", o.listen, "'"));
   }
+  auto fail = [&s](const absl::Status& st) {
+    s->grpc_->Shutdown();
+    s->loop_->Stop();
+    s->loop_.reset();
+    return st;
+  };
+  http::HttpServerOptions http_options;
+  http_options.threads = o.http_threads;
+  if (o.http_port >= 0) {
+    http::HttpServerOptions api_options = http_options;
+    api_options.tls_cert_pem = cert_pem;
+    api_options.tls_key_pem = key_pem;
+    http::OpenAiApi* openai = s->openai_.get();
+    s->api_http_ = std::make_unique<http::HttpServer>(
+        [openai](const http::HttpRequest& r, std::shared_ptr<http::HttpReply> reply) { openai->Handle(r, std::move(reply)); },
+        api_options);
+    absl::StatusOr<int> port = s->api_http_->Start(host, o.http_port, "--http-port");
+    if (!port.ok()) return fail(port.status());
+    s->http_port_ = *port;
+  }
   if (o.metrics_port >= 0) {
-    std::string host = o.listen.substr(0, o.listen.rfind(':'));
-    if (host.size() >= 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
-    s->http_ = std::make_unique<MetricsHttpServer>(
-        [raw, name] { return raw->metrics_->registry().Render() + raw->executor_->RenderMetrics(name); },
-                                                   [raw] { return raw->serving_.load(); });
-    absl::StatusOr<int> port = s->http_->Start(host, o.metrics_port);
+    if (o.metrics_tls) {
+      if (cert_pem.empty()) return fail(absl::InvalidArgumentError("--metrics-tls needs --tls-cert and --tls-key"));
+      http_options.tls_cert_pem = cert_pem;
+      http_options.tls_key_pem = key_pem;
+    }
+    s->http_ = std::make_unique<http::HttpServer>(
+        http::ProbeHandler([raw, name] { return raw->metrics_->registry().Render() + raw->executor_->RenderMetrics(name); }, [raw] { return raw->serving_.load(); }),
+        http_options);
+    absl::StatusOr<int> port = s->http_->Start(host, o.metrics_port, "--metrics-port");
     if (!port.ok()) {
-      s->grpc_->Shutdown();
-      s->loop_->Stop();
-      s->loop_.reset();
-      return port.status();
+      if (s->api_http_) s->api_http_->Stop(std::chrono::milliseconds(0));
+      return fail(port.status());
     }
     s->metrics_port_ = *port;
   }
@@ -145,6 +211,7 @@ void Server::Shutdown(std::chrono::milliseconds drain) {
   // Every stream has its final message queued; give the writes a moment, then close what is left.
   grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   loop_->Stop();
+  if (api_http_) api_http_->Stop();
   if (http_) http_->Stop();
 }
 

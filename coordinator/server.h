@@ -1,11 +1,12 @@
 #pragma once
 // The coordinator process minus flags and signals: the model, the executor, the engine loop, the gRPC
-// server (Inference + grpc.health.v1 + reflection) and the /metrics HTTP endpoint, with the health state
-// kept the same on gRPC and HTTP.
+// server (Inference + grpc.health.v1 + reflection), the OpenAI-compatible HTTP server (--http-port) and
+// the /metrics + /health HTTP endpoint (--metrics-port), with the health state kept the same on all.
 #include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <grpcpp/grpcpp.h>
 
@@ -15,7 +16,8 @@
 #include "coordinator/executor_factory.h"
 #include "coordinator/inference_service.h"
 #include "coordinator/metrics.h"
-#include "coordinator/metrics_http.h"
+#include "coordinator/http/http_server.h"
+#include "coordinator/http/openai_api.h"
 #include "coordinator/validation.h"
 #include "engine/runtime/loaded_model.h"
 
@@ -27,6 +29,10 @@ struct ServerOptions {
   ModelLoadOptions load;
   std::string listen = "127.0.0.1:50051";  // HOST:PORT; port 0 picks a free one
   int metrics_port = -1;                   // -1: no HTTP endpoint; 0: a free one
+  int http_port = -1;                      // OpenAI-compatible HTTP API; -1: off; 0: a free one
+  int http_threads = 2;                    // io threads of the HTTP servers
+  bool metrics_tls = false;                // the metrics port serves HTTPS with --tls-cert/--tls-key
+  std::string chat_template_file;          // overrides tokenizer_config.json's chat_template
   ExecutorOptions executor;
   EngineLoopOptions engine;
   DecodeOptions default_options;
@@ -43,6 +49,9 @@ class Server {
 
   int port() const { return port_; }
   int metrics_port() const { return metrics_port_; }
+  int http_port() const { return http_port_; }
+  // Warnings for the operator (a token over plaintext off loopback, an unusable chat template).
+  const std::vector<std::string>& warnings() const { return warnings_; }
   // Called (from the engine thread) after a fatal engine error; health is NOT_SERVING by then.
   void SetFatalHandler(std::function<void(const absl::Status&)> f) { on_fatal_ = std::move(f); }
 
@@ -63,10 +72,13 @@ class Server {
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<InferenceService> service_;
   std::unique_ptr<grpc::Server> grpc_;
-  std::unique_ptr<MetricsHttpServer> http_;
+  std::unique_ptr<http::OpenAiApi> openai_;
+  std::unique_ptr<http::HttpServer> api_http_;
+  std::unique_ptr<http::HttpServer> http_;  // --metrics-port
+  std::vector<std::string> warnings_;
   std::atomic<bool> serving_{false};
   std::function<void(const absl::Status&)> on_fatal_;
-  int port_ = 0, metrics_port_ = -1;
+  int port_ = 0, metrics_port_ = -1, http_port_ = -1;
   bool shut_down_ = false;
 };
 

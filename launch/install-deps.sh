@@ -9,7 +9,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git python3 python3-pip python3-yaml openssl libssl-dev iproute2 curl
   libabsl-dev libgtest-dev libgmock-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
-  libsentencepiece-dev nlohmann-json3-dev libpcre2-dev
+  libsentencepiece-dev nlohmann-json3-dev libpcre2-dev libboost-dev libssl-dev curl
   clang libclang-rt-14-dev
 )
 
@@ -27,7 +27,7 @@ fi
 
 if [ "${1:-}" = "--python" ]; then
   # Skip pip when everything imports already; on Debian's own python3 (PEP 668) allow the system install.
-  if ! python3 -c "import torch, transformers, tokenizers, safetensors, sentencepiece, numpy" 2>/dev/null; then
+  if ! python3 -c "import torch, transformers, tokenizers, safetensors, sentencepiece, numpy, openai, kubernetes_validate" 2>/dev/null; then
     python3 -m pip install -q -r "$here/../requirements.txt" 2>/dev/null ||
       python3 -m pip install -q --break-system-packages -r "$here/../requirements.txt"
   fi

@@ -3,6 +3,12 @@
 
     python3 examples/python/stream_client.py --server 127.0.0.1:50051 --prompt "def fibonacci(n):" \
         --mode self-speculative --exit-layer 2 --speculations 4
+    # a server with --tls-cert/--tls-key and --auth-token-file:
+    python3 examples/python/stream_client.py --server localhost:50051 --tls-ca ca.pem --auth-token-file token \
+        --prompt "Hello"
+
+A failed request prints its gRPC status and message ("error: UNAUTHENTICATED: invalid bearer token") and
+exits 1.
 
 The stubs are generated from proto/layerskip/v1/inference.proto into a temporary directory at start-up.
 """
@@ -41,8 +47,18 @@ def main():
     ap.add_argument("--exit-layer", type=int)
     ap.add_argument("--speculations", help="a number or 'auto'")
     ap.add_argument("--stop", action="append", default=[])
-    ap.add_argument("--auth-token")
+    ap.add_argument("--auth-token", help="sent as `authorization: Bearer TOKEN`")
+    ap.add_argument("--auth-token-file", help="a file holding the token (trailing whitespace ignored)")
+    ap.add_argument("--tls-ca", help="PEM roots: connect with TLS and trust these")
+    ap.add_argument("--timeout", type=float, help="the call's deadline in seconds")
     args = ap.parse_args()
+    if args.auth_token and args.auth_token_file:
+        ap.error("give --auth-token or --auth-token-file, not both")
+    if args.auth_token_file:
+        with open(args.auth_token_file, encoding="utf-8") as f:
+            args.auth_token = f.read().rstrip()  # the whole file, trailing whitespace stripped (as the binaries read it)
+        if not args.auth_token:
+            ap.error(f"--auth-token-file: {args.auth_token_file} holds no token")
 
     pb, pb_grpc = load_stubs()
     req = pb.GenerateRequest(prompt=args.prompt, max_tokens=args.max_tokens, stop=args.stop)
@@ -61,10 +77,15 @@ def main():
         req.speculations = int(args.speculations)
     metadata = [("authorization", f"Bearer {args.auth_token}")] if args.auth_token else None
 
-    stub = pb_grpc.InferenceStub(grpc.insecure_channel(args.server))
+    if args.tls_ca:
+        with open(args.tls_ca, "rb") as f:
+            channel = grpc.secure_channel(args.server, grpc.ssl_channel_credentials(root_certificates=f.read()))
+    else:
+        channel = grpc.insecure_channel(args.server)
+    stub = pb_grpc.InferenceStub(channel)
     summary = None
     try:
-        for msg in stub.Generate(req, metadata=metadata):
+        for msg in stub.Generate(req, metadata=metadata, timeout=args.timeout):
             sys.stdout.write(msg.text)
             sys.stdout.flush()
             if msg.HasField("summary"):

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Writes the small seed corpora for the libFuzzer targets: corpus/safetensors/*, corpus/config/*, corpus/frame/*."""
+"""Writes the small seed corpora for the libFuzzer targets: corpus/safetensors/*, corpus/config/*,
+corpus/frame/* and corpus/chat_template/* (the chat templates of tests/fixtures/chat_templates/ and a few small ones)."""
 import json
 import os
 import struct
@@ -53,6 +54,14 @@ def main():
     write("config", "mistral.json", json.dumps(dict(small, architectures=["MistralForCausalLM"])))
     write("config", "yarn.json", json.dumps(dict(small, rope_scaling={"rope_type": "yarn", "factor": 4})))
     write("config", "not_object.json", "[1, 2, 3]")
+    fixtures = os.path.join(os.path.dirname(HERE), "fixtures", "chat_templates")
+    for name in sorted(os.listdir(fixtures)):
+        with open(os.path.join(fixtures, name), encoding="utf-8") as f:
+            write("chat_template", name.replace(".json", ".jinja"), json.load(f)["template"])
+    write("chat_template", "loop.jinja", "{%- for m in messages if m.role != 'x' %}{{ loop.index0 }}:{{ m.content | trim }}"
+          "{% if not loop.last %}, {% endif %}{% else %}none{% endfor %}")
+    write("chat_template", "namespace.jinja", "{% set ns = namespace(n=0) %}{% for k, v in {'a': [1, 2.5]}.items() %}"
+          "{% set ns.n = ns.n + v | length %}{{ k ~ v | tojson }}{% endfor %}{{ ns.n // 2 }}{{ 'abc'[::-1] }}")
 
     # frame_fuzz: 4 control bytes (hidden = 1 + b0 % 64, max_rows = b1 % 128, chunk = 1 + b2 % 97, b3 & 1:
     # header only), then the link's bytes: 32-byte headers (magic, version 2, round, step, rows, hidden, 0).

@@ -10,6 +10,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -34,8 +35,9 @@ CoordinatorProcess::CoordinatorProcess(const std::vector<std::string>& args) {
   char tmpl[] = "/tmp/layerskip_coord_stderr_XXXXXX";
   const int err_fd = ::mkstemp(tmpl);
   stderr_path_ = tmpl;
-  std::vector<std::string> argv = {std::string(LAYERSKIP_BIN_DIR) + "/layerskip-coordinator", "--listen", "127.0.0.1:0",
-                                   "--metrics-port", "0"};
+  std::vector<std::string> argv = {std::string(LAYERSKIP_BIN_DIR) + "/layerskip-coordinator"};
+  if (std::find(args.begin(), args.end(), "--listen") == args.end()) argv.insert(argv.end(), {"--listen", "127.0.0.1:0"});
+  argv.insert(argv.end(), {"--metrics-port", "0"});
   argv.insert(argv.end(), args.begin(), args.end());
   pid_ = ::fork();
   if (pid_ == 0) {
@@ -66,6 +68,8 @@ CoordinatorProcess::CoordinatorProcess(const std::vector<std::string>& args) {
       if (at != std::string::npos) port = std::atoi(buf.c_str() + at + 6);
       at = buf.find("metrics on port ");
       if (at != std::string::npos) metrics_port_ = std::atoi(buf.c_str() + at + 16);
+      at = buf.find("http on port ");
+      if (at != std::string::npos) http_port_ = std::atoi(buf.c_str() + at + 13);
       break;
     }
   }
@@ -121,26 +125,45 @@ int CoordinatorProcess::HealthStatus(const std::string& service) const {
   return r.status();
 }
 
-std::pair<int, std::string> CoordinatorProcess::HttpGet(const std::string& path) const {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+int ConnectLoopback(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(metrics_port_));
+  a.sin_port = htons(static_cast<uint16_t>(port));
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
     ::close(fd);
-    return {0, ""};
+    return -1;
   }
-  const std::string req = "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
-  (void)!::write(fd, req.data(), req.size());
+  return fd;
+}
+
+std::pair<int, std::string> HttpRequest(int port, const std::string& method, const std::string& path,
+                                        const std::string& body, const std::string& extra_headers) {
+  const int fd = ConnectLoopback(port);
+  if (fd < 0) return {0, ""};
+  std::string req = method + " " + path + " HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n" + extra_headers;
+  if (!body.empty() || method == "POST")
+    req += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+  req += "\r\n" + body;
+  size_t off = 0;
+  while (off < req.size()) {
+    const ssize_t n = ::send(fd, req.data() + off, req.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) break;
+    off += static_cast<size_t>(n);
+  }
   std::string resp;
   char buf[4096];
   ssize_t n;
   while ((n = ::read(fd, buf, sizeof buf)) > 0) resp.append(buf, static_cast<size_t>(n));
   ::close(fd);
   if (resp.size() < 12) return {0, ""};
-  const size_t body = resp.find("\r\n\r\n");
-  return {std::atoi(resp.c_str() + 9), body == std::string::npos ? "" : resp.substr(body + 4)};
+  const size_t head = resp.find("\r\n\r\n");
+  return {std::atoi(resp.c_str() + 9), head == std::string::npos ? "" : resp.substr(head + 4)};
+}
+
+std::pair<int, std::string> CoordinatorProcess::HttpGet(const std::string& path, int port) const {
+  return HttpRequest(port < 0 ? metrics_port_ : port, "GET", path);
 }
 
 double CoordinatorProcess::Metric(const std::string& prefix) const {

@@ -17,7 +17,8 @@ namespace layerskip::testing {
 
 class CoordinatorProcess {
  public:
-  // Starts build/bin/layerskip-coordinator with `args` (after --listen/--metrics-port) and waits (up to 60 s)
+  // Starts build/bin/layerskip-coordinator with `args` (after --listen 127.0.0.1:0 unless `args` has a
+  // --listen, and --metrics-port 0) and waits (up to 60 s)
   // until it prints "serving". ok() is false when it did not come up.
   explicit CoordinatorProcess(const std::vector<std::string>& args);
   ~CoordinatorProcess();  // SIGKILL if still running
@@ -25,6 +26,7 @@ class CoordinatorProcess {
   bool ok() const { return port_ > 0; }
   int port() const { return port_; }
   int metrics_port() const { return metrics_port_; }
+  int http_port() const { return http_port_; }  // -1 without --http-port
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
   pid_t pid() const { return pid_; }
   std::string stderr_text() const;
@@ -38,14 +40,14 @@ class CoordinatorProcess {
   // Waits up to `seconds` for the process to exit; its exit code, 128 + signal, or -1 on timeout.
   int Wait(double seconds);
 
-  // GET path on the metrics port: {status code, body}; code 0 when the connection fails.
-  std::pair<int, std::string> HttpGet(const std::string& path) const;
+  // GET path on the metrics port (or `port`): {status code, body}; code 0 when the connection fails.
+  std::pair<int, std::string> HttpGet(const std::string& path, int port = -1) const;
   // The value of the series `name{labels}` exactly as rendered, or -1.
   double Metric(const std::string& prefix) const;
 
  private:
   pid_t pid_ = -1;
-  int port_ = 0, metrics_port_ = -1;
+  int port_ = 0, metrics_port_ = -1, http_port_ = -1;
   std::string stderr_path_;
   bool exited_ = false;
 };
@@ -53,6 +55,13 @@ class CoordinatorProcess {
 // `layerskip generate --model MODEL --json --threads 1 ARGS` (ARGS go through the shell): the reference the
 // service's output must match. Empty on failure (after a gtest failure naming the command).
 std::string CliGenerateJson(const std::string& model, const std::string& args);
+
+// One HTTP/1.1 exchange on 127.0.0.1:port (Connection: close): {status, body}; status 0 when the
+// connection fails. `extra_headers` are complete "Name: value\r\n" lines.
+std::pair<int, std::string> HttpRequest(int port, const std::string& method, const std::string& path,
+                                        const std::string& body = "", const std::string& extra_headers = "");
+// A connected loopback TCP socket, or -1.
+int ConnectLoopback(int port);
 
 // Polls `pred` every 10 ms for up to `seconds`.
 bool WaitFor(const std::function<bool()>& pred, double seconds);
