@@ -29,6 +29,7 @@ void Usage() {
                "  [--max-context N] [--threads N] [--dtype bf16|f32] [--model-name NAME]\n"
                "  [--default-mode autoregressive|early-exit|self-speculative] [--default-exit-layer E]\n"
                "  [--default-speculations D|auto] [--default-max-tokens N] [--speculation-batch-threshold N]\n"
+               "  [--calibration cached|fresh|off]\n"
                "  [--tls-cert PEM --tls-key PEM] [--auth-token T | --auth-token-file F] [--drain-timeout SECONDS]\n"
                "  [--workers ADDR,... [--stages 0-3,4-11,12-15] [--cluster-token-file F] [--transport tcp|nccl]\n"
                "   [--restore-timeout SECONDS]]\n");
@@ -88,7 +89,7 @@ absl::StatusOr<ServerOptions> OptionsFromFlags(const cli::Flags& f) {
   o.executor.exit_layer = d.exit_layer;  // the automatic stage plan's first stage ends at E
   const std::string spec = f.Get("default-speculations", "4");
   if (spec == "auto") {
-    d.speculation.adaptive = true;
+    d.auto_speculations = true;
     d.speculation.speculations = 4;
   } else {
     LS_ASSIGN_OR_RETURN(d.speculation.speculations, IntFlag(f, "default-speculations", 4, 0, 64));
@@ -103,6 +104,7 @@ absl::StatusOr<ServerOptions> OptionsFromFlags(const cli::Flags& f) {
     std::getline(in, o.auth_token);
     if (o.auth_token.empty()) return absl::InvalidArgumentError("--auth-token-file: the file's first line is empty");
   }
+  LS_ASSIGN_OR_RETURN(o.calibration, ParseCalibration(f.Get("calibration", "cached")));
   o.tls_cert_file = f.Get("tls-cert");
   o.tls_key_file = f.Get("tls-key");
   return o;
@@ -118,7 +120,8 @@ int Main(int argc, char** argv) {
       {"model", "model-name", "listen", "metrics-port", "max-batch-size", "max-batched-tokens", "max-queue", "num-slots",
        "kv-cache-positions", "max-context", "threads", "dtype", "default-mode", "default-exit-layer",
        "default-speculations", "default-max-tokens", "speculation-batch-threshold", "tls-cert", "tls-key", "auth-token",
-       "auth-token-file", "drain-timeout", "workers", "stages", "cluster-token-file", "transport", "fail-after-steps", "fatal-linger", "restore-timeout"});
+       "auth-token-file", "drain-timeout", "workers", "stages", "cluster-token-file", "transport", "fail-after-steps", "fatal-linger", "restore-timeout",
+       "calibration"});
   auto fail = [](const absl::Status& s) {
     std::fprintf(stderr, "layerskip-coordinator: %s\n", std::string(s.message()).c_str());
     return 1;

@@ -18,31 +18,24 @@ double Now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
-// Times `reps` calls of f (an absl::Status-returning callable) and returns the median.
+// Times one call of f (an absl::Status-returning callable).
 template <class F>
-absl::StatusOr<double> TimeMedian(int reps, F f) {
-  std::vector<double> t;
-  for (int r = 0; r < reps; ++r) {
-    const double t0 = Now();
-    LS_RETURN_IF_ERROR(f());
-    t.push_back(Now() - t0);
-  }
-  return Median(t);
+absl::StatusOr<double> TimeOnce(F f) {
+  const double t0 = Now();
+  LS_RETURN_IF_ERROR(f());
+  return Now() - t0;
 }
 
 // Measures f(n) at a few row counts n in [1, R] (all of them when one call is cheap, else 1, 2, 4, 8, 16),
-// interpolates linearly in between, and makes the result non-decreasing in n (noise aside, more rows never
-// cost less). `share` is the part of the budget this table may use.
+// interpolates linearly in between, and makes the result non-decreasing in n (more rows never cost less).
+// The row counts are measured round-robin, several rounds, keeping each one's minimum: on a shared machine
+// the noise only ever adds time (preemption, a descheduled worker thread), so the minimum is the cost
+// itself, and round-robin keeps a bad moment from skewing one row count only. `share`: the budget.
 template <class F>
 absl::StatusOr<std::vector<double>> MeasureRows(F f, double share) {
   const int R = CostModel::kMaxRows;
-  LS_ASSIGN_OR_RETURN(double t1, TimeMedian(1, [&] { return f(1); }));  // also a warm-up
-  LS_ASSIGN_OR_RETURN(t1, TimeMedian(1, [&] { return f(1); }));
+  LS_ASSIGN_OR_RETURN(double t1, TimeOnce([&] { return f(1); }));  // warm-up
+  LS_ASSIGN_OR_RETURN(t1, TimeOnce([&] { return f(1); }));
   std::vector<int> points;
   if (t1 * R * 3 * 2 <= share) {
     for (int n = 1; n <= R; ++n) points.push_back(n);
@@ -50,11 +43,13 @@ absl::StatusOr<std::vector<double>> MeasureRows(F f, double share) {
     points = {1, 2, 4, 8, 16};
   }
   // A pass of n rows costs at most about n single-row passes; budget for twice the one-row time per point.
-  const int reps = std::clamp(static_cast<int>(share / (points.size() * std::max(t1, 1e-7) * 2)), 1, 15);
-  std::vector<double> at(R + 1, -1.0);
-  for (int n : points) {
-    LS_ASSIGN_OR_RETURN(at[n], TimeMedian(reps, [&] { return f(n); }));
-  }
+  const int rounds = std::clamp(static_cast<int>(share / (points.size() * std::max(t1, 1e-7) * 2)), 1, 25);
+  std::vector<double> at(R + 1, 1e30);
+  for (int r = 0; r < rounds; ++r)
+    for (int n : points) {
+      LS_ASSIGN_OR_RETURN(double t, TimeOnce([&] { return f(n); }));
+      at[n] = std::min(at[n], t);
+    }
   std::vector<double> out(R);
   for (size_t i = 0; i + 1 < points.size(); ++i) {
     const int a = points[i], b = points[i + 1];

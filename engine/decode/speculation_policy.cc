@@ -54,11 +54,12 @@ std::vector<double> SpeculationPolicy::Reach(int E, int max_d) const {
   return reach;
 }
 
-SpeculationChoice SpeculationPolicy::Choose(int batch) {
+SpeculationChoice SpeculationPolicy::Choose(int batch, int exit_layer) {
   batch = std::max(1, batch);
   const int L = cost_.num_layers;
-  const int e_lo = options_.exit_layer > 0 ? options_.exit_layer : 1;
-  const int e_hi = options_.exit_layer > 0 ? options_.exit_layer : L - 1;
+  const int fixed = exit_layer > 0 && exit_layer < L ? exit_layer : options_.exit_layer;
+  const int e_lo = fixed > 0 ? fixed : 1;
+  const int e_hi = fixed > 0 ? fixed : L - 1;
   const int d_lo = options_.speculations > 0 ? options_.speculations : 1;
   const int d_hi = options_.speculations > 0 ? options_.speculations : options_.max_speculations;
   const double ar = cost_.AutoregressiveStep(batch);

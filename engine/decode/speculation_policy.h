@@ -33,7 +33,8 @@ class SpeculationPolicy {
   SpeculationPolicy(const CostModel& cost, const PolicyOptions& options);
 
   // The choice for the next step of `batch` sequences (larger batches make verification dearer).
-  SpeculationChoice Choose(int batch);
+  // exit_layer > 0 restricts the choice to that E.
+  SpeculationChoice Choose(int batch, int exit_layer = 0);
   // One sequence's round at exit layer E: `drafted` drafts, of which the first `accepted` were accepted.
   void Observe(int exit_layer, int drafted, int accepted);
   // reach[i], i < max_d: the estimated probability that the first i+1 drafts at E are all accepted.
