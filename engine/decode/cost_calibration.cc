@@ -28,9 +28,10 @@ absl::StatusOr<double> TimeOnce(F f) {
 
 // Measures f(n) at a few row counts n in [1, R] (all of them when one call is cheap, else 1, 2, 4, 8, 16),
 // interpolates linearly in between, and makes the result non-decreasing in n (more rows never cost less).
-// The row counts are measured round-robin, several rounds, keeping each one's minimum: on a shared machine
-// the noise only ever adds time (preemption, a descheduled worker thread), so the minimum is the cost
-// itself, and round-robin keeps a bad moment from skewing one row count only. `share`: the budget.
+// The row counts are measured round-robin, several rounds, keeping each one's median: round-robin keeps a
+// bad moment from skewing one row count only, and the median (not the minimum) keeps what is systematic on a
+// loaded machine, such as waking a descheduled worker thread for every multi-row product, which decoding
+// pays too. `share`: the budget.
 template <class F>
 absl::StatusOr<std::vector<double>> MeasureRows(F f, double share) {
   const int R = CostModel::kMaxRows;
@@ -44,12 +45,17 @@ absl::StatusOr<std::vector<double>> MeasureRows(F f, double share) {
   }
   // A pass of n rows costs at most about n single-row passes; budget for twice the one-row time per point.
   const int rounds = std::clamp(static_cast<int>(share / (points.size() * std::max(t1, 1e-7) * 2)), 1, 25);
-  std::vector<double> at(R + 1, 1e30);
+  std::vector<std::vector<double>> times(R + 1);
   for (int r = 0; r < rounds; ++r)
     for (int n : points) {
       LS_ASSIGN_OR_RETURN(double t, TimeOnce([&] { return f(n); }));
-      at[n] = std::min(at[n], t);
+      times[n].push_back(t);
     }
+  std::vector<double> at(R + 1, 0.0);
+  for (int n : points) {
+    std::sort(times[n].begin(), times[n].end());
+    at[n] = times[n][times[n].size() / 2];
+  }
   std::vector<double> out(R);
   for (size_t i = 0; i + 1 < points.size(); ++i) {
     const int a = points[i], b = points[i + 1];
