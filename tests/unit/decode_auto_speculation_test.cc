@@ -90,7 +90,7 @@ TEST(AutoSpeculationTest, MixedChoicesWithinARequestAreLossless) {
 
 TEST(AutoSpeculationTest, CalibratedPolicyOnTheDemoModelIsLossless) {
   ModelLoadOptions load;
-  load.threads = 2;
+  load.threads = 1;  // on a loaded machine two threads mostly wait for each other; the ids are the same
   load.max_context = 512;
   auto loaded = LoadModelDir(std::string(LAYERSKIP_SOURCE_DIR) + "/models/layerskip-demo", load);
   ASSERT_TRUE(loaded.ok()) << loaded.status();
