@@ -45,7 +45,12 @@ absl::Status AutomaticStep(const Model& model, KvCache& cache, const std::vector
   if (batch == 0) return absl::OkStatus();
   const SpeculationChoice choice = policy.Choose(batch);
   std::vector<std::pair<int64_t, int64_t>> before;  // (drafted, accepted) per sequence
-  for (const Sequence* s : seqs) before.emplace_back(s->stats().drafted, s->stats().accepted);
+  bool prefill = false;  // a prompt in the step: its time is not the decoding step the cost model predicts
+  for (const Sequence* s : seqs) {
+    before.emplace_back(s->stats().drafted, s->stats().accepted);
+    prefill |= !s->finished() && s->pending().size() > 1;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
   if (choice.speculations == 0) {
     LS_RETURN_IF_ERROR(AutoregressiveStep(model, cache, seqs, model.num_layers()));
   } else {
@@ -55,6 +60,9 @@ absl::Status AutomaticStep(const Model& model, KvCache& cache, const std::vector
     spec.adaptive = false;
     LS_RETURN_IF_ERROR(SelfSpeculativeRound(model, cache, seqs, spec));
   }
+  if (!prefill)
+    policy.ObserveTime(choice.exit_layer, choice.speculations, batch,
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   for (size_t j = 0; j < seqs.size(); ++j) {
     SpecStats& st = seqs[j]->stats();
     const int drafted = static_cast<int>(st.drafted - before[j].first);

@@ -54,6 +54,14 @@ std::vector<double> SpeculationPolicy::Reach(int E, int max_d) const {
   return reach;
 }
 
+void SpeculationPolicy::ObserveTime(int E, int d, int batch, double seconds) {
+  const double predicted = d > 0 ? cost_.Round(E, d, std::max(1, batch)) : cost_.AutoregressiveStep(std::max(1, batch));
+  if (!(seconds > 0) || !(predicted > 0)) return;
+  const double ratio = std::clamp(seconds / predicted, 0.05, 100.0);
+  double& scale = d > 0 ? spec_scale_ : ar_scale_;
+  scale = (1.0 - options_.time_weight) * scale + options_.time_weight * ratio;
+}
+
 SpeculationChoice SpeculationPolicy::Choose(int batch, int exit_layer) {
   batch = std::max(1, batch);
   const int L = cost_.num_layers;
@@ -62,20 +70,20 @@ SpeculationChoice SpeculationPolicy::Choose(int batch, int exit_layer) {
   const int e_hi = fixed > 0 ? fixed : L - 1;
   const int d_lo = options_.speculations > 0 ? options_.speculations : 1;
   const int d_hi = options_.speculations > 0 ? options_.speculations : options_.max_speculations;
-  const double ar = cost_.AutoregressiveStep(batch);
+  const double ar = cost_.AutoregressiveStep(batch) * ar_scale_;
   SpeculationChoice best;
   best.exit_layer = e_lo;
   double best_speedup = -1.0;
   for (int e = e_lo; e <= e_hi; ++e) {
     const std::vector<double> reach = Reach(e, d_hi);
     for (int d = d_lo; d <= d_hi; ++d) {
-      const double s = PredictedSpeedup(cost_, e, d, batch, reach);
+      const double s = PredictedSpeedup(cost_, e, d, batch, reach) * ar_scale_ / spec_scale_;
       if (s > best_speedup) {
         best_speedup = s;
         best.exit_layer = e;
         best.speculations = d;
         best.predicted_speedup = s;
-        best.predicted_tokens_per_second = batch * ExpectedTokens(reach, d) / cost_.Round(e, d, batch);
+        best.predicted_tokens_per_second = batch * ExpectedTokens(reach, d) / (cost_.Round(e, d, batch) * spec_scale_);
       }
     }
   }

@@ -15,6 +15,7 @@ struct PolicyOptions {
   int max_speculations = 8;
   double prior_weight = 4.0;  // the calibration prior counts as this many observed drafts per position
   double decay = 0.97;        // older rounds at an exit layer count less (the text changes)
+  double time_weight = 0.25;  // weight of the newest step in the measured / predicted time ratios (0: off)
   int probe_interval = 32;    // after this many autoregressive steps in a row, one speculative round to
                               // re-measure acceptance (only when the best prediction is >= probe_floor)
   double probe_floor = 0.8;
@@ -37,6 +38,13 @@ class SpeculationPolicy {
   SpeculationChoice Choose(int batch, int exit_layer = 0);
   // One sequence's round at exit layer E: `drafted` drafts, of which the first `accepted` were accepted.
   void Observe(int exit_layer, int drafted, int accepted);
+  // The measured time of one decoding step (no prefill in it) that Choose predicted: rounds (d > 0) and
+  // autoregressive steps keep their own running ratio of measured to predicted time, which scales the cost
+  // model's predictions, so the choice follows the machine when its load changes after calibration.
+  void ObserveTime(int exit_layer, int d, int batch, double seconds);
+  // The current measured / predicted ratios (1 until observed).
+  double autoregressive_scale() const { return ar_scale_; }
+  double speculative_scale() const { return spec_scale_; }
   // reach[i], i < max_d: the estimated probability that the first i+1 drafts at E are all accepted.
   std::vector<double> Reach(int exit_layer, int max_d) const;
 
@@ -47,6 +55,7 @@ class SpeculationPolicy {
   PolicyOptions options_;
   std::vector<std::vector<double>> drafted_, accepted_;  // [E][i], decayed counts
   int autoregressive_streak_ = 0;
+  double ar_scale_ = 1.0, spec_scale_ = 1.0;  // running measured / predicted step times
 };
 
 }  // namespace layerskip

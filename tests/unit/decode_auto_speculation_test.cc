@@ -61,6 +61,9 @@ DecodeOptions Auto(std::shared_ptr<const CostModel> cost, bool auto_e = true, in
   o.cost = std::move(cost);
   o.policy.probe_interval = 4;
   o.policy.probe_floor = 0.0;
+  // Eager's times are not this machine's: measured step times must not rescale them. A calibrated model
+  // keeps the default.
+  if (o.cost && o.cost->source.empty()) o.policy.time_weight = 0.0;
   return o;
 }
 

@@ -92,6 +92,23 @@ TEST(PolicyTest, ObservedRejectionsMoveTheChoice) {
   EXPECT_EQ(p.Choose(1).speculations, 0);  // nothing pays any more: autoregressive
 }
 
+// The machine got slower for multi-row passes after calibration (another process's load): measured rounds
+// 10x the prediction turn speculation off; autoregressive steps measured slower too bring it back.
+TEST(PolicyTest, MeasuredStepTimesScaleThePrediction) {
+  PolicyOptions o;
+  o.exit_layer = 6;
+  o.probe_interval = 1 << 20;
+  SpeculationPolicy p(Synthetic(12, Flat, 0.1, 0.9), o);
+  const SpeculationChoice c = p.Choose(1);
+  ASSERT_GT(c.speculations, 0);
+  const double round = p.cost().Round(6, c.speculations, 1);
+  for (int i = 0; i < 12; ++i) p.ObserveTime(6, c.speculations, 1, 10 * round);
+  EXPECT_GT(p.speculative_scale(), 5.0);
+  EXPECT_EQ(p.Choose(1).speculations, 0);
+  for (int i = 0; i < 12; ++i) p.ObserveTime(6, 0, 1, 10 * p.cost().AutoregressiveStep(1));
+  EXPECT_GT(p.Choose(1).speculations, 0);
+}
+
 TEST(PolicyTest, ProbesAfterALongAutoregressiveStretch) {
   PolicyOptions o;
   o.probe_interval = 3;
