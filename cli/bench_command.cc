@@ -1,12 +1,15 @@
 // layerskip bench: prefill and decode speed against the machine's measured read bandwidth, and the
-// self-speculative sweep over (E, d) with speedups against autoregressive decoding from the same run.
-#include <chrono>
+// self-speculative sweep (cli/bench_speculative.cc).
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "cli/bandwidth.h"
+#include "cli/bench.h"
 #include "cli/commands.h"
 #include "engine/util/rng.h"
 #include "engine/util/status.h"
@@ -43,38 +46,6 @@ size_t DecodeBytes(const ModelWeights& w) {
   return bytes;
 }
 
-struct Run {
-  double prefill_tps = 0, decode_tps = 0, acceptance = 0, tokens_per_round = 0;
-  size_t generated = 0;
-};
-
-absl::StatusOr<Run> Measure(const LoadedModel& m, const std::vector<std::vector<int>>& prompts, int decode_tokens,
-                            const DecodeOptions& decode) {
-  const LlamaConfig& c = m.weights->config;
-  KvCache cache(c, 0, c.num_hidden_layers, static_cast<int>(prompts.size()), m.context);
-  std::vector<GenerationParams> params(prompts.size());
-  for (auto& p : params) p.max_tokens = decode_tokens;  // no eos: every run decodes the same count
-  LS_ASSIGN_OR_RETURN(auto results, GenerateBatch(*m.model, cache, prompts, params, decode));
-  Run run;
-  double prefill = 0, dec = 0;
-  int64_t drafted = 0, accepted = 0, rounds = 0;
-  size_t prompt_tokens = 0;
-  for (size_t i = 0; i < results.size(); ++i) {
-    prompt_tokens += prompts[i].size();
-    run.generated += results[i].ids.size();
-    prefill = results[i].prefill_seconds;
-    dec = results[i].decode_seconds;
-    drafted += results[i].spec.drafted;
-    accepted += results[i].spec.accepted;
-    rounds += results[i].spec.rounds;
-  }
-  run.prefill_tps = prompt_tokens / prefill;
-  run.decode_tps = (run.generated - results.size()) / dec;
-  run.acceptance = drafted ? static_cast<double>(accepted) / drafted : 0;
-  run.tokens_per_round = rounds ? static_cast<double>(accepted + rounds) / rounds : 0;
-  return run;
-}
-
 absl::Status Bench(const Flags& flags) {
   LS_ASSIGN_OR_RETURN(ModelLoadOptions load, LoadOptionsFromFlags(flags));
   LS_ASSIGN_OR_RETURN(int64_t prompt_tokens, flags.GetInt("prompt-tokens", 64));
@@ -93,7 +64,16 @@ absl::Status Bench(const Flags& flags) {
     name = "random " + flags.Get("random");
     LS_ASSIGN_OR_RETURN(LlamaConfig c, PresetConfig(flags.Get("random")));
     std::fprintf(stderr, "generating random %s weights...\n", flags.Get("random").c_str());
-    m = WrapWeights(std::make_shared<const ModelWeights>(RandomModelWeights(c, load.type, 1234)), load);
+    ModelWeights w = RandomModelWeights(c, load.type, 1234);
+    // --zero-layers-from E: layers [E, L) write nothing to the residual stream (o_proj and down_proj zero),
+    // so the exit after layer E-1 is the full model's and every greedy draft at exit layer >= E is accepted.
+    LS_ASSIGN_OR_RETURN(int64_t zero_from, flags.GetInt("zero-layers-from", c.num_hidden_layers));
+    if (zero_from < 1 || zero_from > c.num_hidden_layers)
+      return absl::InvalidArgumentError(absl::StrCat("--zero-layers-from must be in [1, ", c.num_hidden_layers, "]"));
+    for (int l = static_cast<int>(zero_from); l < c.num_hidden_layers; ++l)
+      for (Matrix* mat : {w.layers[l].wo.get(), w.layers[l].w_down.get()}) std::memset(mat->data(), 0, mat->bytes());
+    if (zero_from < c.num_hidden_layers) name += absl::StrCat(", layers [", zero_from, ", ", c.num_hidden_layers, ") zeroed");
+    m = WrapWeights(std::make_shared<const ModelWeights>(std::move(w)), load);
   }
   const LlamaConfig& c = m->weights->config;
   const int L = c.num_hidden_layers;
@@ -116,6 +96,8 @@ absl::Status Bench(const Flags& flags) {
   }
 
   const std::string mode = flags.Get("mode", "autoregressive");
+  if (mode != "autoregressive" && mode != "self-speculative")
+    return absl::InvalidArgumentError(absl::StrCat("--mode: unknown bench mode '", mode, "'"));
   std::printf("model: %s (%d layers, hidden %d, vocab %d, %s weights), threads %d, batch %lld\n", name.c_str(), L,
               c.hidden_size, c.vocab_size, WeightTypeName(m->weights->type), m->pool->num_threads(),
               static_cast<long long>(batch));
@@ -123,8 +105,33 @@ absl::Status Bench(const Flags& flags) {
   // The machine's bandwidth is probed before and after decoding; the higher of the two counts, so a noisy
   // moment during one probe cannot flatter the fraction.
   const double bw_before = mode == "autoregressive" ? MeasureReadBandwidth(m->pool.get()) : 0.0;
-  LS_ASSIGN_OR_RETURN(Run base, Measure(*m, prompts, static_cast<int>(decode_tokens), ar));
-  if (mode == "autoregressive") {
+  if (mode == "self-speculative") {
+    // --prompts-file: prompts separated by lines "----", each measured on its own (batch 1).
+    std::vector<std::vector<std::vector<int>>> cases;
+    if (flags.Has("prompts-file")) {
+      if (!m->tokenizer) return absl::InvalidArgumentError("--prompts-file needs a model with a tokenizer");
+      std::ifstream in(flags.Get("prompts-file"));
+      if (!in) return absl::InvalidArgumentError(absl::StrCat("--prompts-file: cannot read ", flags.Get("prompts-file")));
+      std::string line, text;
+      auto flush = [&] {
+        while (!text.empty() && text.back() == '\n') text.pop_back();
+        if (!text.empty()) cases.push_back({m->tokenizer->Encode(text, true)});
+        text.clear();
+      };
+      while (std::getline(in, line)) {
+        if (line == "----") flush();
+        else text += line + "\n";
+      }
+      flush();
+      if (cases.empty()) return absl::InvalidArgumentError("--prompts-file has no prompts");
+    } else {
+      cases.push_back(prompts);
+    }
+    const std::string id = flags.Has("model") ? std::filesystem::absolute(flags.Get("model")).string() : name;
+    return BenchSelfSpeculative(flags, *m, id, cases, static_cast<int>(decode_tokens));
+  }
+  LS_ASSIGN_OR_RETURN(BenchRun base, MeasureDecode(*m, prompts, static_cast<int>(decode_tokens), ar));
+  {
     const double bw = std::max(bw_before, MeasureReadBandwidth(m->pool.get()));
     const double bytes = static_cast<double>(DecodeBytes(*m->weights));
     const double achieved = bytes * base.decode_tps / batch;
@@ -135,60 +142,7 @@ absl::Status Bench(const Flags& flags) {
                 bytes / 1048576.0, achieved / 1e9, bw / 1e9, 100.0 * achieved / bw);
     return absl::OkStatus();
   }
-  if (mode != "self-speculative") return absl::InvalidArgumentError(absl::StrCat("--mode: unknown bench mode '", mode, "'"));
-
-  // Sweep E over --exit-layers A-B (default 1..L-1) and d over --speculations (default 1..8).
-  int e_lo = 1, e_hi = L - 1;
-  if (flags.Has("exit-layers")) {
-    std::vector<std::string> parts = absl::StrSplit(flags.Get("exit-layers"), '-');
-    if (parts.size() != 2 || !absl::SimpleAtoi(parts[0], &e_lo) || !absl::SimpleAtoi(parts[1], &e_hi) || e_lo < 1 ||
-        e_hi >= L || e_lo > e_hi)
-      return absl::InvalidArgumentError(absl::StrCat("--exit-layers: expected A-B with 1 <= A <= B <= ", L - 1));
-  }
-  std::vector<int> ds = {1, 2, 3, 4, 5, 6, 7, 8};
-  if (flags.Has("speculations")) {
-    LS_ASSIGN_OR_RETURN(ds, ParseIntList(flags.Get("speculations"), "--speculations"));
-  }
-  // This machine is noisy: every configuration runs --repeats times, each run right after an
-  // autoregressive run, and speedups compare best with best.
-  LS_ASSIGN_OR_RETURN(int64_t repeats, flags.GetInt("repeats", 2));
-  if (repeats < 1 || repeats > 100) return absl::InvalidArgumentError("--repeats must be in [1, 100]");
-  struct Row {
-    int e, d;
-    Run best;
-  };
-  std::vector<Row> rows;
-  double best_ar = base.decode_tps;
-  for (int e = e_lo; e <= e_hi; ++e) {
-    for (int d : ds) {
-      DecodeOptions ss;
-      ss.mode = DecodeMode::kSelfSpeculative;
-      ss.exit_layer = e;
-      ss.speculation.speculations = d;
-      Row row{e, d, {}};
-      for (int64_t r = 0; r < repeats; ++r) {
-        LS_ASSIGN_OR_RETURN(Run ar_run, Measure(*m, prompts, static_cast<int>(decode_tokens), ar));
-        best_ar = std::max(best_ar, ar_run.decode_tps);
-        LS_ASSIGN_OR_RETURN(Run run, Measure(*m, prompts, static_cast<int>(decode_tokens), ss));
-        if (run.decode_tps > row.best.decode_tps) row.best = run;
-      }
-      rows.push_back(row);
-      std::fprintf(stderr, "E=%d d=%d: %.2f tokens/s\n", e, d, row.best.decode_tps);
-    }
-  }
-  std::printf("autoregressive: %.2f tokens/s (best of %zu runs)\n\n"
-              "| E | d | tokens/s | speedup | acceptance | tokens/round |\n|---|---|---|---|---|---|\n",
-              best_ar, rows.size() * repeats + 1);
-  double best = 0;
-  int best_e = 0, best_d = 0;
-  for (const Row& row : rows) {
-    const double speedup = row.best.decode_tps / best_ar;
-    std::printf("| %d | %d | %.2f | %.2fx | %.1f%% | %.2f |\n", row.e, row.d, row.best.decode_tps, speedup,
-                100 * row.best.acceptance, row.best.tokens_per_round);
-    if (speedup > best) best = speedup, best_e = row.e, best_d = row.d;
-  }
-  std::printf("\nbest: E=%d d=%d, %.2fx autoregressive\n", best_e, best_d, best);
-  return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("--mode: unknown bench mode '", mode, "'"));
 }
 
 }  // namespace
@@ -196,7 +150,10 @@ absl::Status Bench(const Flags& flags) {
 int RunBench(int argc, char** argv) {
   auto flags = Flags::Parse(argc, argv, 2,
                             {"model", "random", "mode", "prompt-tokens", "decode-tokens", "batch", "exit-layers",
-                             "speculations", "repeats", "dtype", "threads", "max-context"});
+                             "speculations", "max-speculations", "repeats", "prompts-file", "draft-vocab",
+                             "draft-vocab-corpus", "calibration", "calibration-budget", "zero-layers-from", "dtype",
+                             "threads", "max-context"},
+                            {"auto", "no-static"});
   if (!flags.ok()) return Fail("bench", flags.status());
   absl::Status s = Bench(*flags);
   return s.ok() ? 0 : Fail("bench", s);

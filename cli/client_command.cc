@@ -49,6 +49,9 @@ absl::StatusOr<v1::GenerateRequest> RequestFromFlags(const Flags& flags) {
   if (flags.Has("top-k")) { LS_ASSIGN_OR_RETURN(int64_t v, flags.GetInt("top-k", 0)); q.set_top_k(static_cast<int32_t>(v)); }
   if (flags.Has("top-p")) { LS_ASSIGN_OR_RETURN(double v, flags.GetDouble("top-p", 1)); q.set_top_p(static_cast<float>(v)); }
   if (flags.Has("seed")) { LS_ASSIGN_OR_RETURN(int64_t v, flags.GetInt("seed", 0)); q.set_seed(static_cast<uint64_t>(v)); }
+  if (flags.Get("exit-layer") == "auto")
+    return absl::InvalidArgumentError("--exit-layer auto is for `layerskip generate`; the service decodes at its "
+                                      "default or the given exit layer (the pipeline splits there)");
   if (flags.Has("exit-layer")) { LS_ASSIGN_OR_RETURN(int64_t v, flags.GetInt("exit-layer", 0)); q.set_exit_layer(static_cast<int32_t>(v)); }
   for (const std::string& s : flags.GetAll("stop")) q.add_stop(s);
   q.set_ignore_eos(flags.Has("ignore-eos"));
@@ -125,7 +128,10 @@ absl::Status Client(const Flags& flags) {
                             {"acceptance_rate", s.acceptance_rate()},
                             {"tokens_per_round", s.tokens_per_round()},
                             {"accepted_per_position", std::vector<int64_t>(s.accepted_per_position().begin(), s.accepted_per_position().end())},
-                            {"autoregressive_steps", s.autoregressive_steps()}};
+                            {"autoregressive_steps", s.autoregressive_steps()},
+                            {"exit_layer", summary.exit_layer()},
+                            {"speculations", summary.speculations()},
+                            {"predicted_speedup", summary.predicted_speedup()}};
     std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
     return absl::OkStatus();
   }
@@ -135,8 +141,10 @@ absl::Status Client(const Flags& flags) {
                ModeName(summary.mode()), summary.usage().prompt_tokens(), n, FinishName(summary.finish_reason()),
                summary.timing().time_to_first_token_seconds(), e2e > 0 ? n / e2e : 0.0);
   if (summary.mode() == v1::DECODE_MODE_SELF_SPECULATIVE)
-    std::fprintf(stderr, "; exit layer %d, %lld rounds, %lld/%lld drafts accepted (%.1f%%), %.2f tokens/round",
-                 summary.exit_layer(), static_cast<long long>(s.rounds()), static_cast<long long>(s.accepted()),
+    std::fprintf(stderr, "; exit layer %d, d=%d, %lld rounds (%lld steps autoregressive), %lld/%lld drafts accepted "
+                 "(%.1f%%), %.2f tokens/round",
+                 summary.exit_layer(), summary.speculations(), static_cast<long long>(s.rounds()),
+                 static_cast<long long>(s.autoregressive_steps()), static_cast<long long>(s.accepted()),
                  static_cast<long long>(s.drafted()), 100 * s.acceptance_rate(), s.tokens_per_round());
   std::fprintf(stderr, "\n");
   return absl::OkStatus();

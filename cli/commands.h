@@ -20,6 +20,13 @@ int RunClient(int argc, char** argv);  // cli/client_command.cc: a gRPC client o
 absl::StatusOr<ModelLoadOptions> LoadOptionsFromFlags(const Flags& flags);
 // --mode, --exit-layer, --speculations -> decode options (validated against num_layers).
 absl::StatusOr<DecodeOptions> DecodeOptionsFromFlags(const Flags& flags, int num_layers);
+// --draft-vocab K [--draft-vocab-corpus FILE]: the draft head's vocabulary subset (the K most frequent
+// ids of the corpus file's encoding, or of `corpus`, topped up with the lowest ids), set on the model.
+absl::Status ApplyDraftVocabulary(const Flags& flags, LoadedModel& m, std::vector<int> corpus = {});
+// For automatic speculation (or when want_cost): the cost model (--calibration cached|fresh|off,
+// --calibration-budget SECONDS) attached to `decode`. `model_id` keys the calibration cache.
+absl::Status AttachCostModel(const Flags& flags, const std::string& model_id, LoadedModel& m, DecodeOptions& decode,
+                             bool want_cost = false);
 // Prints "layerskip <command>: <message>" to stderr and returns 1 (2 for usage errors).
 int Fail(const std::string& command, const absl::Status& status);
 

@@ -1,7 +1,13 @@
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "cli/commands.h"
+#include "engine/decode/cost_calibration.h"
+#include "engine/decode/cost_model_cache.h"
+#include "engine/decode/draft_vocabulary.h"
 #include "engine/util/status.h"
 
 namespace layerskip::cli {
@@ -33,20 +39,76 @@ absl::StatusOr<DecodeOptions> DecodeOptionsFromFlags(const Flags& flags, int num
   else if (mode == "early-exit") o.mode = DecodeMode::kEarlyExit;
   else if (mode == "self-speculative") o.mode = DecodeMode::kSelfSpeculative;
   else return absl::InvalidArgumentError(absl::StrCat("--mode: unknown mode '", mode, "'"));
-  if (o.mode != DecodeMode::kAutoregressive && !flags.Has("exit-layer"))
+  const bool speculative = o.mode == DecodeMode::kSelfSpeculative;
+  // Self-speculative decoding chooses E and d itself unless told (--exit-layer N, --speculations D).
+  const std::string exit_layer = flags.Get("exit-layer", speculative ? "auto" : "");
+  if (o.mode == DecodeMode::kEarlyExit && exit_layer.empty())
     return absl::InvalidArgumentError(absl::StrCat("--exit-layer is required with --mode ", mode));
-  LS_ASSIGN_OR_RETURN(int64_t exit_layer, flags.GetInt("exit-layer", num_layers));
-  o.exit_layer = static_cast<int>(exit_layer);
-  const std::string spec = flags.Get("speculations", "4");
+  if (speculative && exit_layer == "auto") {
+    o.auto_exit_layer = true;
+  } else {
+    LS_ASSIGN_OR_RETURN(int64_t e, flags.GetInt("exit-layer", num_layers));
+    o.exit_layer = static_cast<int>(e);
+  }
+  const std::string spec = flags.Get("speculations", speculative && o.auto_exit_layer ? "auto" : "4");
   if (spec == "auto") {
+    o.auto_speculations = speculative;
+    o.speculation.speculations = 4;
+  } else if (spec == "adaptive") {  // the per-sequence heuristic (confidence stop, length from acceptance)
     o.speculation.adaptive = true;
     o.speculation.speculations = 4;
   } else {
     LS_ASSIGN_OR_RETURN(int64_t d, flags.GetInt("speculations", 4));
     o.speculation.speculations = static_cast<int>(d);
   }
-  LS_RETURN_IF_ERROR(ValidateDecodeOptions(o, num_layers));
+  LS_ASSIGN_OR_RETURN(int64_t max_d, flags.GetInt("max-speculations", 8));
+  if (max_d < 1 || max_d > 64) return absl::InvalidArgumentError("--max-speculations must be in [1, 64]");
+  o.policy.max_speculations = static_cast<int>(max_d);
+  if (!o.automatic()) LS_RETURN_IF_ERROR(ValidateDecodeOptions(o, num_layers));
   return o;
+}
+
+absl::Status ApplyDraftVocabulary(const Flags& flags, LoadedModel& m, std::vector<int> corpus) {
+  const int V = m.weights->config.vocab_size;
+  if (flags.Has("draft-vocab")) {
+    LS_ASSIGN_OR_RETURN(int64_t k, flags.GetInt("draft-vocab", 0));
+    if (k < 0 || k > V) return absl::InvalidArgumentError(absl::StrCat("--draft-vocab must be in [0, ", V, "]"));
+    if (flags.Has("draft-vocab-corpus")) {
+      if (!m.tokenizer) return absl::InvalidArgumentError("--draft-vocab-corpus needs a model with a tokenizer");
+      std::ifstream in(flags.Get("draft-vocab-corpus"));
+      if (!in) return absl::InvalidArgumentError(absl::StrCat("--draft-vocab-corpus: cannot read ", flags.Get("draft-vocab-corpus")));
+      std::stringstream text;
+      text << in.rdbuf();
+      corpus = m.tokenizer->Encode(text.str(), /*add_special_tokens=*/false);
+    }
+    if (k > 0 && k < V) {
+      std::vector<int> always = m.weights->config.eos_token_ids;
+      if (m.tokenizer)
+        for (int id : m.tokenizer->eos_ids()) always.push_back(id);
+      LS_ASSIGN_OR_RETURN(std::vector<int> ids, ChooseDraftVocabulary(V, static_cast<int>(k), corpus, always));
+      LS_RETURN_IF_ERROR(m.model->SetDraftVocabulary(std::move(ids)));
+    }
+  } else if (flags.Has("draft-vocab-corpus")) {
+    return absl::InvalidArgumentError("--draft-vocab-corpus needs --draft-vocab K");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status AttachCostModel(const Flags& flags, const std::string& model_id, LoadedModel& m, DecodeOptions& decode,
+                             bool want_cost) {
+  const int V = m.weights->config.vocab_size;
+  if (!decode.automatic() && !want_cost) return absl::OkStatus();
+  CostModelRequest request;
+  LS_ASSIGN_OR_RETURN(request.calibration, ParseCalibration(flags.Get("calibration", "cached")));
+  LS_ASSIGN_OR_RETURN(request.budget_seconds, flags.GetDouble("calibration-budget", 1.0));
+  if (!(request.budget_seconds > 0 && request.budget_seconds <= 600))
+    return absl::InvalidArgumentError("--calibration-budget must be in (0, 600] seconds");
+  request.model_id = model_id;
+  request.probe_tokens = DefaultProbeTokens(m.tokenizer.get(), V);
+  LS_ASSIGN_OR_RETURN(CostModel cost, ObtainCostModel(*m.model, request));
+  decode.cost = std::make_shared<const CostModel>(std::move(cost));
+  if (decode.automatic()) LS_RETURN_IF_ERROR(ValidateDecodeOptions(decode, m.weights->config.num_hidden_layers));
+  return absl::OkStatus();
 }
 
 }  // namespace layerskip::cli

@@ -1,5 +1,6 @@
 // layerskip generate: one prompt, one completion, optional JSON with statistics.
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 
 #include "absl/strings/str_cat.h"
@@ -22,6 +23,16 @@ nlohmann::json SpecJson(const SpecStats& s) {
           {"verify_seconds", s.verify_seconds}};
 }
 
+// Automatic speculation: the steps per (E, d) chosen (d = 0: autoregressive) and the last prediction.
+nlohmann::json PolicyJson(const SpecStats& s, const DecodeOptions& decode) {
+  nlohmann::json choices = nlohmann::json::array();
+  for (const auto& [choice, steps] : s.steps_by_choice)
+    choices.push_back({{"exit_layer", choice.first}, {"speculations", choice.second}, {"steps", steps}});
+  return {{"choices", choices},
+          {"predicted_speedup", s.predicted_speedup},
+          {"cost_model", decode.cost ? decode.cost->source : ""}};
+}
+
 absl::Status Generate(const Flags& flags) {
   if (!flags.Has("model")) return absl::InvalidArgumentError("--model DIR is required");
   if (flags.Has("prompt") == flags.Has("prompt-ids"))
@@ -31,6 +42,8 @@ absl::Status Generate(const Flags& flags) {
   LS_ASSIGN_OR_RETURN(auto m, LoadModelDir(flags.Get("model"), load));
   const LlamaConfig& config = m->weights->config;
   LS_ASSIGN_OR_RETURN(DecodeOptions decode, DecodeOptionsFromFlags(flags, config.num_hidden_layers));
+  LS_RETURN_IF_ERROR(ApplyDraftVocabulary(flags, *m));
+  LS_RETURN_IF_ERROR(AttachCostModel(flags, std::filesystem::absolute(flags.Get("model")).string(), *m, decode));
 
   std::vector<int> prompt;
   if (flags.Has("prompt")) {
@@ -95,7 +108,15 @@ absl::Status Generate(const Flags& flags) {
                             {"tokens_per_second", tps}}}};
     if (decode.mode != DecodeMode::kAutoregressive) out["exit_layer"] = decode.exit_layer;
     if (decode.mode == DecodeMode::kSelfSpeculative) {
-      out["speculations"] = decode.speculation.adaptive ? nlohmann::json("auto") : nlohmann::json(decode.speculation.speculations);
+      out["speculations"] = decode.speculation.adaptive ? nlohmann::json("adaptive") : nlohmann::json(decode.speculation.speculations);
+      if (decode.automatic()) {  // the E and d used most (0, 0: every step was autoregressive)
+        const auto [e, d] = r.spec.MostUsedChoice();
+        if (decode.auto_exit_layer) out["exit_layer"] = e;
+        if (decode.auto_speculations) out["speculations"] = d;
+        out["exit_layer_requested"] = decode.auto_exit_layer ? nlohmann::json("auto") : nlohmann::json(decode.exit_layer);
+        out["speculations_requested"] = decode.auto_speculations ? nlohmann::json("auto") : nlohmann::json(decode.speculation.speculations);
+        out["stats"]["policy"] = PolicyJson(r.spec, decode);
+      }
       out["stats"]["speculation"] = SpecJson(r.spec);
     }
     std::cout << out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
@@ -110,6 +131,10 @@ absl::Status Generate(const Flags& flags) {
                  r.prefill_seconds, tps);
     if (decode.mode == DecodeMode::kSelfSpeculative)
       std::fprintf(stderr, ", acceptance %.1f%%, %.2f tokens/round", 100 * r.spec.acceptance_rate(), r.spec.tokens_per_round());
+    if (decode.automatic()) {
+      const auto [e, d] = r.spec.MostUsedChoice();
+      std::fprintf(stderr, ", mostly E=%d d=%d (predicted %.2fx)", e, d, r.spec.predicted_speedup);
+    }
     std::fprintf(stderr, "\n");
   }
   return absl::OkStatus();
@@ -120,7 +145,8 @@ absl::Status Generate(const Flags& flags) {
 int RunGenerate(int argc, char** argv) {
   auto flags = Flags::Parse(argc, argv, 2,
                             {"model", "prompt", "prompt-ids", "max-tokens", "temperature", "top-k", "top-p", "seed",
-                             "mode", "exit-layer", "speculations", "dtype", "threads", "max-context"},
+                             "mode", "exit-layer", "speculations", "max-speculations", "calibration", "calibration-budget",
+                             "draft-vocab", "draft-vocab-corpus", "dtype", "threads", "max-context"},
                             {"json", "ignore-eos"}, {"stop"});
   if (!flags.ok()) return Fail("generate", flags.status());
   absl::Status s = Generate(*flags);

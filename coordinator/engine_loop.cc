@@ -276,7 +276,7 @@ void EngineLoop::Round() {
     return;
   }
   for (Request* r : f.group.requests) {
-    Account(*r, f.group.speculation_off);
+    Account(*r, f.group);
     EmitNew(*r);
   }
 
@@ -310,6 +310,7 @@ bool EngineLoop::StartSteps() {
     std::vector<StepGroup> groups = micro_.Schedule(idle);
     if (groups.empty()) break;
     StepGroup& g = groups.front();
+    ApplyPolicy(g);
     std::vector<Sequence*> seqs;
     for (Request* r : g.requests) seqs.push_back(r->seq.get());
     const absl::StatusOr<uint64_t> id = executor_->StartStep(seqs, g.options);
@@ -354,8 +355,30 @@ void EngineLoop::StepFailed(const absl::Status& s) {
   if (on_fatal_) on_fatal_(s);
 }
 
-void EngineLoop::Account(Request& r, bool speculation_off) {
-  if (speculation_off) {
+void EngineLoop::ApplyPolicy(StepGroup& g) {
+  if (!g.options.automatic() || g.speculation_off) return;
+  if (!policy_) policy_ = std::make_unique<SpeculationPolicy>(MakePolicy(g.options));
+  const SpeculationChoice c = policy_->Choose(static_cast<int>(g.requests.size()), g.options.exit_layer);
+  for (Request* r : g.requests) r->seq->stats().RecordChoice(c.speculations ? c.exit_layer : 0, c.speculations, c.predicted_speedup);
+  metrics_->draft_length->Set(c.speculations);
+  metrics_->exit_layer->Set(c.exit_layer);
+  metrics_->predicted_speedup->Set(c.predicted_speedup);
+  if (c.speculations == 0) {
+    g.options = DecodeOptions{};  // autoregressive: the same greedy tokens, the same sampling distribution
+    g.speculation_off = true;
+    return;
+  }
+  g.options.auto_speculations = false;
+  g.options.speculation.adaptive = false;
+  g.options.speculation.speculations = c.speculations;
+  g.policy_exit_layer = c.exit_layer;
+}
+
+void EngineLoop::Account(Request& r, const StepGroup& group) {
+  if (policy_ && group.policy_exit_layer > 0)
+    policy_->Observe(group.policy_exit_layer, static_cast<int>(r.seq->stats().drafted - r.reported.drafted),
+                     static_cast<int>(r.seq->stats().accepted - r.reported.accepted));
+  if (group.speculation_off) {
     ++r.autoregressive_steps;
     metrics_->autoregressive_fallback_steps->Add(1);
   }

@@ -77,7 +77,9 @@ class EngineLoop {
   void Fail(Request& r, const absl::Status& status, bool cancelled);  // client cancel / deadline / error
   void ReleaseSlot(Request& r);
   void EmitNew(Request& r);
-  void Account(Request& r, bool speculation_off);
+  void Account(Request& r, const StepGroup& group);
+  // Automatic speculation: the policy picks this group's d for its size, or an autoregressive step.
+  void ApplyPolicy(StepGroup& group);
   void UpdateGauges();  // mu_ held
   // A step returned UNAVAILABLE: admission pauses until ProbeHealth finds the executor restored. Running
   // requests are suspended (their caches forgotten) for up to restore_timeout, or end with the error.
@@ -121,6 +123,7 @@ class EngineLoop {
   };
   std::deque<Flight> in_flight_;  // oldest first (loop thread only)
   uint64_t step_counter_ = 0;
+  std::unique_ptr<SpeculationPolicy> policy_;  // automatic speculation, shared by every batch (loop thread)
   std::thread thread_;
 };
 

@@ -213,6 +213,9 @@ void FillSummary(const RequestSummary& s, v1::GenerationSummary* out) {
     for (int64_t v : s.spec.drafted_per_position) sp->add_drafted_per_position(v);
     for (int64_t v : s.spec.accepted_per_position) sp->add_accepted_per_position(v);
     sp->set_autoregressive_steps(s.autoregressive_steps);
+    const auto [e, d] = s.spec.MostUsedChoice();
+    out->set_speculations(s.options.auto_speculations ? d : s.options.speculation.speculations);
+    if (s.options.auto_speculations) out->set_predicted_speedup(s.spec.predicted_speedup);
   }
   out->mutable_timing()->set_queue_seconds(s.queue_seconds);
   out->mutable_timing()->set_time_to_first_token_seconds(s.ttft_seconds);

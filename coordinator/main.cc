@@ -41,7 +41,8 @@ void Usage() {
       "  --max-context N --threads N --dtype bf16|f32\n"
       "  --default-mode autoregressive|early-exit|self-speculative  --default-exit-layer E\n"
       "  --default-speculations D|auto  --default-max-tokens N  --speculation-batch-threshold N\n"
-      "  --tls-cert PEM --tls-key PEM  TLS for the gRPC and the OpenAI HTTP port\n"
+      "  --calibration cached|fresh|off  the cost model behind automatic speculation: cached (default),\n"
+      "                                measured anew, or off (a documented default model)\n"      "  --tls-cert PEM --tls-key PEM  TLS for the gRPC and the OpenAI HTTP port\n"
       "  --auth-token T | --auth-token-file F   require `authorization: Bearer T` on gRPC and HTTP API calls\n"
       "  --drain-timeout SECONDS       SIGTERM: finish in-flight requests for this long (default 30)\n"
       "  --workers ADDR,... [--stages 0-3,4-11,12-15] [--cluster-token-file F] [--transport tcp|nccl|ipc]\n"
@@ -106,7 +107,7 @@ absl::StatusOr<ServerOptions> OptionsFromFlags(const cli::Flags& f) {
   o.executor.exit_layer = d.exit_layer;  // the automatic stage plan's first stage ends at E
   const std::string spec = f.Get("default-speculations", "4");
   if (spec == "auto") {
-    d.speculation.adaptive = true;
+    d.auto_speculations = true;
     d.speculation.speculations = 4;
   } else {
     LS_ASSIGN_OR_RETURN(d.speculation.speculations, IntFlag(f, "default-speculations", 4, 0, 64));
@@ -118,6 +119,7 @@ absl::StatusOr<ServerOptions> OptionsFromFlags(const cli::Flags& f) {
   if (f.Has("auth-token-file")) {  // read like every token file (cli/token_file.h)
     LS_ASSIGN_OR_RETURN(o.auth_token, cli::ReadTokenFile(f.Get("auth-token-file"), "--auth-token-file"));
   }
+  LS_ASSIGN_OR_RETURN(o.calibration, ParseCalibration(f.Get("calibration", "cached")));
   o.tls_cert_file = f.Get("tls-cert");
   o.tls_key_file = f.Get("tls-key");
   return o;
@@ -133,7 +135,8 @@ int Main(int argc, char** argv) {
       {"model", "model-name", "listen", "metrics-port", "http-port", "http-threads", "chat-template", "max-batch-size", "max-batched-tokens", "max-queue", "num-slots",
        "kv-cache-positions", "max-context", "threads", "dtype", "default-mode", "default-exit-layer",
        "default-speculations", "default-max-tokens", "speculation-batch-threshold", "tls-cert", "tls-key", "auth-token",
-       "auth-token-file", "drain-timeout", "workers", "stages", "cluster-token-file", "workers-tls-ca", "transport", "fail-after-steps", "fatal-linger", "restore-timeout"},
+       "auth-token-file", "drain-timeout", "workers", "stages", "cluster-token-file", "workers-tls-ca", "transport", "fail-after-steps", "fatal-linger", "restore-timeout",
+       "calibration"},
       /*booleans=*/{"metrics-tls"});
   auto fail = [](const absl::Status& s) {
     std::fprintf(stderr, "layerskip-coordinator: %s\n", std::string(s.message()).c_str());

@@ -131,7 +131,13 @@ ServiceMetrics::ServiceMetrics(const std::string& model_name) : registry_(model_
   aborted = r.AddCounter(p + "request_failed_total", "Requests failed by an engine error.");
   rejected = r.AddCounter(p + "request_rejected_total", "Requests rejected at submission (queue full, too large, draining).");
   autoregressive_fallback_steps =
-      r.AddCounter(p + "spec_decode_disabled_steps_total", "Sequence steps run without drafting because the batch was large.");
+      r.AddCounter(p + "spec_decode_disabled_steps_total",
+                   "Sequence steps run without drafting: the batch was large, or automatic speculation predicted no gain.");
+  draft_length = r.AddGauge(p + "spec_decode_draft_length",
+                            "Draft length d automatic speculation chose for the last batch (0: autoregressive).");
+  exit_layer = r.AddGauge(p + "spec_decode_exit_layer", "Exit layer E of the last automatic speculation choice.");
+  predicted_speedup = r.AddGauge(p + "spec_decode_predicted_speedup",
+                                 "Speedup over autoregressive the cost model predicted for the last automatic choice.");
 }
 
 void ServiceMetrics::AddAcceptedAtPosition(int position, double n) {

@@ -80,6 +80,8 @@ class ServiceMetrics {
   MetricsRegistry::Gauge *running, *waiting, *kv_usage;
   MetricsRegistry::Counter *prompt_tokens, *generation_tokens, *num_drafts, *num_draft_tokens, *num_accepted_tokens;
   MetricsRegistry::Counter *success_length, *success_stop, *cancelled, *aborted, *rejected, *autoregressive_fallback_steps;
+  // Automatic speculation (auto_speculations): the last batch's choice.
+  MetricsRegistry::Gauge *draft_length, *exit_layer, *predicted_speedup;
   // spec_decode_num_accepted_tokens_per_pos{position="i"}
   void AddAcceptedAtPosition(int position, double n);
 

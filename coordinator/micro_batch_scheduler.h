@@ -22,6 +22,7 @@ struct StepGroup {
   DecodeOptions options;
   std::vector<Request*> requests;
   bool speculation_off = false;  // self-speculative requests stepped autoregressively this round
+  int policy_exit_layer = 0;     // automatic speculation chose a round at this E (its accepts feed the policy)
 };
 
 class MicroBatchScheduler {

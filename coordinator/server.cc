@@ -9,6 +9,7 @@
 #include <grpcpp/health_check_service_interface.h>
 
 #include "absl/strings/str_cat.h"
+#include "engine/decode/cost_calibration.h"
 #include "engine/util/status.h"
 
 namespace layerskip::coordinator {
@@ -69,6 +70,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   const LlamaConfig& config = s->model_->weights->config;
   const int L = config.num_hidden_layers;
   if (s->options_.default_options.exit_layer == 0) s->options_.default_options.exit_layer = std::max(1, L / 2);
+  // The cost model behind auto_speculations, measured on this process's copy of the model (the pipeline's
+  // workers run the same shapes on the same kind of machine; --calibration off: the documented default).
+  CostModelRequest cost_request;
+  cost_request.calibration = o.calibration;
+  cost_request.model_id = std::filesystem::absolute(o.model_dir).string();
+  cost_request.probe_tokens = DefaultProbeTokens(s->model_->tokenizer.get(), config.vocab_size);
+  LS_ASSIGN_OR_RETURN(CostModel cost, ObtainCostModel(*s->model_->model, cost_request));
+  s->options_.default_options.cost = std::make_shared<const CostModel>(std::move(cost));
   LS_RETURN_IF_ERROR(ValidateDecodeOptions(s->options_.default_options, L));
   LS_ASSIGN_OR_RETURN(s->executor_, MakeExecutor(s->model_.get(), o.executor));
   std::string name = o.model_name;
@@ -107,7 +116,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   info.set_max_batch_size(o.engine.batch.max_batch_size);
   info.set_default_mode(ModeProto(d.options.mode));
   info.set_default_exit_layer(d.options.exit_layer);
-  info.set_default_speculations(d.options.speculation.adaptive ? -1 : d.options.speculation.speculations);
+  info.set_default_speculations(d.options.speculation.adaptive || d.options.auto_speculations
+                                    ? -1 : d.options.speculation.speculations);
   for (int id : d.eos_ids) info.add_eos_token_ids(id);
   info.set_dtype(o.load.type == WeightType::kBF16 ? "bf16" : "f32");
   info.set_speculation_batch_threshold(o.engine.batch.speculation_batch_threshold);

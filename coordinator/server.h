@@ -15,6 +15,7 @@
 #include "coordinator/engine_loop.h"
 #include "coordinator/executor_factory.h"
 #include "coordinator/inference_service.h"
+#include "engine/decode/cost_model_cache.h"
 #include "coordinator/metrics.h"
 #include "coordinator/http/http_server.h"
 #include "coordinator/http/openai_api.h"
@@ -37,6 +38,7 @@ struct ServerOptions {
   EngineLoopOptions engine;
   DecodeOptions default_options;
   int default_max_tokens = 64;
+  Calibration calibration = Calibration::kCached;  // the cost model behind auto_speculations
   std::string tls_cert_file, tls_key_file;  // both or neither
   std::string auth_token;
 };

@@ -82,10 +82,13 @@ absl::StatusOr<RequestSpec> ValidateGenerateRequest(const v1::GenerateRequest& q
       return Invalid("speculations", absl::StrCat("must be in [0, 64], got ", q.speculations()));
     o.speculation.speculations = q.speculations();
     o.speculation.adaptive = false;
+    o.auto_speculations = false;
   } else if (q.speculation_case() == v1::GenerateRequest::kAutoSpeculations) {
-    o.speculation.adaptive = q.auto_speculations();
-    if (o.speculation.adaptive && o.speculation.speculations < 1) o.speculation.speculations = 4;
+    o.auto_speculations = q.auto_speculations();
+    o.speculation.adaptive = false;
+    if (o.speculation.speculations < 1) o.speculation.speculations = 4;
   }
+  o.auto_exit_layer = false;  // the service's E is the request's or the default (the pipeline splits there)
   if (o.mode == DecodeMode::kAutoregressive) o.exit_layer = L;
   absl::Status s = ValidateDecodeOptions(o, L);
   if (!s.ok()) return absl::InvalidArgumentError(absl::StrCat("speculations: ", s.message()));

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs the main job on the model in the repo: the same prompt decoded
-# autoregressively and self-speculatively (identical greedy text), with the speculation statistics.
+# autoregressively and self-speculatively with the automatic choice of exit layer and draft length (identical
+# greedy text), its choice and its measured speedup, then the same through the service.
 #   launch/quickstart.sh [MODEL_DIR]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -24,20 +25,28 @@ print(repr(r["text"]))
 print(f"{r['stats']['generated_tokens']} tokens, {r['stats']['tokens_per_second']:.1f} tokens/s")
 PY
 echo
-echo "== self-speculative (exit layer $exit_layer, up to 4 drafts per round)"
-$bin generate --model "$model" --prompt "$prompt" --max-tokens 48 --mode self-speculative \
-  --exit-layer "$exit_layer" --speculations 4 --json > /tmp/layerskip_ss.json
+echo "== self-speculative, automatic: a cost model measured on this machine (cached in ~/.cache/layerskip) and the"
+echo "   acceptance seen so far choose the exit layer E and the draft length d before every step, and fall back to"
+echo "   autoregressive steps where speculation is predicted not to pay"
+$bin generate --model "$model" --prompt "$prompt" --max-tokens 48 --mode self-speculative --json > /tmp/layerskip_ss.json
 python3 - /tmp/layerskip_ar.json /tmp/layerskip_ss.json <<'PY'
 import json, sys
 ar, ss = (json.load(open(p)) for p in sys.argv[1:3])
-s = ss["stats"]["speculation"]
+s, p = ss["stats"]["speculation"], ss["stats"]["policy"]
 print(repr(ss["text"]))
-print(f"{ss['stats']['generated_tokens']} tokens, {ss['stats']['tokens_per_second']:.1f} tokens/s; "
-      f"{s['rounds']} rounds, {s['accepted']}/{s['drafted']} drafts accepted "
-      f"({100 * s['acceptance_rate']:.1f}%), {s['tokens_per_round']:.2f} tokens per round")
+steps = ", ".join(f"E={c['exit_layer']} d={c['speculations']}: {c['steps']}" if c["speculations"] else f"autoregressive: {c['steps']}"
+                  for c in p["choices"])
+print(f"chosen: mostly E={ss['exit_layer']} d={ss['speculations']} (steps per choice: {steps}); "
+      f"predicted speedup {p['predicted_speedup']:.2f}x; cost model {p['cost_model']}")
+print(f"{s['rounds']} rounds, {s['accepted']}/{s['drafted']} drafts accepted ({100 * s['acceptance_rate']:.1f}%)")
 print("identical to autoregressive:", ss["ids"] == ar["ids"])
 sys.exit(0 if ss["ids"] == ar["ids"] else 1)
 PY
+chosen=$(python3 -c "import json;print(json.load(open('/tmp/layerskip_ss.json'))['exit_layer'])")
+[ "$chosen" -ge 1 ] 2>/dev/null && exit_layer=$chosen
+echo "-- its speedup: autoregressive and automatic runs paired and interleaved on the same prompt (median of 5 pairs)"
+$bin bench --model "$model" --mode self-speculative --auto --no-static --repeats 5 --prompt-tokens 32 --decode-tokens 48 \
+  | grep -E "^(auto|autoregressive|load average)"
 
 echo
 echo "== service: a coordinator and 2 pipeline workers (launch/local-cluster.sh), one streamed request"
@@ -57,7 +66,7 @@ done
 grep -q "serving" "$cluster_log" || { echo "the cluster did not start"; cat "$cluster_log"; exit 1; }
 grep "local-cluster:" "$cluster_log"
 $bin client --server "127.0.0.1:$port" --prompt "$prompt" --max-tokens 48 --mode self-speculative \
-  --exit-layer "$exit_layer" --speculations 4
+  --exit-layer "$exit_layer" --speculations auto
 echo "-- speculation metrics (http://127.0.0.1:$metrics_port/metrics)"
 python3 - "$metrics_port" <<'PY'
 import sys, urllib.request

@@ -19,11 +19,58 @@ absl::Status ValidateDecodeOptions(const DecodeOptions& o, int num_layers) {
       return absl::OkStatus();
     case DecodeMode::kSelfSpeculative: {
       SpeculationConfig s = o.speculation;
-      s.exit_layer = o.exit_layer;
+      s.exit_layer = o.auto_exit_layer ? 1 : o.exit_layer;
+      if (o.automatic()) {
+        if (!o.cost || !o.cost->Valid() || o.cost->num_layers != num_layers)
+          return absl::InvalidArgumentError("automatic speculation needs a cost model of this model");
+        if (o.auto_speculations) s.speculations = 1;
+      }
       return ValidateSpeculation(s, num_layers);
     }
   }
   return absl::InvalidArgumentError("unknown decode mode");
+}
+
+SpeculationPolicy MakePolicy(const DecodeOptions& o) {
+  PolicyOptions p = o.policy;
+  p.exit_layer = o.auto_exit_layer ? 0 : o.exit_layer;
+  p.speculations = o.auto_speculations ? -1 : o.speculation.speculations;
+  return SpeculationPolicy(*o.cost, p);
+}
+
+absl::Status AutomaticStep(const Model& model, KvCache& cache, const std::vector<Sequence*>& seqs,
+                           const DecodeOptions& options, SpeculationPolicy& policy) {
+  int batch = 0;
+  for (const Sequence* s : seqs) batch += !s->finished();
+  if (batch == 0) return absl::OkStatus();
+  const SpeculationChoice choice = policy.Choose(batch);
+  std::vector<std::pair<int64_t, int64_t>> before;  // (drafted, accepted) per sequence
+  bool prefill = false;  // a prompt in the step: its time is not the decoding step the cost model predicts
+  for (const Sequence* s : seqs) {
+    before.emplace_back(s->stats().drafted, s->stats().accepted);
+    prefill |= !s->finished() && s->pending().size() > 1;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  if (choice.speculations == 0) {
+    LS_RETURN_IF_ERROR(AutoregressiveStep(model, cache, seqs, model.num_layers()));
+  } else {
+    SpeculationConfig spec = options.speculation;
+    spec.exit_layer = choice.exit_layer;
+    spec.speculations = choice.speculations;
+    spec.adaptive = false;
+    LS_RETURN_IF_ERROR(SelfSpeculativeRound(model, cache, seqs, spec));
+  }
+  if (!prefill)
+    policy.ObserveTime(choice.exit_layer, choice.speculations, batch,
+                       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  for (size_t j = 0; j < seqs.size(); ++j) {
+    SpecStats& st = seqs[j]->stats();
+    const int drafted = static_cast<int>(st.drafted - before[j].first);
+    const int accepted = static_cast<int>(st.accepted - before[j].second);
+    if (choice.speculations > 0) policy.Observe(choice.exit_layer, drafted, accepted);
+    st.RecordChoice(choice.speculations ? choice.exit_layer : 0, choice.speculations, choice.predicted_speedup);
+  }
+  return absl::OkStatus();
 }
 
 absl::Status DecodeStep(const Model& model, KvCache& cache, const std::vector<Sequence*>& seqs,
@@ -68,6 +115,8 @@ absl::StatusOr<std::vector<GenerateResult>> GenerateBatch(const Model& model, Kv
   for (Sequence& s : seqs) ptrs.push_back(&s);
 
   std::vector<GenerateResult> results(seqs.size());
+  std::unique_ptr<SpeculationPolicy> policy;  // automatic speculation: one policy for this batch
+  if (options.automatic()) policy = std::make_unique<SpeculationPolicy>(MakePolicy(options));
   auto now = [] { return std::chrono::steady_clock::now(); };
   bool first = true;
   for (;;) {
@@ -75,7 +124,8 @@ absl::StatusOr<std::vector<GenerateResult>> GenerateBatch(const Model& model, Kv
     for (const Sequence& s : seqs) any |= !s.finished();
     if (!any) break;
     const auto t0 = now();
-    LS_RETURN_IF_ERROR(DecodeStep(model, cache, ptrs, options));
+    if (policy) LS_RETURN_IF_ERROR(AutomaticStep(model, cache, ptrs, options, *policy));
+    else LS_RETURN_IF_ERROR(DecodeStep(model, cache, ptrs, options));
     const double dt = std::chrono::duration<double>(now() - t0).count();
     for (GenerateResult& r : results) (first ? r.prefill_seconds : r.decode_seconds) += dt;
     first = false;

@@ -36,6 +36,14 @@ void SpecStats::Count(int position, bool accepted_here) {
   }
 }
 
+std::pair<int, int> SpecStats::MostUsedChoice() const {
+  std::pair<int, int> best{0, 0};
+  int64_t most = 0;
+  for (const auto& [choice, steps] : steps_by_choice)
+    if (choice.second > 0 && steps > most) most = steps, best = choice;
+  return best;
+}
+
 Sequence::Sequence(int slot, std::vector<int> prompt, GenerationParams params)
     : slot_(slot), prompt_(std::move(prompt)), pending_(prompt_), params_(std::move(params)), rng_(params_.seed) {
   if (params_.max_tokens <= 0) finish_ = FinishReason::kLength;

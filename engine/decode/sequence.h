@@ -2,7 +2,9 @@
 // One sequence being generated: its prompt and output, sampling state, stop conditions and statistics.
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/util/rng.h"
@@ -38,6 +40,17 @@ struct SpecStats {
   // Tokens emitted per round (accepted drafts + the verifier's token).
   double tokens_per_round() const { return rounds ? static_cast<double>(accepted + rounds) / rounds : 0.0; }
   void Count(int position, bool accepted_here);
+
+  // Automatic speculation: steps per (E, d) chosen (d = 0, E = 0: an autoregressive step) and the
+  // predicted speedup of the last choice.
+  std::map<std::pair<int, int>, int64_t> steps_by_choice;
+  double predicted_speedup = 0.0;
+  void RecordChoice(int exit_layer, int d, double predicted) {
+    ++steps_by_choice[{exit_layer, d}];
+    predicted_speedup = predicted;
+  }
+  // The (E, d) of most speculative rounds ({0, 0} when every step was autoregressive).
+  std::pair<int, int> MostUsedChoice() const;
 };
 
 class Sequence {

@@ -55,7 +55,7 @@ absl::Status DraftAll(const Model& model, KvCache& cache, std::vector<DraftState
     }
     if (heads.empty()) continue;
     std::vector<float> logits(heads.size() * static_cast<size_t>(V));
-    LS_RETURN_IF_ERROR(model.ExitHead(h.data(), static_cast<int>(heads.size()), logits.data()));
+    LS_RETURN_IF_ERROR(model.DraftHead(h.data(), static_cast<int>(heads.size()), logits.data()));
     for (size_t j = 0; j < heads.size(); ++j) {
       DraftState& d = *heads[j];
       const float* l = logits.data() + j * V;

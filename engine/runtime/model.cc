@@ -1,5 +1,7 @@
 #include "engine/runtime/model.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <map>
 
@@ -79,6 +81,46 @@ absl::Status Model::ExitHead(const float* h, int n, float* logits) const {
   std::vector<float> normed(static_cast<size_t>(n) * hidden_size());
   cpu::RmsNorm(h, weights_->final_norm.data(), normed.data(), n, hidden_size(), config().rms_norm_eps);
   cpu::Matmul(normed.data(), n, *weights_->lm_head, logits, pool_);
+  return absl::OkStatus();
+}
+
+absl::Status Model::SetDraftVocabulary(std::vector<int> ids) {
+  if (ids.empty()) {
+    draft_ids_.clear();
+    draft_head_.reset();
+    return absl::OkStatus();
+  }
+  if (!weights_->lm_head) return absl::FailedPreconditionError("this model shard has no LM head for a draft vocabulary");
+  const Matrix& head = *weights_->lm_head;
+  std::vector<char> seen(vocab_size(), 0);
+  for (int id : ids) {
+    if (id < 0 || id >= vocab_size())
+      return absl::InvalidArgumentError(absl::StrCat("draft vocabulary id ", id, " is outside [0, ", vocab_size(), ")"));
+    if (seen[id]++) return absl::InvalidArgumentError(absl::StrCat("draft vocabulary id ", id, " is repeated"));
+  }
+  auto m = std::make_unique<Matrix>(head.type(), static_cast<int64_t>(ids.size()), head.cols());
+  const size_t row_bytes = head.bytes() / head.rows();
+  for (size_t i = 0; i < ids.size(); ++i)
+    std::memcpy(static_cast<char*>(m->data()) + i * row_bytes,
+                static_cast<const char*>(head.data()) + static_cast<size_t>(ids[i]) * row_bytes, row_bytes);
+  draft_ids_ = std::move(ids);
+  draft_head_ = std::move(m);
+  return absl::OkStatus();
+}
+
+absl::Status Model::DraftHead(const float* h, int n, float* logits) const {
+  if (!draft_head_) return ExitHead(h, n, logits);
+  if (weights_->final_norm.empty()) return absl::FailedPreconditionError("this model shard has no final norm");
+  const int D = hidden_size(), K = static_cast<int>(draft_ids_.size());
+  const int64_t V = vocab_size();
+  std::vector<float> normed(static_cast<size_t>(n) * D), sub(static_cast<size_t>(n) * K);
+  cpu::RmsNorm(h, weights_->final_norm.data(), normed.data(), n, D, config().rms_norm_eps);
+  cpu::Matmul(normed.data(), n, *draft_head_, sub.data(), pool_);  // sub: [n, K]
+  for (int i = 0; i < n; ++i) {
+    float* row = logits + static_cast<size_t>(i) * V;
+    std::fill(row, row + V, -INFINITY);
+    for (int j = 0; j < K; ++j) row[draft_ids_[j]] = sub[static_cast<size_t>(i) * K + j];
+  }
   return absl::OkStatus();
 }
 

@@ -38,12 +38,24 @@ class Model {
   // The exit head: logits[n, V] = lm_head(final_norm(h[n, D])). After layer E-1 this is early exit at E.
   absl::Status ExitHead(const float* h, int n, float* logits) const;
 
+  // The draft head: the exit head over a subset of the vocabulary (those rows of the LM head), writing
+  // logits[n, V] with -inf outside the subset; the full exit head when no subset is set. Drafting uses it;
+  // verification always uses ExitHead, so decoding stays lossless whatever the subset.
+  absl::Status DraftHead(const float* h, int n, float* logits) const;
+  // Restricts the draft head to `ids` (distinct, in [0, V); empty: the full head). Copies those LM-head
+  // rows. Not thread-safe: call before decoding starts.
+  absl::Status SetDraftVocabulary(std::vector<int> ids);
+  int draft_vocab_size() const { return draft_head_ ? static_cast<int>(draft_ids_.size()) : vocab_size(); }
+  const std::vector<int>& draft_vocabulary() const { return draft_ids_; }
+
  private:
   void Layer(int l, const TokenBatch& batch, float* x, KvCache* cache) const;
 
   std::shared_ptr<const ModelWeights> weights_;
   cpu::RopeTable rope_;
   ThreadPool* pool_;
+  std::vector<int> draft_ids_;            // the draft head's vocabulary subset (empty: the full head)
+  std::unique_ptr<Matrix> draft_head_;    // [K, D]: those rows of the LM head
 };
 
 }  // namespace layerskip

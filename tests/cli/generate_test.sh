@@ -9,6 +9,7 @@ src="$2"
 model="$src/models/tiny-random"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+export LAYERSKIP_CACHE_DIR="$tmp/cache"  # the cost model's calibration cache
 failures=0
 passed=0
 
@@ -41,6 +42,29 @@ for spec in "1 1" "2 4" "3 8" "2 auto"; do
     json_field "$tmp/ss.json" "[\"stats\"][\"speculation\"][\"$key\"]" >/dev/null 2>&1 && ok || fail "missing speculation stat $key"
   done
 done
+# Automatic speculation (E and d chosen by the cost model, autoregressive steps where it predicts no gain)
+# and the draft head's vocabulary subset: the same greedy ids; the JSON says what was chosen.
+for extra in "" "--exit-layer auto --speculations auto" "--calibration off" "--draft-vocab 64" \
+             "--exit-layer 2 --speculations 3 --draft-vocab 64" "--calibration fresh --max-speculations 3"; do
+  "$bin" generate --model "$model" --prompt "def main():" --max-tokens 24 --mode self-speculative $extra --json \
+    >"$tmp/auto.json" || { fail "generate self-speculative $extra"; continue; }
+  [ "$(json_field "$tmp/auto.json" '["ids"]')" = "$ar_ids" ] && ok || fail "self-speculative $extra: ids differ from autoregressive"
+done
+"$bin" generate --model "$model" --prompt "def main():" --max-tokens 24 --mode self-speculative --json >"$tmp/auto.json"
+python3 - "$tmp/auto.json" <<'PY' && ok || fail "automatic speculation's JSON (exit_layer, speculations, stats.policy)"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["exit_layer_requested"] == "auto" and r["speculations_requested"] == "auto", r
+assert isinstance(r["exit_layer"], int) and isinstance(r["speculations"], int), r
+p = r["stats"]["policy"]
+assert sum(c["steps"] for c in p["choices"]) >= 1 and p["cost_model"], p
+assert r["speculations"] == 0 or 1 <= r["exit_layer"] < 4, r
+PY
+ls "$LAYERSKIP_CACHE_DIR"/cost-*.json >/dev/null 2>&1 && ok || fail "no calibration cached under LAYERSKIP_CACHE_DIR"
+"$bin" bench --model "$model" --mode self-speculative --exit-layers 2-2 --speculations 2 --repeats 2 --auto \
+  --decode-tokens 8 --prompt-tokens 8 >"$tmp/bench" 2>/dev/null \
+  && grep -q "predicted" "$tmp/bench" && grep -q "load average" "$tmp/bench" && grep -q "^auto:" "$tmp/bench" && ok \
+  || fail "bench --mode self-speculative --auto: $(cat "$tmp/bench")"
 "$bin" generate --model "$model" --prompt-ids 998,315,544 --max-tokens 5 --mode early-exit --exit-layer 2 --json >"$tmp/ee.json" \
   && [ "$(json_field "$tmp/ee.json" '["prompt_ids"]')" = "[998, 315, 544]" ] && ok || fail "early-exit with --prompt-ids"
 # Sampling with a seed is reproducible.
@@ -90,6 +114,12 @@ expect_error "context" "$bin" generate --model "$model" --prompt-ids 1,2,3,4,5,6
 expect_error "exit_layer" "$bin" generate --model "$model" --prompt-ids 1 --mode self-speculative --exit-layer 4
 expect_error "exit_layer" "$bin" generate --model "$model" --prompt-ids 1 --mode self-speculative --exit-layer 0
 expect_error "--mode" "$bin" generate --model "$model" --prompt-ids 1 --mode fast
+expect_error "--calibration" "$bin" generate --model "$model" --prompt-ids 1 --mode self-speculative --calibration sometimes
+expect_error "--draft-vocab" "$bin" generate --model "$model" --prompt-ids 1 --mode self-speculative --draft-vocab 99999
+expect_error "--max-speculations" "$bin" generate --model "$model" --prompt-ids 1 --mode self-speculative --max-speculations 0
+expect_error "--draft-vocab-corpus" "$bin" generate --model "$model" --prompt-ids 1 --mode self-speculative --draft-vocab 64 \
+  --draft-vocab-corpus "$tmp/missing.txt"
+expect_error "--exit-layer" "$bin" generate --model "$model" --prompt-ids 1 --mode early-exit
 expect_error "--top-p" "$bin" generate --model "$model" --prompt-ids 1 --top-p 1.5
 expect_error "--temperature" "$bin" generate --model "$model" --prompt-ids 1 --temperature -1
 expect_error "--max-tokens" "$bin" generate --model "$model" --prompt-ids 1 --max-tokens 0

@@ -302,6 +302,30 @@ TEST_F(CoordinatorTest, CompleteTokenizeModelInfoHealthAndMetrics) {
   EXPECT_EQ(server_->HttpGet("/nope").first, 404);
 }
 
+// auto_speculations: the server's cost-model policy picks d per batch (or autoregressive steps); greedy output
+// is the autoregressive one, the summary says what was used, the gauges show the last choice.
+TEST_F(CoordinatorTest, AutoSpeculationsReportTheChoice) {
+  auto stub = server_->Stub();
+  v1::GenerateRequest q = TextRequest("class A:", 24);
+  q.set_mode(v1::DECODE_MODE_SELF_SPECULATIVE);
+  q.set_exit_layer(2);
+  q.set_auto_speculations(true);
+  const Streamed got = Generate(*stub, q);
+  ASSERT_TRUE(got.status.ok()) << got.status.error_message();
+  EXPECT_EQ(got.ids, CliGenerate("--prompt 'class A:' --max-tokens 24")["ids"].get<std::vector<int>>());
+  const v1::GenerationSummary& s = got.summary;
+  EXPECT_EQ(s.exit_layer(), 2);
+  EXPECT_GE(s.speculations(), 0);
+  EXPECT_LE(s.speculations(), 8);
+  EXPECT_GT(s.predicted_speedup(), 0.0);
+  // Every step was either a round or an autoregressive step the policy chose.
+  EXPECT_GT(s.speculation().rounds() + s.speculation().autoregressive_steps(), 0);
+  if (s.speculations() == 0) EXPECT_GT(s.speculation().autoregressive_steps(), 0);
+  const std::string metrics = server_->HttpGet("/metrics").second;
+  for (const char* name : {"spec_decode_draft_length", "spec_decode_exit_layer", "spec_decode_predicted_speedup"})
+    EXPECT_NE(metrics.find(std::string("layerskip:") + name + "{model_name=\"tiny-random\"}"), std::string::npos) << name;
+}
+
 // One long stream holding the only slot; one waiting; the next is refused.
 TEST(CoordinatorQueueTest, FullQueueIsResourceExhausted) {
   CoordinatorProcess server({"--model", kModel, "--threads", "1", "--max-batch-size", "1", "--num-slots", "1",

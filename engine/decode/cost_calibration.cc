@@ -1,0 +1,194 @@
+#include "engine/decode/cost_calibration.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "engine/runtime/kv_cache.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "engine/util/rng.h"
+#include "engine/util/status.h"
+#include "kernels/sampling.h"
+
+namespace layerskip {
+namespace {
+
+double Now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Times one call of f (an absl::Status-returning callable).
+template <class F>
+absl::StatusOr<double> TimeOnce(F f) {
+  const double t0 = Now();
+  LS_RETURN_IF_ERROR(f());
+  return Now() - t0;
+}
+
+// Measures f(n) at a few row counts n in [1, R] (all of them when one call is cheap, else 1, 2, 4, 8, 16),
+// interpolates linearly in between, and makes the result non-decreasing in n (more rows never cost less).
+// The row counts are measured round-robin, several rounds, keeping each one's median: round-robin keeps a
+// bad moment from skewing one row count only, and the median (not the minimum) keeps what is systematic on a
+// loaded machine, such as waking a descheduled worker thread for every multi-row product, which decoding
+// pays too. `share`: the budget.
+template <class F>
+absl::StatusOr<std::vector<double>> MeasureRows(F f, double share) {
+  const int R = CostModel::kMaxRows;
+  LS_ASSIGN_OR_RETURN(double t1, TimeOnce([&] { return f(1); }));  // warm-up
+  LS_ASSIGN_OR_RETURN(t1, TimeOnce([&] { return f(1); }));
+  std::vector<int> points;
+  if (t1 * R * 3 * 2 <= share) {
+    for (int n = 1; n <= R; ++n) points.push_back(n);
+  } else {
+    points = {1, 2, 4, 8, 16};
+  }
+  // A pass of n rows costs at most about n single-row passes; budget for twice the one-row time per point.
+  const int rounds = std::clamp(static_cast<int>(share / (points.size() * std::max(t1, 1e-7) * 2)), 1, 25);
+  std::vector<std::vector<double>> times(R + 1);
+  for (int r = 0; r < rounds; ++r)
+    for (int n : points) {
+      LS_ASSIGN_OR_RETURN(double t, TimeOnce([&] { return f(n); }));
+      times[n].push_back(t);
+    }
+  std::vector<double> at(R + 1, 0.0);
+  for (int n : points) {
+    std::sort(times[n].begin(), times[n].end());
+    at[n] = times[n][times[n].size() / 2];
+  }
+  std::vector<double> out(R);
+  for (size_t i = 0; i + 1 < points.size(); ++i) {
+    const int a = points[i], b = points[i + 1];
+    for (int n = a; n <= b; ++n) out[n - 1] = at[a] + (at[b] - at[a]) * (n - a) / (b - a);
+  }
+  for (int n = 1; n < R; ++n) out[n] = std::max(out[n], out[n - 1]);
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<CostModel> CalibrateCostModel(const Model& model, const CalibrationOptions& o) {
+  const ModelWeights& w = model.weights();
+  const int L = model.num_layers(), D = model.hidden_size(), V = model.vocab_size(), R = CostModel::kMaxRows;
+  if (w.first_layer != 0 || w.end_layer != L || !w.embed || !w.lm_head)
+    return absl::FailedPreconditionError("calibration needs the whole model (every layer, the embedding and the head)");
+  if (o.probe_tokens.size() < 2) return absl::InvalidArgumentError("calibration needs a probe text of >= 2 tokens");
+  for (int id : o.probe_tokens)
+    if (id < 0 || id >= V) return absl::InvalidArgumentError(absl::StrCat("calibration probe id ", id, " is outside the vocabulary"));
+  const int max_probe = 64;
+  const int ctx = std::min(32, model.max_positions() / 4);
+  const int capacity = std::min(model.max_positions(), ctx + std::max(R, max_probe) + 1);
+  if (capacity < ctx + R + 1) return absl::FailedPreconditionError("the model's context is too short to calibrate");
+  KvCache cache(model.config(), 0, L, 1, capacity);
+  auto ids = [&](int n, int first) {
+    std::vector<int> v(n);
+    for (int i = 0; i < n; ++i) v[i] = o.probe_tokens[(first + i) % o.probe_tokens.size()];
+    return v;
+  };
+  auto batch_at = [](int n, int first) {
+    TokenBatch b;
+    for (int i = 0; i < n; ++i) b.Add(0, first + i);
+    return b;
+  };
+  // A context of `ctx` cached positions, as decoding has.
+  std::vector<float> x(static_cast<size_t>(std::max(ctx, R)) * D);
+  LS_RETURN_IF_ERROR(model.Embed(ids(ctx, 0), x.data()));
+  LS_RETURN_IF_ERROR(model.Forward(0, L, batch_at(ctx, 0), x.data(), &cache));
+  std::vector<float> hidden(x.begin(), x.begin() + static_cast<size_t>(std::min(ctx, R)) * D);
+  hidden.resize(static_cast<size_t>(R) * D);
+  for (int i = ctx; i < R; ++i) std::copy_n(hidden.begin(), D, hidden.begin() + static_cast<size_t>(i) * D);
+  std::vector<float> x0(static_cast<size_t>(R) * D), logits(static_cast<size_t>(std::max(R, max_probe)) * V);
+  LS_RETURN_IF_ERROR(model.Embed(ids(R, ctx), x0.data()));
+
+  CostModel c;
+  c.num_layers = L;
+  c.source = "measured";
+  const double budget = std::max(0.05, o.budget_seconds);
+  // One pass over every layer (so large models read their weights from memory, as decoding does), per layer.
+  auto layers = [&](int n) -> absl::Status {
+    std::copy_n(x0.begin(), static_cast<size_t>(n) * D, x.begin());
+    absl::Status s = model.Forward(0, L, batch_at(n, ctx), x.data(), &cache);
+    cache.Truncate(0, ctx);
+    return s;
+  };
+  LS_ASSIGN_OR_RETURN(c.layer_seconds, MeasureRows(layers, 0.4 * budget));
+  for (double& t : c.layer_seconds) t /= L;
+  LS_ASSIGN_OR_RETURN(c.head_seconds, MeasureRows([&](int n) { return model.ExitHead(hidden.data(), n, logits.data()); },
+                                                  0.15 * budget));
+  if (model.draft_vocab_size() < V) {
+    LS_ASSIGN_OR_RETURN(c.draft_head_seconds,
+                        MeasureRows([&](int n) { return model.DraftHead(hidden.data(), n, logits.data()); }, 0.1 * budget));
+  } else {
+    c.draft_head_seconds = c.head_seconds;
+  }
+
+  // Acceptance prior: T probe tokens through the layers one at a time; the draft head after each layer
+  // against the full model's greedy token at the end. T shrinks so that this stays within the budget.
+  int T = std::min<int>(max_probe, o.probe_tokens.size());
+  auto cost = [&](int t) { return L * c.Layer(t) + (L - 1) * c.DraftHead(t) + c.Head(t); };
+  while (T > 8 && cost(T) > 0.35 * budget) T = std::max(8, T / 2);
+  cache.Reset(0);
+  std::vector<float> h(static_cast<size_t>(T) * D);
+  LS_RETURN_IF_ERROR(model.Embed(ids(T, 0), h.data()));
+  std::vector<std::vector<int>> guess(L + 1, std::vector<int>(T));
+  const TokenBatch all = batch_at(T, 0);
+  for (int l = 0; l < L; ++l) {
+    LS_RETURN_IF_ERROR(model.Forward(l, l + 1, all, h.data(), &cache));
+    if (l + 1 < L) LS_RETURN_IF_ERROR(model.DraftHead(h.data(), T, logits.data()));
+    else LS_RETURN_IF_ERROR(model.ExitHead(h.data(), T, logits.data()));
+    for (int i = 0; i < T; ++i) guess[l + 1][i] = cpu::Argmax(logits.data() + static_cast<size_t>(i) * V, V);
+  }
+  c.prior_acceptance.assign(L + 1, 0.0);
+  for (int e = 1; e < L; ++e) {
+    int agree = 0;
+    for (int i = 0; i < T; ++i) agree += guess[e][i] == guess[L][i];
+    c.prior_acceptance[e] = static_cast<double>(agree) / T;
+  }
+  c.prior_acceptance[L] = 1.0;
+  return c;
+}
+
+CostModel DefaultCostModel(const Model& model) {
+  const ModelWeights& w = model.weights();
+  const int L = model.num_layers(), R = CostModel::kMaxRows;
+  const double bandwidth = 20e9;
+  double layer_bytes = 0;
+  if (!w.layers.empty()) {
+    const LayerWeights& l = w.layers.front();
+    for (const auto* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) layer_bytes += (*m)->bytes();
+  }
+  const double head_bytes = w.lm_head ? static_cast<double>(w.lm_head->bytes()) : layer_bytes;
+  const double draft_bytes = head_bytes * model.draft_vocab_size() / std::max(1, model.vocab_size());
+  CostModel c;
+  c.num_layers = L;
+  c.source = "default";
+  for (int n = 1; n <= R; ++n) {
+    const double rows = 1.0 + 0.1 * (n - 1);
+    c.layer_seconds.push_back(std::max(1.0, layer_bytes) / bandwidth * rows);
+    c.head_seconds.push_back(std::max(1.0, head_bytes) / bandwidth * rows);
+    c.draft_head_seconds.push_back(std::max(1.0, draft_bytes) / bandwidth * rows);
+  }
+  c.prior_acceptance.assign(L + 1, 0.0);
+  for (int e = 1; e <= L; ++e) c.prior_acceptance[e] = static_cast<double>(e) / L;
+  return c;
+}
+
+std::vector<int> DefaultProbeTokens(const Tokenizer* tokenizer, int vocab_size) {
+  static const char kText[] =
+      "import os\n\n\ndef read_lines(path):\n    \"\"\"Return the lines of a text file.\"\"\"\n"
+      "    with open(path) as f:\n        return [line.rstrip() for line in f]\n\n\n"
+      "class Counter:\n    def __init__(self):\n        self.counts = {}\n\n    def add(self, key):\n"
+      "        self.counts[key] = self.counts.get(key, 0) + 1\n        return self.counts[key]\n";
+  std::vector<int> ids;
+  if (tokenizer) ids = tokenizer->Encode(kText, /*add_special_tokens=*/true);
+  for (int& id : ids)
+    if (id < 0 || id >= vocab_size) id = 0;
+  if (ids.size() < 2) {
+    Rng rng(7);
+    ids.clear();
+    for (int i = 0; i < 64; ++i) ids.push_back(static_cast<int>(rng.Next() % vocab_size));
+  }
+  return ids;
+}
+
+}  // namespace layerskip
