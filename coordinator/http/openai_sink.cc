@@ -33,7 +33,11 @@ json LayerSkipSummary(const RequestSummary& s) {
                         {"drafted", s.spec.drafted},
                         {"accepted", s.spec.accepted},
                         {"acceptance_rate", s.spec.acceptance_rate()},
-                        {"tokens_per_round", s.spec.tokens_per_round()}};
+                        {"tokens_per_round", s.spec.tokens_per_round()},
+                        {"autoregressive_steps", s.autoregressive_steps}};
+    // The draft length used (the automatic policy's most used choice), as in gRPC's GenerationSummary.
+    j["speculations"] = s.options.auto_speculations ? s.spec.MostUsedChoice().second : s.options.speculation.speculations;
+    if (s.options.auto_speculations) j["predicted_speedup"] = s.spec.predicted_speedup;
   }
   return j;
 }
