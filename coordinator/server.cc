@@ -1,6 +1,7 @@
 #include "coordinator/server.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -122,12 +123,17 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
     }
     s->metrics_port_ = *port;
   }
-  s->SetServing(true);
+  // A pipeline is wired in the background: NOT_SERVING until then (the engine loop flips it).
+  s->SetServing(!s->loop_->degraded() && s->executor_->Liveness().ok());
   return s;
 }
 
 void Server::SetServing(bool serving) {
-  serving_ = serving;
+  // Transitions are logged: operators (and launch/local-cluster.sh) watch for "health SERVING".
+  if (serving_.exchange(serving) != serving || !logged_) {
+    logged_ = true;
+    std::fprintf(stderr, "layerskip-coordinator: health %s\n", serving ? "SERVING" : "NOT_SERVING");
+  }
   if (!grpc_) return;
   grpc::HealthCheckServiceInterface* health = grpc_->GetHealthCheckService();
   if (!health) return;

@@ -65,6 +65,7 @@ class Server {
   std::unique_ptr<grpc::Server> grpc_;
   std::unique_ptr<MetricsHttpServer> http_;
   std::atomic<bool> serving_{false};
+  std::atomic<bool> logged_{false};  // the first SetServing logs even without a change
   std::function<void(const absl::Status&)> on_fatal_;
   int port_ = 0, metrics_port_ = -1;
   bool shut_down_ = false;

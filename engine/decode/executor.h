@@ -36,6 +36,9 @@ class Executor {
   // OK when every part can serve. After a Step failed with UNAVAILABLE (a remote stage died), probing may
   // restore the part (a restarted worker reloads its shard); the caches of all sequences are then gone.
   virtual absl::Status Health() { return absl::OkStatus(); }
+  // Cheap (no I/O), called every loop round: UNAVAILABLE when a part is known not to serve (a remote stage
+  // missed its heartbeats, or is not wired yet); the caller then treats it like a Step's UNAVAILABLE.
+  virtual absl::Status Liveness() { return absl::OkStatus(); }
 
  private:
   uint64_t next_step_ = 1;

@@ -373,6 +373,7 @@ TEST(Pipeline, UnreachableWorkerIsNamed) {
   auto o = ClusterOptions(kTiny, "0-1,2-3", workers);
   o.workers.push_back("127.0.0.1:1");  // nothing listens there
   o.connect_timeout = absl::Seconds(1);
+  o.workers_wait = absl::Seconds(1);  // a few attempts with backoff, then give up
   auto e = PipelineExecutor::Create(o);
   ASSERT_FALSE(e.ok());
   EXPECT_EQ(e.status().code(), absl::StatusCode::kUnavailable) << e.status();
