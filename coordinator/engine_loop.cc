@@ -165,8 +165,11 @@ void EngineLoop::Degrade(const absl::Status& status) {
       executor_->Release(r->seq->slot());
       r->seq->ForgetCache();
     }
-    std::fprintf(stderr, "layerskip-coordinator: %s; %zu running requests wait up to %.0f s for it\n",
-                 std::string(status.message()).c_str(), running_.size(), Seconds(options_.restore_timeout));
+    if (running_.empty())
+      std::fprintf(stderr, "layerskip-coordinator: %s\n", std::string(status.message()).c_str());
+    else
+      std::fprintf(stderr, "layerskip-coordinator: %s; %zu running requests wait up to %.0f s for it\n",
+                   std::string(status.message()).c_str(), running_.size(), Seconds(options_.restore_timeout));
   } else {
     FailRunningLocked(absl::UnavailableError(absl::StrCat("the engine lost a stage: ", status.message())));
   }
