@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs dependencies, builds, and runs every test through ctest (unit, cli, and the fuzzers when clang exists).
+# Installs dependencies, builds, and runs every test through ctest (unit, cli, and, when clang exists, the
+# fuzzers and the service and pipeline tests under ASan + UBSan and under TSan).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 launch/install-deps.sh --python  # the Python tests (train/) need torch and transformers
@@ -14,5 +15,31 @@ if command -v clang++ >/dev/null; then
     -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ >/dev/null
   cmake --build build/fuzz -j "$jobs"
   (cd build/fuzz && ctest --output-on-failure --timeout 300) || status=1
+
+  # Sanitizers: the processes and threads of the service and pipeline tests under ASan + UBSan (with the
+  # Worker service fuzzer) and under TSan, each a clang build of just those targets. Every report is
+  # written under REPORTS (log_path) and fails the run, even one from a child process the tests kill.
+  targets=(layerskip-coordinator layerskip-worker layerskip service_coordinator_test service_cluster_test
+           pipeline_pipeline_executor_test pipeline_step_deadline_test)
+  for san in address thread; do
+    dir="build/sanitize-$san"
+    cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Sanitize -DLAYERSKIP_SANITIZE="$san" -DLAYERSKIP_CUDA=OFF \
+      -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ >/dev/null
+    extra=()
+    [[ "$san" == address ]] && extra=(worker_service_fuzz)
+    cmake --build "$dir" -j "$jobs" --target "${targets[@]}" "${extra[@]}"
+    reports="$PWD/$dir/reports"
+    rm -rf "$reports" && mkdir -p "$reports"
+    labels="service|pipeline"
+    [[ "$san" == address ]] && labels="service|pipeline|fuzz"
+    (cd "$dir" && \
+      ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:log_path=$reports/asan" \
+      UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$reports/ubsan" \
+      TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:log_path=$reports/tsan" \
+      ctest -L "$labels" --output-on-failure -j "$jobs" --timeout 600) || status=1
+    if compgen -G "$reports/*" >/dev/null; then
+      echo "sanitizer reports ($san):"; cat "$reports"/*; status=1
+    fi
+  done
 fi
 exit $status
