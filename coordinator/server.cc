@@ -63,6 +63,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   Server* raw = s.get();
   s->loop_->SetFatalHandler([raw](const absl::Status& st) {
     raw->SetServing(false);
+    std::lock_guard<std::mutex> l(raw->fatal_mu_);
+    raw->fatal_ = st;
     if (raw->on_fatal_) raw->on_fatal_(st);
   });
   s->loop_->SetHealthHandler([raw](bool serving) { raw->SetServing(serving); });
@@ -126,6 +128,12 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   // A pipeline is wired in the background: NOT_SERVING until then (the engine loop flips it).
   s->SetServing(!s->loop_->degraded() && s->executor_->Liveness().ok());
   return s;
+}
+
+void Server::SetFatalHandler(std::function<void(const absl::Status&)> f) {
+  std::lock_guard<std::mutex> l(fatal_mu_);
+  on_fatal_ = std::move(f);
+  if (fatal_ && on_fatal_) on_fatal_(*fatal_);
 }
 
 void Server::SetServing(bool serving) {

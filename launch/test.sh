@@ -21,6 +21,7 @@ if command -v clang++ >/dev/null; then
   # written under REPORTS (log_path) and fails the run, even one from a child process the tests kill.
   targets=(layerskip-coordinator layerskip-worker layerskip service_coordinator_test service_cluster_test
            pipeline_pipeline_executor_test pipeline_step_deadline_test)
+  tsan_supp="$PWD/tests/sanitizers/tsan.supp"
   for san in address thread; do
     dir="build/sanitize-$san"
     cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Sanitize -DLAYERSKIP_SANITIZE="$san" -DLAYERSKIP_CUDA=OFF \
@@ -35,7 +36,7 @@ if command -v clang++ >/dev/null; then
     (cd "$dir" && \
       ASAN_OPTIONS="halt_on_error=1:detect_leaks=1:log_path=$reports/asan" \
       UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:log_path=$reports/ubsan" \
-      TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:log_path=$reports/tsan" \
+      TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:report_atomic_races=0:log_path=$reports/tsan:suppressions=$tsan_supp" \
       ctest -L "$labels" --output-on-failure -j "$jobs" --timeout 600) || status=1
     if compgen -G "$reports/*" >/dev/null; then
       echo "sanitizer reports ($san):"; cat "$reports"/*; status=1
