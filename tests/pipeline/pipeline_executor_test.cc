@@ -88,6 +88,7 @@ PipelineOptions ClusterOptions(const std::string& model, const std::string& stag
   o.micro_batches = 2;
   o.connect_timeout = absl::Seconds(5);
   o.rpc_timeout = absl::Seconds(30);
+  o.workers_wait = absl::Seconds(30);  // a worker that does not come up fails the test, not its timeout
   return o;
 }
 
