@@ -5,6 +5,8 @@
 //   layerskip-loadgen --server HOST:PORT [--concurrency 1,4,16,64] [--requests-per-stream 4] [--max-tokens 64]
 //                     [--prompt-tokens 16] [--mode autoregressive|self-speculative] [--exit-layer E]
 //                     [--speculations D|auto] [--auth-token T | --auth-token-file F] [--tls-ca PEM]
+//   soak (bench/soak.sh): --duration SECONDS [--concurrency N] [--cancel-fraction F] [--deadline-fraction F]
+//                     [--hang-seconds S]: random cancels and deadlines, outcomes by status code (soak_load.h)
 #include <algorithm>
 #include <atomic>
 #include <cctype>
@@ -21,6 +23,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "bench/soak_load.h"
 #include "cli/flags.h"
 #include "cli/token_file.h"
 #include "layerskip/v1/inference.grpc.pb.h"
@@ -127,7 +130,9 @@ void Usage() {
       "  --prompt-tokens N             random prompt ids per request (default 16)\n"
       "  --mode autoregressive|self-speculative  --exit-layer E  --speculations D|auto\n"
       "  --auth-token T | --auth-token-file F   sent as `authorization: Bearer T`\n"
-      "  --tls-ca PEM                  TLS, trusting these roots\n");
+      "  --tls-ca PEM                  TLS, trusting these roots\n"
+      "soak mode (bench/soak.sh): --duration SECONDS [--concurrency N] [--cancel-fraction F]\n"
+      "  [--deadline-fraction F] [--hang-seconds S]: random cancels and deadlines, outcomes by status code\n");
 }
 
 int Main(int argc, char** argv) {
@@ -138,7 +143,8 @@ int Main(int argc, char** argv) {
     }
   auto flags = Flags::Parse(argc, argv, 1,
                             {"server", "concurrency", "requests-per-stream", "max-tokens", "prompt-tokens", "mode",
-                             "exit-layer", "speculations", "auth-token", "auth-token-file", "tls-ca"});
+                             "exit-layer", "speculations", "auth-token", "auth-token-file", "tls-ca", "duration",
+                             "cancel-fraction", "deadline-fraction", "hang-seconds"});
   auto fail = [](const std::string& m) {
     std::fprintf(stderr, "layerskip-loadgen: %s\n", m.c_str());
     return 1;
@@ -196,6 +202,27 @@ int Main(int argc, char** argv) {
     return fail("--mode: unknown mode '" + mode + "'");
   }
 
+  if (flags->Has("duration")) {
+    layerskip::bench::SoakOptions so;
+    so.server = server;
+    so.credentials = creds;
+    so.auth_token = token;
+    so.concurrency = levels->empty() ? 8 : levels->front();
+    so.max_tokens = static_cast<int>(*max_tokens);
+    so.prompt_tokens = static_cast<int>(*prompt_tokens);
+    so.vocab = info.vocab_size();
+    auto seconds = flags->GetDouble("duration", 60);
+    auto cancel = flags->GetDouble("cancel-fraction", 0.1);
+    auto deadline = flags->GetDouble("deadline-fraction", 0.1);
+    auto hang = flags->GetDouble("hang-seconds", 120);
+    if (!seconds.ok() || !cancel.ok() || !deadline.ok() || !hang.ok()) return fail("bad numeric flag");
+    so.seconds = *seconds;
+    so.cancel_fraction = *cancel;
+    so.deadline_fraction = *deadline;
+    so.hang_seconds = *hang;
+    if (so.max_tokens < 1 || so.prompt_tokens < 1 || so.concurrency < 1) return fail("--max-tokens, --prompt-tokens, --concurrency must be >= 1");
+    return layerskip::bench::RunSoak(so, base);
+  }
   std::printf("model %s (%d layers), mode %s, %lld prompt + %lld generated tokens per request, %lld requests per stream\n",
               info.model_name().c_str(), info.num_layers(), mode.c_str(), static_cast<long long>(*prompt_tokens),
               static_cast<long long>(*max_tokens), static_cast<long long>(*per_stream));

@@ -3,6 +3,7 @@
 #include <map>
 
 #include "cli/commands.h"
+#include "engine/model/checkpoint_limits.h"
 #include "engine/model/config.h"
 #include "engine/model/safetensors.h"
 #include "engine/util/status.h"
@@ -15,6 +16,8 @@ absl::Status Inspect(const Flags& flags) {
   const std::string dir = flags.Get("model");
   LS_ASSIGN_OR_RETURN(LlamaConfig c, LoadLlamaConfig(dir));
   LS_ASSIGN_OR_RETURN(auto files, CheckpointFiles::Open(dir));
+  // config.json must describe the tensors present (layer count, shapes) before its numbers are reported.
+  LS_RETURN_IF_ERROR(CheckCheckpointTensors(dir, c, *files, LoadOptions{}, 0, c.num_hidden_layers));
   int64_t params = 0;
   size_t bytes = 0;
   std::map<std::string, int64_t> per_dtype;

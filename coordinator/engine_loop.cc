@@ -44,10 +44,12 @@ void EngineLoop::Stop() {
 absl::Status EngineLoop::Submit(std::shared_ptr<Request> request) {
   const int64_t need = capacity_.Need(static_cast<int>(request->spec.prompt.size()), request->spec.params.max_tokens);
   absl::Status status = capacity_.CheckCanEverFit(need);
+  const absl::Status live = executor_->Liveness();  // e.g. not wired yet: refuse before the loop notices
   {
     std::lock_guard<std::mutex> l(mu_);
     if (failed_) status = absl::UnavailableError("the engine has failed");
     else if (degraded_) status = absl::UnavailableError("a pipeline stage is down; retry when health is SERVING");
+    else if (!live.ok()) status = absl::UnavailableError(absl::StrCat(live.message(), "; retry when health is SERVING"));
     else if (!accepting_) status = absl::UnavailableError("the server is shutting down");
     if (status.ok()) {
       request->id = next_id_++;
@@ -110,9 +112,18 @@ void EngineLoop::Run() {
         return capacity_.free_slots() > 0 || waiting_.front()->cancelled.load();
       });
       if (stop_) break;
+      if (!degraded_) {
+        // A stage that stopped answering heartbeats (or a pipeline not wired yet): like a failed step.
+        if (absl::Status live = executor_->Liveness(); !live.ok()) {
+          l.unlock();
+          StepFailed(live);
+          continue;
+        }
+      }
       if (degraded_) {
         l.unlock();
         ProbeHealth();
+        if (failed_) break;
         l.lock();
         if (degraded_) {
           ExpireSuspendedLocked();
@@ -154,8 +165,11 @@ void EngineLoop::Degrade(const absl::Status& status) {
       executor_->Release(r->seq->slot());
       r->seq->ForgetCache();
     }
-    std::fprintf(stderr, "layerskip-coordinator: %s; %zu running requests wait up to %.0f s for it\n",
-                 std::string(status.message()).c_str(), running_.size(), Seconds(options_.restore_timeout));
+    if (running_.empty())
+      std::fprintf(stderr, "layerskip-coordinator: %s\n", std::string(status.message()).c_str());
+    else
+      std::fprintf(stderr, "layerskip-coordinator: %s; %zu running requests wait up to %.0f s for it\n",
+                   std::string(status.message()).c_str(), running_.size(), Seconds(options_.restore_timeout));
   } else {
     FailRunningLocked(absl::UnavailableError(absl::StrCat("the engine lost a stage: ", status.message())));
   }
@@ -202,7 +216,10 @@ void EngineLoop::ProbeHealth() {
   const Clock::time_point now = Clock::now();
   if (now - last_probe_ < std::chrono::milliseconds(200)) return;
   last_probe_ = now;
-  if (!executor_->Health().ok()) return;
+  if (absl::Status h = executor_->Health(); !h.ok()) {
+    if (!absl::IsUnavailable(h)) StepFailed(h);  // e.g. the workers refused the token at start: fatal
+    return;
+  }
   degraded_ = false;
   if (on_health_) on_health_(true);
   cv_.notify_all();

@@ -18,6 +18,8 @@ class FailingExecutor : public Executor {
     return inner_->Step(seqs, options);
   }
   void Release(int slot) override { inner_->Release(slot); }
+  absl::Status Health() override { return inner_->Health(); }
+  absl::Status Liveness() override { return inner_->Liveness(); }
 
  private:
   std::unique_ptr<Executor> inner_;
@@ -42,6 +44,14 @@ absl::StatusOr<std::unique_ptr<Executor>> MakeExecutor(const LoadedModel* model,
     p.token = options.cluster_token;
     p.tls_ca_file = options.tls_ca_file;
     p.transport = options.transport;
+    p.rpc_timeout = options.rpc_timeout;
+    p.step_timeout_floor = options.step_timeout_floor;
+    p.connect_timeout = options.connect_timeout;
+    p.load_timeout = options.load_timeout;
+    p.heartbeat_interval = options.heartbeat_interval;
+    p.heartbeat_misses = options.heartbeat_misses;
+    p.workers_wait = options.workers_wait;
+    p.wire_in_background = true;  // the server answers NOT_SERVING until the stages are wired
     auto pipe = pipeline::PipelineExecutor::Create(p);
     if (!pipe.ok()) return pipe.status();
     executor = std::move(pipe).value();

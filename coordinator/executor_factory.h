@@ -5,6 +5,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "engine/decode/executor.h"
 #include "engine/runtime/loaded_model.h"
 
@@ -23,6 +24,14 @@ struct ExecutorOptions {
   std::string dtype = "bf16";
   int max_context = 4096;
   int fail_after_steps = 0;  // testing: Step fails after this many successful steps (0: never)
+  // Pipeline timeouts and liveness (flags of the same names; defaults in docs/pipeline.md).
+  absl::Duration rpc_timeout = absl::Seconds(60);
+  absl::Duration step_timeout_floor = absl::Seconds(10);
+  absl::Duration connect_timeout = absl::Seconds(5);
+  absl::Duration load_timeout = absl::Minutes(10);
+  absl::Duration heartbeat_interval = absl::Seconds(1);
+  int heartbeat_misses = 3;
+  absl::Duration workers_wait = absl::Minutes(5);
 };
 
 // `model` outlives the executor.

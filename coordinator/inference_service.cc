@@ -4,6 +4,7 @@
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
+#include "coordinator/wire_request.h"
 
 namespace layerskip::coordinator {
 namespace {
@@ -28,7 +29,7 @@ v1::FinishReason ToProto(FinishReason r) {
 }
 
 // A reactor that fails at once (auth, validation, a full queue).
-class FailedWriter : public grpc::ServerWriteReactor<v1::GenerateResponse> {
+class FailedWriter : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   explicit FailedWriter(const grpc::Status& s) { Finish(s); }
   void OnDone() override { delete this; }
@@ -39,7 +40,7 @@ class FailedWriter : public grpc::ServerWriteReactor<v1::GenerateResponse> {
 // reactor may go away first (client gone): then everything is dropped.
 class StreamSink : public RequestSink {
  public:
-  void Attach(grpc::ServerWriteReactor<v1::GenerateResponse>* reactor) {
+  void Attach(grpc::ServerWriteReactor<grpc::ByteBuffer>* reactor) {
     std::lock_guard<std::recursive_mutex> l(mu_);
     reactor_ = reactor;
   }
@@ -90,7 +91,7 @@ class StreamSink : public RequestSink {
   void PumpLocked() {
     if (!reactor_ || writing_ || finished_) return;
     if (!queue_.empty()) {
-      current_ = std::move(queue_.front());
+      current_ = ToByteBuffer(queue_.front());
       queue_.pop_front();
       writing_ = true;
       reactor_->StartWrite(&current_);
@@ -103,14 +104,14 @@ class StreamSink : public RequestSink {
   }
 
   std::recursive_mutex mu_;  // StartWrite may run OnWriteDone inline
-  grpc::ServerWriteReactor<v1::GenerateResponse>* reactor_ = nullptr;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* reactor_ = nullptr;
   std::deque<v1::GenerateResponse> queue_;
-  v1::GenerateResponse current_;  // the message being written
+  grpc::ByteBuffer current_;  // the message being written, serialized
   bool writing_ = false, done_ = false, finished_ = false;
   grpc::Status status_ = grpc::Status::OK;
 };
 
-class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
+class GenerateReactor : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   GenerateReactor(EngineLoop* loop, std::shared_ptr<Request> request, std::shared_ptr<StreamSink> sink)
       : loop_(loop), request_(std::move(request)), sink_(std::move(sink)) {
@@ -136,7 +137,7 @@ class GenerateReactor : public grpc::ServerWriteReactor<v1::GenerateResponse> {
 class CompleteReactor;
 class UnarySink : public RequestSink {
  public:
-  UnarySink(grpc::ServerUnaryReactor* reactor, v1::CompleteResponse* response) : reactor_(reactor), response_(response) {}
+  UnarySink(grpc::ServerUnaryReactor* reactor, grpc::ByteBuffer* out) : reactor_(reactor), out_(out) {}
   void Detach() {
     std::lock_guard<std::mutex> l(mu_);
     reactor_ = nullptr;
@@ -144,14 +145,15 @@ class UnarySink : public RequestSink {
   void OnTokens(const std::vector<int>& ids, const std::string& text) override {
     std::lock_guard<std::mutex> l(mu_);
     if (!reactor_ || done_) return;
-    for (int id : ids) response_->add_token_ids(id);
-    response_->mutable_text()->append(text);
+    for (int id : ids) response_.add_token_ids(id);
+    response_.mutable_text()->append(text);
   }
   void OnFinish(const RequestSummary& s) override {
     std::lock_guard<std::mutex> l(mu_);
     if (!reactor_ || done_) return;
     done_ = true;
-    FillSummary(s, response_->mutable_summary());
+    FillSummary(s, response_.mutable_summary());
+    *out_ = ToByteBuffer(response_);
     reactor_->Finish(grpc::Status::OK);
   }
   void OnError(const absl::Status& status) override {
@@ -164,13 +166,14 @@ class UnarySink : public RequestSink {
  private:
   std::mutex mu_;
   grpc::ServerUnaryReactor* reactor_;
-  v1::CompleteResponse* response_;
+  v1::CompleteResponse response_;
+  grpc::ByteBuffer* out_;
   bool done_ = false;
 };
 
 class CompleteReactor : public grpc::ServerUnaryReactor {
  public:
-  CompleteReactor(EngineLoop* loop, std::shared_ptr<Request> request, v1::CompleteResponse* response)
+  CompleteReactor(EngineLoop* loop, std::shared_ptr<Request> request, grpc::ByteBuffer* response)
       : loop_(loop), request_(std::move(request)) {
     sink_ = std::make_shared<UnarySink>(this, response);
     request_->sink = sink_;
@@ -224,8 +227,6 @@ void FillSummary(const RequestSummary& s, v1::GenerationSummary* out) {
 
 absl::StatusOr<std::shared_ptr<Request>> InferenceService::Prepare(grpc::CallbackServerContext* context,
                                                                    const v1::GenerateRequest& q) {
-  grpc::Status a = auth_->Check(*context);
-  if (!a.ok()) return absl::UnauthenticatedError(a.error_message());
   absl::StatusOr<RequestSpec> spec = ValidateGenerateRequest(q, *defaults_);
   if (!spec.ok()) return spec.status();
   auto r = std::make_shared<Request>();
@@ -237,18 +238,24 @@ absl::StatusOr<std::shared_ptr<Request>> InferenceService::Prepare(grpc::Callbac
   return r;
 }
 
-grpc::ServerWriteReactor<v1::GenerateResponse>* InferenceService::Generate(grpc::CallbackServerContext* context,
-                                                                          const v1::GenerateRequest* request) {
-  absl::StatusOr<std::shared_ptr<Request>> r = Prepare(context, *request);
+grpc::ServerWriteReactor<grpc::ByteBuffer>* InferenceService::Generate(grpc::CallbackServerContext* context,
+                                                                      const grpc::ByteBuffer* payload) {
+  if (grpc::Status a = auth_->Check(*context); !a.ok()) return new FailedWriter(a);  // before reading the request
+  v1::GenerateRequest request;
+  if (absl::Status p = ParseRequest(*payload, context->peer(), &request); !p.ok()) return new FailedWriter(ToGrpcStatus(p));
+  absl::StatusOr<std::shared_ptr<Request>> r = Prepare(context, request);
   if (!r.ok()) return new FailedWriter(ToGrpcStatus(r.status()));
   auto sink = std::make_shared<StreamSink>();
   (*r)->sink = sink;
   return new GenerateReactor(loop_, *std::move(r), std::move(sink));
 }
 
-grpc::ServerUnaryReactor* InferenceService::Complete(grpc::CallbackServerContext* context,
-                                                     const v1::GenerateRequest* request, v1::CompleteResponse* response) {
-  absl::StatusOr<std::shared_ptr<Request>> r = Prepare(context, *request);
+grpc::ServerUnaryReactor* InferenceService::Complete(grpc::CallbackServerContext* context, const grpc::ByteBuffer* payload,
+                                                     grpc::ByteBuffer* response) {
+  v1::GenerateRequest request;
+  grpc::Status a = auth_->Check(*context);  // before reading the request
+  absl::Status parsed = a.ok() ? ParseRequest(*payload, context->peer(), &request) : absl::UnauthenticatedError(a.error_message());
+  absl::StatusOr<std::shared_ptr<Request>> r = parsed.ok() ? Prepare(context, request) : parsed;
   if (!r.ok()) {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     reactor->Finish(ToGrpcStatus(r.status()));
@@ -257,17 +264,22 @@ grpc::ServerUnaryReactor* InferenceService::Complete(grpc::CallbackServerContext
   return new CompleteReactor(loop_, *std::move(r), response);
 }
 
-grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext* context,
-                                                     const v1::TokenizeRequest* request, v1::TokenizeResponse* response) {
+grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext* context, const grpc::ByteBuffer* payload,
+                                                     grpc::ByteBuffer* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  v1::TokenizeRequest request;
   grpc::Status a = auth_->Check(*context);
   if (!a.ok()) {
     reactor->Finish(a);
+  } else if (absl::Status p = ParseRequest(*payload, context->peer(), &request); !p.ok()) {
+    reactor->Finish(ToGrpcStatus(p));
   } else if (!defaults_->tokenizer) {
     reactor->Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "the model has no tokenizer"));
   } else {
-    const bool special = request->has_add_special_tokens() ? request->add_special_tokens() : true;
-    for (int id : defaults_->tokenizer->Encode(request->text(), special)) response->add_ids(id);
+    v1::TokenizeResponse out;
+    const bool special = request.has_add_special_tokens() ? request.add_special_tokens() : true;
+    for (int id : defaults_->tokenizer->Encode(request.text(), special)) out.add_ids(id);
+    *response = ToByteBuffer(out);
     reactor->Finish(grpc::Status::OK);
   }
   return reactor;

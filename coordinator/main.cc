@@ -42,18 +42,42 @@ void Usage() {
       "  --default-mode autoregressive|early-exit|self-speculative  --default-exit-layer E\n"
       "  --default-speculations D|auto  --default-max-tokens N  --speculation-batch-threshold N\n"
       "  --calibration cached|fresh|off  the cost model behind automatic speculation: cached (default),\n"
-      "                                measured anew, or off (a documented default model)\n"      "  --tls-cert PEM --tls-key PEM  TLS for the gRPC and the OpenAI HTTP port\n"
+      "                                measured anew, or off (a documented default model)\n"
+      "  --tls-cert PEM --tls-key PEM  TLS for the gRPC and the OpenAI HTTP port\n"
       "  --auth-token T | --auth-token-file F   require `authorization: Bearer T` on gRPC and HTTP API calls\n"
       "  --drain-timeout SECONDS       SIGTERM: finish in-flight requests for this long (default 30)\n"
       "  --workers ADDR,... [--stages 0-3,4-11,12-15] [--cluster-token-file F] [--transport tcp|nccl|ipc]\n"
       "    [--workers-tls-ca PEM] [--restore-timeout SECONDS]  pipeline-parallel workers (TLS to their\n"
-      "    control port when --workers-tls-ca is given)\n");
+      "    control port when --workers-tls-ca is given); their liveness and timeouts (seconds):\n"
+      "    --workers-wait S (300: wait this long for the workers at start, NOT_SERVING meanwhile)\n"
+      "    --heartbeat-interval S (1) --heartbeat-misses N (3: a stage silent this long is NOT_SERVING)\n"
+      "    --step-timeout-floor S (10: a step's deadline is at least this, else from measured step times)\n"
+      "    --rpc-timeout S (60) --connect-timeout S (5) --load-timeout S (600)\n");
 }
 
 absl::StatusOr<int> IntFlag(const cli::Flags& f, const char* name, int64_t fallback, int64_t lo, int64_t hi) {
   LS_ASSIGN_OR_RETURN(int64_t v, f.GetInt(name, fallback));
   if (v < lo || v > hi) return absl::InvalidArgumentError(absl::StrCat("--", name, " must be in [", lo, ", ", hi, "]"));
   return static_cast<int>(v);
+}
+
+// A duration flag in seconds within [lo, hi].
+absl::StatusOr<absl::Duration> SecondsFlag(const cli::Flags& f, const char* name, double fallback, double lo, double hi) {
+  LS_ASSIGN_OR_RETURN(double v, f.GetDouble(name, fallback));
+  if (!(v >= lo && v <= hi)) return absl::InvalidArgumentError(absl::StrCat("--", name, " must be in [", lo, ", ", hi, "] seconds"));
+  return absl::Seconds(v);
+}
+
+// The pipeline's timeouts and liveness (docs/pipeline.md, "Liveness and timeouts").
+absl::Status PipelineTimeoutsFromFlags(const cli::Flags& f, ExecutorOptions* e) {
+  LS_ASSIGN_OR_RETURN(e->rpc_timeout, SecondsFlag(f, "rpc-timeout", 60, 0.1, 86400));
+  LS_ASSIGN_OR_RETURN(e->step_timeout_floor, SecondsFlag(f, "step-timeout-floor", 10, 0.01, 86400));
+  LS_ASSIGN_OR_RETURN(e->connect_timeout, SecondsFlag(f, "connect-timeout", 5, 0.01, 3600));
+  LS_ASSIGN_OR_RETURN(e->load_timeout, SecondsFlag(f, "load-timeout", 600, 1, 86400));
+  LS_ASSIGN_OR_RETURN(e->heartbeat_interval, SecondsFlag(f, "heartbeat-interval", 1, 0.01, 3600));
+  LS_ASSIGN_OR_RETURN(e->heartbeat_misses, IntFlag(f, "heartbeat-misses", 3, 1, 1000));
+  LS_ASSIGN_OR_RETURN(e->workers_wait, SecondsFlag(f, "workers-wait", 300, 0, 86400));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<ServerOptions> OptionsFromFlags(const cli::Flags& f) {
@@ -94,6 +118,7 @@ absl::StatusOr<ServerOptions> OptionsFromFlags(const cli::Flags& f) {
     o.executor.cluster_token = env;
   }
   LS_ASSIGN_OR_RETURN(o.executor.fail_after_steps, IntFlag(f, "fail-after-steps", 0, 0, 1 << 30));
+  LS_RETURN_IF_ERROR(PipelineTimeoutsFromFlags(f, &o.executor));
   LS_ASSIGN_OR_RETURN(o.default_max_tokens, IntFlag(f, "default-max-tokens", 64, 1, 1 << 24));
 
   // Default decoding options, spelled like `layerskip generate`'s flags.
@@ -136,7 +161,8 @@ int Main(int argc, char** argv) {
        "kv-cache-positions", "max-context", "threads", "dtype", "default-mode", "default-exit-layer",
        "default-speculations", "default-max-tokens", "speculation-batch-threshold", "tls-cert", "tls-key", "auth-token",
        "auth-token-file", "drain-timeout", "workers", "stages", "cluster-token-file", "workers-tls-ca", "transport", "fail-after-steps", "fatal-linger", "restore-timeout",
-       "calibration"},
+       "calibration", "workers-wait", "heartbeat-interval", "heartbeat-misses", "step-timeout-floor", "rpc-timeout",
+       "connect-timeout", "load-timeout"},
       /*booleans=*/{"metrics-tls"});
   auto fail = [](const absl::Status& s) {
     std::fprintf(stderr, "layerskip-coordinator: %s\n", std::string(s.message()).c_str());
@@ -176,6 +202,9 @@ int Main(int argc, char** argv) {
   if (server.http_port() >= 0) std::printf("layerskip-coordinator: http on port %d\n", server.http_port());
   if (server.metrics_port() >= 0) std::printf("layerskip-coordinator: metrics on port %d\n", server.metrics_port());
   for (const std::string& w : server.warnings()) std::fprintf(stderr, "layerskip-coordinator: warning: %s\n", w.c_str());
+  if (!options->executor.workers.empty())
+    std::printf("layerskip-coordinator: wiring the workers (up to --workers-wait %.0f s; health NOT_SERVING until wired)\n",
+                absl::ToDoubleSeconds(options->executor.workers_wait));
   std::printf("layerskip-coordinator: serving\n");
   std::fflush(stdout);
 

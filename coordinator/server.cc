@@ -1,6 +1,7 @@
 #include "coordinator/server.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -101,6 +102,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   Server* raw = s.get();
   s->loop_->SetFatalHandler([raw](const absl::Status& st) {
     raw->SetServing(false);
+    std::lock_guard<std::mutex> l(raw->fatal_mu_);
+    raw->fatal_ = st;
     if (raw->on_fatal_) raw->on_fatal_(st);
   });
   s->loop_->SetHealthHandler([raw](bool serving) { raw->SetServing(serving); });
@@ -199,12 +202,23 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
     }
     s->metrics_port_ = *port;
   }
-  s->SetServing(true);
+  // A pipeline is wired in the background: NOT_SERVING until then (the engine loop flips it).
+  s->SetServing(!s->loop_->degraded() && s->executor_->Liveness().ok());
   return s;
 }
 
+void Server::SetFatalHandler(std::function<void(const absl::Status&)> f) {
+  std::lock_guard<std::mutex> l(fatal_mu_);
+  on_fatal_ = std::move(f);
+  if (fatal_ && on_fatal_) on_fatal_(*fatal_);
+}
+
 void Server::SetServing(bool serving) {
-  serving_ = serving;
+  // Transitions are logged: operators (and launch/local-cluster.sh) watch for "health SERVING".
+  if (serving_.exchange(serving) != serving || !logged_) {
+    logged_ = true;
+    std::fprintf(stderr, "layerskip-coordinator: health %s\n", serving ? "SERVING" : "NOT_SERVING");
+  }
   if (!grpc_) return;
   grpc::HealthCheckServiceInterface* health = grpc_->GetHealthCheckService();
   if (!health) return;

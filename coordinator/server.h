@@ -5,6 +5,8 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,8 +56,9 @@ class Server {
   int http_port() const { return http_port_; }
   // Warnings for the operator (a token over plaintext off loopback, an unusable chat template).
   const std::vector<std::string>& warnings() const { return warnings_; }
-  // Called (from the engine thread) after a fatal engine error; health is NOT_SERVING by then.
-  void SetFatalHandler(std::function<void(const absl::Status&)> f) { on_fatal_ = std::move(f); }
+  // Called (from the engine thread) after a fatal engine error; health is NOT_SERVING by then. The engine
+  // may fail before the handler is set (a pipeline refused at start): then it is called at once, here.
+  void SetFatalHandler(std::function<void(const absl::Status&)> f);
 
   // Graceful shutdown: NOT_SERVING, refuse new requests, let in-flight ones finish within `drain`, cancel
   // the rest, stop the gRPC server and every thread.
@@ -79,7 +82,10 @@ class Server {
   std::unique_ptr<http::HttpServer> http_;  // --metrics-port
   std::vector<std::string> warnings_;
   std::atomic<bool> serving_{false};
+  std::atomic<bool> logged_{false};  // the first SetServing logs even without a change
+  std::mutex fatal_mu_;  // on_fatal_ and fatal_ (set from the engine thread, read from main)
   std::function<void(const absl::Status&)> on_fatal_;
+  std::optional<absl::Status> fatal_;
   int port_ = 0, metrics_port_ = -1, http_port_ = -1;
   bool shut_down_ = false;
 };

@@ -58,12 +58,12 @@ launch/local-cluster.sh --model "$model" --workers 2 --exit-layer "$exit_layer" 
   -- --metrics-port "$metrics_port" >"$cluster_log" 2>&1 &
 cluster_pid=$!
 trap 'kill "$cluster_pid" 2>/dev/null || true; rm -f "$cluster_log"' EXIT
-for _ in $(seq 1 300); do  # up to 30 s for the shards to load
-  grep -q "serving" "$cluster_log" && break
+for _ in $(seq 1 300); do  # up to 30 s for the shards to load and the stages to be wired
+  grep -q "health SERVING" "$cluster_log" && break
   kill -0 "$cluster_pid" 2>/dev/null || { cat "$cluster_log"; exit 1; }
   sleep 0.1
 done
-grep -q "serving" "$cluster_log" || { echo "the cluster did not start"; cat "$cluster_log"; exit 1; }
+grep -q "health SERVING" "$cluster_log" || { echo "the cluster did not start"; cat "$cluster_log"; exit 1; }
 grep "local-cluster:" "$cluster_log"
 $bin client --server "127.0.0.1:$port" --prompt "$prompt" --max-tokens 48 --mode self-speculative \
   --exit-layer "$exit_layer" --speculations auto

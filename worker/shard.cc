@@ -6,10 +6,17 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/decode/speculative_phases.h"
+#include "engine/model/checkpoint_limits.h"
 #include "engine/util/status.h"
 #include "kernels/sampling.h"
 
 namespace layerskip::worker {
+namespace {
+
+constexpr int kMaxSlots = 4096;    // the coordinator's --num-slots limit
+constexpr int kMaxThreads = 1024;
+
+}  // namespace
 
 ShardSpec ShardSpec::FromRequest(const v1::LoadShardRequest& r) {
   ShardSpec s;
@@ -55,8 +62,10 @@ absl::StatusOr<std::unique_ptr<Shard>> Shard::Load(const ShardSpec& spec) {
   if (spec.dtype == "bf16") o.type = WeightType::kBF16;
   else if (spec.dtype == "f32") o.type = WeightType::kF32;
   else return absl::InvalidArgumentError(absl::StrCat("dtype '", spec.dtype, "' is not bf16 or f32"));
-  if (spec.num_slots < 1 || spec.context < 2)
-    return absl::InvalidArgumentError("num_slots must be >= 1 and context >= 2");
+  if (spec.num_slots < 1 || spec.num_slots > kMaxSlots || spec.context < 2)
+    return absl::InvalidArgumentError(absl::StrCat("num_slots must be in [1, ", kMaxSlots, "] and context >= 2"));
+  if (spec.threads < 0 || spec.threads > kMaxThreads)
+    return absl::InvalidArgumentError(absl::StrCat("threads must be in [0, ", kMaxThreads, "]"));
   o.first_layer = spec.first_layer;
   o.end_layer = spec.end_layer;
   o.embedding = spec.embedding;
@@ -65,12 +74,16 @@ absl::StatusOr<std::unique_ptr<Shard>> Shard::Load(const ShardSpec& spec) {
   if (spec.first_layer < 0 || spec.end_layer > w.config.num_hidden_layers || spec.first_layer >= spec.end_layer)
     return absl::InvalidArgumentError(absl::StrCat("layer range [", spec.first_layer, ",", spec.end_layer,
                                                    ") is not inside the model's ", w.config.num_hidden_layers, " layers"));
+  // The KV cache (K and V, f32) is sized before it is allocated.
+  const int context = std::min(spec.context, w.config.max_position_embeddings);
+  const int64_t kv_bytes = int64_t{2} * (spec.end_layer - spec.first_layer) * spec.num_slots * context * w.config.kv_dim() * 4;
+  LS_RETURN_IF_ERROR(CheckFitsInMemory(kv_bytes, AvailableMemoryBytes(),
+                                       absl::StrCat("the KV cache of ", spec.num_slots, " slots x ", context, " positions")));
   std::unique_ptr<Shard> s(new Shard());
   s->spec_ = spec;
   s->fingerprint_ = ConfigFingerprint(spec.model_path);
   s->weights_ = std::make_shared<const ModelWeights>(std::move(w));
   s->pool_ = std::make_unique<ThreadPool>(spec.threads);
-  const int context = std::min(spec.context, s->weights_->config.max_position_embeddings);
   s->model_ = std::make_unique<Model>(s->weights_, context, s->pool_.get());
   s->cache_ = std::make_unique<KvCache>(s->weights_->config, spec.first_layer, spec.end_layer, spec.num_slots, context);
   s->open_start_.assign(spec.num_slots, -1);

@@ -202,8 +202,14 @@ grpc::Status WorkerService::Verify(grpc::ServerContext* ctx, const v1::VerifyReq
     hidden = (*shard)->hidden();
     last = (*shard)->is_last();
   }
-  int rows = 0;
-  for (const v1::VerifySequence& s : req->seqs()) rows += s.rows();
+  int64_t total_rows = 0;
+  for (const v1::VerifySequence& s : req->seqs()) {
+    if (s.rows() < 0) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "Verify: negative rows");
+    total_rows += s.rows();
+  }
+  if (total_rows > (int64_t{1} << 24))
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, absl::StrCat("Verify: ", total_rows, " rows in one round"));
+  const int rows = static_cast<int>(total_rows);
   // Wait for the round's activations outside the model lock: other micro-batches may compute meanwhile.
   const absl::Time t0 = absl::Now();
   std::vector<float> x;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -39,29 +40,29 @@ absl::StatusOr<std::unique_ptr<PipelineExecutor>> PipelineExecutor::Create(const
     return absl::InvalidArgumentError(absl::StrCat("the stage plan ", StagePlanString(p->plan_), " has ", p->plan_.size(),
                                                    " stages but ", options.workers.size(), " workers were given"));
   std::lock_guard<std::mutex> lock(p->mu_);
+  std::vector<StageHealth::Target> targets;
   for (size_t i = 0; i < options.workers.size(); ++i) {
     auto s = std::make_unique<StageClient>();
     s->index = static_cast<int>(i);
     s->endpoint = options.workers[i];
     s->range = p->plan_[i];
     LS_RETURN_IF_ERROR(p->Connect(*s));
+    targets.push_back({s->Name(), s->stub.get()});
     p->stages_.push_back(std::move(s));
   }
-  // Reach every worker first, so that all unreachable ones are named at once.
-  std::vector<std::string> unreachable;
-  for (auto& s : p->stages_) {
-    auto ctx = MakeContext(options.token, options.connect_timeout, /*wait_for_ready=*/true);
-    v1::HealthResponse h;
-    const grpc::Status st = s->stub->Health(ctx.get(), v1::HealthRequest(), &h);
-    if (st.error_code() == grpc::StatusCode::UNAUTHENTICATED)
-      return absl::UnauthenticatedError(absl::StrCat(s->Name(), " refused the cluster token: ", st.error_message()));
-    if (!st.ok()) unreachable.push_back(absl::StrCat(s->Name(), ": ", st.error_message()));
+  PipelineExecutor* raw = p.get();
+  p->health_ = std::make_unique<StageHealth>(std::move(targets), options.token, options.heartbeat_interval,
+                                             options.heartbeat_misses, [raw](int stage) { raw->OnStageSilent(stage); });
+  // Every stage starts down; RestoreLocked reaches, loads and wires them (naming every unreachable one).
+  p->start_deadline_ = absl::Now() + options.workers_wait;
+  if (options.wire_in_background) return p;
+  for (;;) {
+    absl::Status s = p->TryRestoreLocked();
+    if (s.ok()) return p;
+    if (absl::IsDeadlineExceeded(s)) return absl::UnavailableError(s.message());  // --workers-wait is over
+    if (!absl::IsUnavailable(s)) return s;
+    std::this_thread::sleep_for(absl::ToChronoNanoseconds(std::max(absl::ZeroDuration(), p->next_restore_attempt_ - absl::Now())));
   }
-  if (!unreachable.empty())
-    return absl::UnavailableError(absl::StrCat("workers unreachable at start: ", absl::StrJoin(unreachable, "; ")));
-  for (auto& s : p->stages_) LS_RETURN_IF_ERROR(p->LoadStage(*s));
-  LS_RETURN_IF_ERROR(p->Wire());
-  return p;
 }
 
 absl::Status PipelineExecutor::Connect(StageClient& s) {
@@ -100,7 +101,7 @@ absl::Status PipelineExecutor::LoadStage(StageClient& s) {
   req.set_stage(s.index);
   req.set_num_stages(static_cast<int>(stages_.size()));
   req.set_threads(options_.threads);
-  auto ctx = MakeContext(options_.token, absl::Minutes(10));
+  auto ctx = MakeContext(options_.token, options_.load_timeout);
   v1::ShardInfo info;
   const grpc::Status st = s.stub->LoadShard(ctx.get(), req, &info);
   if (!st.ok()) {
@@ -146,7 +147,7 @@ absl::Status PipelineExecutor::Wire() {
     req.set_num_ranks(n);
     req.set_device(-1);
     req.set_stage(i);
-    calls.push_back(Launch(stages_[i].get(), options_.token, absl::Seconds(60), &v1::Worker::Stub::Connect, req));
+    calls.push_back(Launch(stages_[i].get(), options_.token, options_.rpc_timeout, &v1::Worker::Stub::Connect, req));
   }
   return WaitAll(calls, "wiring the transport");
 }
@@ -154,14 +155,18 @@ absl::Status PipelineExecutor::Wire() {
 void PipelineExecutor::ProbeLocked() {
   for (auto& s : stages_) {
     if (!s->up) continue;
-    auto ctx = MakeContext(options_.token, absl::Milliseconds(500));
+    auto ctx = MakeContext(options_.token, options_.heartbeat_interval);
     v1::HealthResponse h;
     const grpc::Status st = s->stub->Health(ctx.get(), v1::HealthRequest(), &h);
-    if (!st.ok() || !h.loaded() || h.pid() != s->pid) s->up = false;
+    if (!st.ok() || !h.loaded() || h.pid() != s->pid || health_->silent(s->index)) s->up = false;
   }
 }
 
 absl::Status PipelineExecutor::FailLocked(const absl::Status& cause) {
+  if (absl::Status live = health_->Liveness(); !live.ok()) {  // silent stages: their calls were cancelled
+    for (auto& s : stages_) s->up = s->up && !health_->silent(s->index);
+    return absl::UnavailableError(absl::StrCat(live.message(), "; step: ", cause.message()));
+  }
   ProbeLocked();
   std::vector<std::string> down;
   for (auto& s : stages_)
@@ -170,8 +175,9 @@ absl::Status PipelineExecutor::FailLocked(const absl::Status& cause) {
     return absl::UnavailableError(absl::StrCat("pipeline ", absl::StrJoin(down, ", "), " down: ", cause.message()));
   if (IsDataPlaneFailure(cause)) {
     rewire_ = true;
-    return absl::UnavailableError(absl::StrCat("pipeline data plane failed (links re-wired before the next step): ",
-                                               cause.message()));
+    // Every stage answers, but a link broke, a frame was refused or the step overran its deadline.
+    return absl::UnavailableError(absl::StrCat("pipeline data plane failed or the step overran its deadline "
+                                               "(links re-wired before the next step): ", cause.message()));
   }
   return cause;
 }
@@ -190,21 +196,34 @@ bool IsDataPlaneFailure(const absl::Status& s) {
 }
 
 absl::Status PipelineExecutor::RestoreLocked() {
+  // At start a refused token or another model is final; an unreachable worker is waited for.
+  const bool starting = !wired_;
   std::vector<std::string> down;
   for (auto& s : stages_) {
     if (s->up) continue;
     // A reachable worker gets its shard (again); a fresh process re-registers this way.
-    auto ctx = MakeContext(options_.token, absl::Milliseconds(500));
+    auto ctx = MakeContext(options_.token, starting ? options_.connect_timeout : options_.heartbeat_interval);
     v1::HealthResponse h;
     const grpc::Status st = s->stub->Health(ctx.get(), v1::HealthRequest(), &h);
+    if (starting && st.error_code() == grpc::StatusCode::UNAUTHENTICATED)
+      return absl::UnauthenticatedError(absl::StrCat(s->Name(), " refused the cluster token: ", st.error_message()));
     absl::Status loaded = st.ok() ? LoadStage(*s) : FromGrpc(st, "unreachable");
+    if (starting && absl::IsFailedPrecondition(loaded)) return loaded;
     if (!loaded.ok()) down.push_back(absl::StrCat(s->Name(), ": ", loaded.message()));
   }
-  if (!down.empty()) return absl::UnavailableError(absl::StrCat("pipeline not serving: ", absl::StrJoin(down, "; ")));
+  if (!down.empty()) {
+    if (starting && absl::Now() >= start_deadline_)
+      return absl::DeadlineExceededError(absl::StrCat("workers not ready within --workers-wait ",
+                                                      absl::FormatDuration(options_.workers_wait), ": ",
+                                                      absl::StrJoin(down, "; ")));
+    return absl::UnavailableError(absl::StrCat(starting ? "workers unreachable: " : "pipeline not serving: ",
+                                               absl::StrJoin(down, "; ")));
+  }
   absl::Status wired = Wire();
   if (!wired.ok()) {
     ProbeLocked();
     rewire_ = true;
+    for (auto& s : stages_) s->up = s->up && wired_;  // never wired: every stage is loaded again next time
     return absl::UnavailableError(absl::StrCat("pipeline not serving: ", wired.message()));
   }
   rewire_ = false;
@@ -219,16 +238,48 @@ absl::Status PipelineExecutor::RestoreLocked() {
     }
     dirty_slots_.clear();
   }
+  wired_ = true;
   return absl::OkStatus();
+}
+
+absl::Status PipelineExecutor::TryRestoreLocked() {
+  if (absl::Now() < next_restore_attempt_) return last_restore_error_;
+  absl::Status s = RestoreLocked();
+  if (s.ok()) {
+    restore_backoff_ = absl::ZeroDuration();
+    next_restore_attempt_ = absl::InfinitePast();
+    return s;
+  }
+  // 100 ms, 200 ms, ... up to 2 s between attempts while the stages stay away.
+  restore_backoff_ = std::clamp(restore_backoff_ * 2, absl::Milliseconds(100), absl::Seconds(2));
+  next_restore_attempt_ = absl::Now() + restore_backoff_;
+  last_restore_error_ = s;
+  return s;
+}
+
+void PipelineExecutor::OnStageSilent(int) {
+  std::lock_guard<std::mutex> lock(flight_mu_);
+  if (!in_flight_.empty()) AbortInFlight();
+}
+
+absl::Status PipelineExecutor::Liveness() {
+  if (!wired_) return absl::UnavailableError("pipeline not wired yet (waiting for the workers)");
+  return health_->Liveness();
 }
 
 absl::Status PipelineExecutor::Health() {
   std::lock_guard<std::mutex> lock(mu_);
-  ProbeLocked();
-  bool all_up = !rewire_;
-  for (auto& s : stages_) all_up &= s->up;
-  if (all_up) return absl::OkStatus();
-  return RestoreLocked();
+  if (wired_) {
+    if (absl::Status live = health_->Liveness(); !live.ok()) {
+      for (auto& s : stages_) s->up = s->up && !health_->silent(s->index);
+      return live;
+    }
+    ProbeLocked();
+    bool all_up = !rewire_;
+    for (auto& s : stages_) all_up &= s->up;
+    if (all_up) return absl::OkStatus();
+  }
+  return TryRestoreLocked();
 }
 
 std::vector<StageStats> PipelineExecutor::Stats() {

@@ -13,6 +13,11 @@
 // data-plane failure with every stage up (a broken or refused link, a bad frame, a round whose
 // activations never came) also ends the step with UNAVAILABLE, never a fatal error: the links are re-wired
 // before the next step, so the engine loop suspends and resumes its streams as it does on worker loss.
+// Liveness: every stage gets a heartbeat (StageHealth); a silent stage cancels the steps in flight and makes
+// Liveness() UNAVAILABLE at once. Each step has a deadline derived from measured step times (StepDeadline).
+// Start: with wire_in_background, Create returns before any worker is reached and the first Health()
+// calls (with backoff) load and wire the stages; until then Liveness() is UNAVAILABLE.
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -24,6 +29,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "coordinator/pipeline/stage_client.h"
+#include "coordinator/pipeline/stage_health.h"
+#include "coordinator/pipeline/step_deadline.h"
 #include "coordinator/pipeline/stage_plan.h"
 #include "engine/decode/executor.h"
 
@@ -42,8 +49,15 @@ struct PipelineOptions {
   std::string tls_ca_file;            // PEM roots to verify the workers' TLS; empty: plaintext
   std::string transport = "tcp";      // tcp | nccl | ipc (docs/pipeline.md)
   int micro_batches = 0;              // steps in flight, and Step's split (0: one per stage; 1: none)
-  absl::Duration rpc_timeout = absl::Seconds(60);
-  absl::Duration connect_timeout = absl::Seconds(5);
+  // Timeouts (the coordinator's flags; docs/pipeline.md).
+  absl::Duration rpc_timeout = absl::Seconds(60);        // --rpc-timeout: a step's cap, Connect (wiring)
+  absl::Duration step_timeout_floor = absl::Seconds(10); // --step-timeout-floor: least budget of a step
+  absl::Duration connect_timeout = absl::Seconds(5);     // --connect-timeout: Health at start, Release, Stats
+  absl::Duration load_timeout = absl::Minutes(10);       // --load-timeout: LoadShard
+  absl::Duration heartbeat_interval = absl::Seconds(1);  // --heartbeat-interval: also each probe's deadline
+  int heartbeat_misses = 3;                              // --heartbeat-misses: beats missed in a row = silent
+  absl::Duration workers_wait = absl::Minutes(5);        // --workers-wait: how long start waits for workers
+  bool wire_in_background = false;  // Create returns at once; Health() wires (the coordinator: NOT_SERVING until)
 };
 
 // Busy share of one stage since its worker started.
@@ -84,6 +98,8 @@ class PipelineExecutor : public Executor {
   // OK when every stage is up with its shard (tries to restore down stages first), else UNAVAILABLE
   // naming them. The service maps this to SERVING / NOT_SERVING.
   absl::Status Health() override;
+  // Without RPCs: UNAVAILABLE before the first wiring and while a stage misses its heartbeats.
+  absl::Status Liveness() override;
   std::vector<StageStats> Stats();
   // layerskip:data_plane_{links_accepted,links_rejected,frames_rejected}_total{stage="i"}: each stage's data
   // port since its worker started (Worker.Stats; 300 ms per stage). Empty while a restore holds the stages.
@@ -92,15 +108,18 @@ class PipelineExecutor : public Executor {
   int exit_layer() const { return plan_.front().end_layer; }
 
  private:
-  explicit PipelineExecutor(const PipelineOptions& options) : options_(options) {}
+  explicit PipelineExecutor(const PipelineOptions& options)
+      : options_(options), step_deadline_(options.step_timeout_floor, options.rpc_timeout) {}
   absl::Status Connect(StageClient& stage);      // channel + stub
   absl::Status LoadStage(StageClient& stage);    // LoadShard + checks
   absl::Status Wire();                           // the transport links, every stage
   absl::Status RestoreLocked();                  // reload down stages, re-wire
   void ProbeLocked();                            // marks stages that are gone or restarted as down
-  // After a failed round: probe; UNAVAILABLE if a stage is down or the data plane failed (then re-wire).
+  // After a failed call: probe; UNAVAILABLE if a stage is down or the data plane failed (then re-wire).
   absl::Status FailLocked(const absl::Status& cause);
-  absl::Status CheckStagesUp();                        // restores down stages (rate-limited)
+  absl::Status CheckStagesUp();                        // restores down stages (with backoff)
+  absl::Status TryRestoreLocked();                     // RestoreLocked with backoff between failed attempts
+  void OnStageSilent(int stage);                       // StageHealth: cancel the steps in flight
 
   // One step in flight (pipeline_round.cc): its sequences (read at the start, written at the finish, on
   // the caller's thread), the draft call, then the verify calls that its thread (driver) launches.
@@ -115,6 +134,8 @@ class PipelineExecutor : public Executor {
     std::thread driver;
     absl::Status status;  // the driver's outcome
     double started = 0, drafted = 0, verified = 0;
+    int rows = 0;                                // rows the step computes (for its deadline)
+    absl::Time deadline = absl::InfiniteFuture();  // every call of the step ends by then
   };
   absl::Status StartSpeculative(Round& r, const DecodeOptions& options);
   absl::Status StartEarlyExit(Round& r, int exit_layer);
@@ -132,7 +153,13 @@ class PipelineExecutor : public Executor {
   std::vector<std::unique_ptr<StageClient>> stages_;
   std::set<int> dirty_slots_;  // released while a stage was down: released again on restore
   bool rewire_ = false;        // a data-plane failure: the links are re-wired before the next step
-  absl::Time last_restore_attempt_ = absl::InfinitePast();
+  absl::Time next_restore_attempt_ = absl::InfinitePast();
+  absl::Duration restore_backoff_ = absl::ZeroDuration();
+  absl::Status last_restore_error_;
+  std::atomic<bool> wired_{false};  // the stages were loaded and wired once
+  absl::Time start_deadline_ = absl::InfiniteFuture();  // start: --workers-wait from Create
+  StepDeadline step_deadline_;
+  std::unique_ptr<StageHealth> health_;  // destroyed first (its threads call OnStageSilent)
 
   std::mutex flight_mu_;  // the rounds in flight and their calls
   std::map<uint64_t, std::unique_ptr<Round>> in_flight_;

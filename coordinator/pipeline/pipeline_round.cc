@@ -23,6 +23,7 @@ double Now() { return absl::ToDoubleSeconds(absl::Now() - absl::UnixEpoch()); }
 }  // namespace
 
 PipelineExecutor::~PipelineExecutor() {
+  health_.reset();  // its threads call OnStageSilent
   std::vector<uint64_t> ids;
   {
     std::lock_guard<std::mutex> lock(flight_mu_);
@@ -62,17 +63,13 @@ absl::Status PipelineExecutor::Step(const std::vector<Sequence*>& seqs, const De
 }
 
 absl::Status PipelineExecutor::CheckStagesUp() {
+  LS_RETURN_IF_ERROR(Liveness());  // a silent stage: fail at once rather than at the step's deadline
   std::lock_guard<std::mutex> lock(mu_);
-  std::vector<std::string> down;
-  for (auto& s : stages_)
-    if (!s->up) down.push_back(s->Name());
-  if (down.empty() && !rewire_) return absl::OkStatus();
-  // Rate-limited: a step against a dead stage fails at once instead of waiting for it.
-  if (absl::Now() - last_restore_attempt_ < absl::Milliseconds(200))
-    return absl::UnavailableError(down.empty() ? std::string("pipeline data plane not re-wired yet")
-                                               : absl::StrCat("pipeline ", absl::StrJoin(down, ", "), " down"));
-  last_restore_attempt_ = absl::Now();
-  return RestoreLocked();
+  bool all_up = !rewire_;
+  for (auto& s : stages_) all_up &= s->up;
+  if (all_up) return absl::OkStatus();
+  // With backoff: a step against a dead stage fails at once instead of waiting for it.
+  return TryRestoreLocked();
 }
 
 absl::StatusOr<uint64_t> PipelineExecutor::StartStep(const std::vector<Sequence*>& seqs, const DecodeOptions& options) {
@@ -122,8 +119,10 @@ absl::Status PipelineExecutor::StartEarlyExit(Round& r, int exit_layer) {
     d->mutable_pending()->Add(s->pending().begin(), s->pending().end());
     d->mutable_sampling()->set_temperature(s->params().sampling.temperature);
   }
+  for (Sequence* s : r.seqs) r.rows += static_cast<int>(s->pending().size());
   r.started = Now();
-  r.draft = Launch(stages_[0].get(), options_.token, options_.rpc_timeout, &v1::Worker::Stub::Draft, std::move(req));
+  r.deadline = absl::Now() + step_deadline_.Budget(r.rows);
+  r.draft = Launch(stages_[0].get(), options_.token, r.deadline - absl::Now(), &v1::Worker::Stub::Draft, std::move(req));
   return absl::OkStatus();
 }
 
@@ -165,9 +164,11 @@ absl::Status PipelineExecutor::StartSpeculative(Round& r, const DecodeOptions& o
     v->set_slot(s->slot());
     v->set_cached(s->cached());
     v->set_want_logits(!sp.greedy());
+    r.rows += static_cast<int>(s->pending().size()) + d->max_drafts() + 1;
   }
   r.started = Now();
-  r.draft = Launch(stages_[0].get(), options_.token, options_.rpc_timeout, &v1::Worker::Stub::Draft, std::move(req));
+  r.deadline = absl::Now() + step_deadline_.Budget(r.rows);
+  r.draft = Launch(stages_[0].get(), options_.token, r.deadline - absl::Now(), &v1::Worker::Stub::Draft, std::move(req));
   return absl::OkStatus();
 }
 
@@ -197,7 +198,7 @@ void PipelineExecutor::Drive(Round* r) {
       return;
     }
     for (size_t i = 1; i < stages_.size(); ++i)
-      r->verifies.push_back(Launch(stages_[i].get(), options_.token, options_.rpc_timeout, &v1::Worker::Stub::Verify, r->verify));
+      r->verifies.push_back(Launch(stages_[i].get(), options_.token, r->deadline - absl::Now(), &v1::Worker::Stub::Verify, r->verify));
   }
   absl::Status verified = WaitAll(r->verifies, "verify");
   r->verified = Now();
@@ -236,6 +237,7 @@ absl::Status PipelineExecutor::FinishStep(uint64_t id) {
     return FailLocked(done->status);
   }
   if (done->seqs.empty()) return absl::OkStatus();
+  step_deadline_.Record(Now() - done->started, done->rows);
   return done->early_exit ? ApplyEarlyExit(*done) : ApplySpeculative(*done);
 }
 

@@ -40,6 +40,9 @@ class Executor {
   // Extra Prometheus text (exposition format 0.0.4) for /metrics, each series labelled
   // model_name="<model_name>" (escaped by the implementation); empty: none. The pipeline reports its stages' data ports.
   virtual std::string RenderMetrics(const std::string& model_name) { return ""; }
+  // Cheap (no I/O), called every loop round: UNAVAILABLE when a part is known not to serve (a remote stage
+  // missed its heartbeats, or is not wired yet); the caller then treats it like a Step's UNAVAILABLE.
+  virtual absl::Status Liveness() { return absl::OkStatus(); }
 
  private:
   uint64_t next_step_ = 1;

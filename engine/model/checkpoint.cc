@@ -6,6 +6,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "engine/model/checkpoint_limits.h"
 #include "engine/model/safetensors.h"
 #include "engine/model/weights.h"
 #include "engine/util/bf16.h"
@@ -113,6 +114,8 @@ absl::StatusOr<ModelWeights> LoadModelWeights(const std::filesystem::path& dir, 
                                                    ") is not within [0, ", L, "] (num_hidden_layers in ", (dir / "config.json").string(), ")"));
   }
   LS_ASSIGN_OR_RETURN(std::unique_ptr<CheckpointFiles> files, CheckpointFiles::Open(dir));
+  // Layer count, every tensor's presence and shape, and memory: all before the first allocation.
+  LS_RETURN_IF_ERROR(CheckCheckpoint(dir, config, *files, options, first, end));
   Loader loader(dir, *files, options.type);
 
   ModelWeights w;

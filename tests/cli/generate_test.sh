@@ -104,6 +104,15 @@ c = json.load(open(sys.argv[1])); c["intermediate_size"] = 300
 json.dump(c, open(sys.argv[2], "w"))
 PY
 expect_error "mlp.gate_proj.weight" "$bin" generate --model "$tmp/badcfg" --prompt-ids 1
+# config.json promising 10^9 layers (inside the accepted range) over a 4-layer checkpoint: one line, no bad_alloc.
+python3 - "$model/config.json" "$tmp/badcfg/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1])); c["num_hidden_layers"] = 1000000000
+json.dump(c, open(sys.argv[2], "w"))
+PY
+expect_error "num_hidden_layers is 1000000000" "$bin" generate --model "$tmp/badcfg" --prompt-ids 1
+expect_error "num_hidden_layers is 1000000000" "$bin" inspect --model "$tmp/badcfg"
+expect_error "num_hidden_layers is 1000000000" "$bin_dir/layerskip-coordinator" --model "$tmp/badcfg" --listen 127.0.0.1:0
 mkdir -p "$tmp/trunc" && cp "$model"/* "$tmp/trunc/"
 head -c 100000 "$model/model.safetensors" >"$tmp/trunc/model.safetensors"
 expect_error "model.safetensors" "$bin" generate --model "$tmp/trunc" --prompt-ids 1

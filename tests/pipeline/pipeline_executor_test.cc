@@ -88,6 +88,7 @@ PipelineOptions ClusterOptions(const std::string& model, const std::string& stag
   o.micro_batches = 2;
   o.connect_timeout = absl::Seconds(5);
   o.rpc_timeout = absl::Seconds(30);
+  o.workers_wait = absl::Seconds(30);  // a worker that does not come up fails the test, not its timeout
   return o;
 }
 
@@ -373,6 +374,7 @@ TEST(Pipeline, UnreachableWorkerIsNamed) {
   auto o = ClusterOptions(kTiny, "0-1,2-3", workers);
   o.workers.push_back("127.0.0.1:1");  // nothing listens there
   o.connect_timeout = absl::Seconds(1);
+  o.workers_wait = absl::Seconds(1);  // a few attempts with backoff, then give up
   auto e = PipelineExecutor::Create(o);
   ASSERT_FALSE(e.ok());
   EXPECT_EQ(e.status().code(), absl::StatusCode::kUnavailable) << e.status();

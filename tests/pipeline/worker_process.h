@@ -58,6 +58,13 @@ class WorkerProcess {
   std::string endpoint() const { return "127.0.0.1:" + std::to_string(port_); }
   int port() const { return port_; }
   void Kill() { Signal(SIGKILL); }
+  // SIGSTOP / SIGCONT: a frozen process keeps its sockets but answers nothing.
+  void Freeze() const {
+    if (pid_ > 0) kill(pid_, SIGSTOP);
+  }
+  void Thaw() const {
+    if (pid_ > 0) kill(pid_, SIGCONT);
+  }
   void Stop() { Signal(SIGTERM); }
   ~WorkerProcess() { Kill(); }
 

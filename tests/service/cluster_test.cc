@@ -1,8 +1,16 @@
 // The coordinator with remote pipeline stages (--workers): real layerskip-worker processes and a real
 // layerskip-coordinator on loopback, a real gRPC client. Greedy output equals `layerskip generate`; a
-// worker killed mid-stream ends the streams with UNAVAILABLE and health NOT_SERVING until it is back.
+// worker killed mid-stream ends the streams with UNAVAILABLE and health NOT_SERVING until it is back; a
+// frozen worker (SIGSTOP) is noticed by its missed heartbeats; workers may start after the coordinator.
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <random>
 #include <cstdio>
 #include <cstdlib>
 #include <thread>
@@ -27,7 +35,7 @@ struct Streamed {
 Streamed Generate(v1::Inference::Stub& stub, const v1::GenerateRequest& q,
                   const std::function<void()>& after_first = nullptr) {
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
   Streamed out;
   auto reader = stub.Generate(&ctx, q);
   v1::GenerateResponse m;
@@ -56,6 +64,23 @@ v1::GenerateRequest Request(const std::string& prompt, int max_tokens, v1::Decod
   return q;
 }
 
+// A loopback port in [20000, 32000) that nothing listens on now (ephemeral ports start at 32768).
+int FreeLowPort() {
+  static std::mt19937 rng(static_cast<unsigned>(::getpid()));
+  for (int tries = 0; tries < 1000; ++tries) {
+    const int port = 20000 + static_cast<int>(rng() % 12000);
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    ::close(fd);
+    if (free) return port;
+  }
+  return 0;
+}
+
 class ClusterTest : public ::testing::Test {
  protected:
   void SetUp() override { ::setenv("LAYERSKIP_CLUSTER_TOKEN", "cluster-test-token", 1); }
@@ -78,14 +103,18 @@ class ClusterTest : public ::testing::Test {
     return {"--model", kModel, "--threads", "1", "--workers", Endpoints(workers), "--stages", "0-1,2-3",
             "--default-exit-layer", "2", "--restore-timeout", restore};
   }
+  // The coordinator started and wired its workers (health SERVING; NOT_SERVING until then).
+  static void ExpectServing(const CoordinatorProcess& server) {
+    ASSERT_TRUE(server.ok()) << server.stderr_text();
+    ASSERT_TRUE(WaitFor([&] { return server.HealthStatus() == kServing; }, 60)) << server.stderr_text();
+  }
 };
 
 TEST_F(ClusterTest, ThreeStagesMatchTheSingleProcessEngineForConcurrentStreams) {
   auto workers = StartWorkers(3);
   CoordinatorProcess server({"--model", kModel, "--threads", "1", "--workers", Endpoints(workers), "--stages",
                              "0-1,2-2,3-3", "--default-exit-layer", "2"});
-  ASSERT_TRUE(server.ok()) << server.stderr_text();
-  EXPECT_EQ(server.HealthStatus(), kServing);
+  ExpectServing(server);
   struct Case {
     std::string prompt;
     v1::DecodeMode mode;
@@ -118,7 +147,7 @@ TEST_F(ClusterTest, WorkerKilledMidStreamThenRestored) {
   auto workers = StartWorkers(2);
   // --restore-timeout 0: streams in flight end at once when a stage is lost.
   CoordinatorProcess server(TwoStages(workers, "0"));
-  ASSERT_TRUE(server.ok()) << server.stderr_text();
+  ExpectServing(server);
   auto stub = server.Stub();
   const int port = workers[1]->port();
   // Kill stage 1 as soon as the first tokens stream: the stream ends with UNAVAILABLE, not a hang.
@@ -146,7 +175,7 @@ TEST_F(ClusterTest, WorkerKilledMidStreamThenRestored) {
 TEST_F(ClusterTest, StreamResumesWhenTheKilledWorkerIsRestored) {
   auto workers = StartWorkers(2);
   CoordinatorProcess server(TwoStages(workers, "30"));
-  ASSERT_TRUE(server.ok()) << server.stderr_text();
+  ExpectServing(server);
   auto stub = server.Stub();
   const int port = workers[1]->port();
   Streamed resumed;
@@ -169,7 +198,7 @@ TEST_F(ClusterTest, StreamResumesWhenTheKilledWorkerIsRestored) {
 TEST_F(ClusterTest, SuspendedStreamEndsAfterTheRestoreTimeout) {
   auto workers = StartWorkers(2);
   CoordinatorProcess server(TwoStages(workers, "1"));
-  ASSERT_TRUE(server.ok()) << server.stderr_text();
+  ExpectServing(server);
   auto stub = server.Stub();
   const auto t0 = std::chrono::steady_clock::now();
   Streamed cut = Generate(*stub, Request("def main():", 400, v1::DECODE_MODE_AUTOREGRESSIVE, 0), [&] { workers[1]->Kill(); });
@@ -181,10 +210,73 @@ TEST_F(ClusterTest, SuspendedStreamEndsAfterTheRestoreTimeout) {
 
 TEST_F(ClusterTest, UnreachableWorkerAtStartIsReported) {
   auto workers = StartWorkers(1);
-  CoordinatorProcess server({"--model", kModel, "--workers", workers[0]->endpoint() + ",127.0.0.1:1", "--stages", "0-1,2-3"});
-  EXPECT_FALSE(server.ok());
-  EXPECT_EQ(server.Wait(30), 1);
+  CoordinatorProcess server({"--model", kModel, "--workers", workers[0]->endpoint() + ",127.0.0.1:1", "--stages", "0-1,2-3",
+                             "--workers-wait", "2"});
+  // It serves NOT_SERVING while it waits, then gives up naming the worker that never answered.
+  if (server.ok()) EXPECT_NE(server.HealthStatus(), kServing);
+  EXPECT_EQ(server.Wait(60), 1);
   EXPECT_NE(server.stderr_text().find("127.0.0.1:1"), std::string::npos) << server.stderr_text();
+  EXPECT_NE(server.stderr_text().find("--workers-wait"), std::string::npos) << server.stderr_text();
+}
+
+// Kubernetes starts pods in any order: the coordinator comes up first, NOT_SERVING (requests refused with
+// UNAVAILABLE), and turns SERVING once its workers appear and are wired.
+TEST_F(ClusterTest, WorkersStartingAfterTheCoordinatorAreWaitedFor) {
+  // Two free ports below the ephemeral range, so that no process started meanwhile is given them.
+  std::vector<int> ports = {FreeLowPort(), FreeLowPort()};
+  const std::string endpoints = "127.0.0.1:" + std::to_string(ports[0]) + ",127.0.0.1:" + std::to_string(ports[1]);
+  CoordinatorProcess server({"--model", kModel, "--threads", "1", "--workers", endpoints, "--stages", "0-1,2-3",
+                             "--default-exit-layer", "2", "--workers-wait", "120"});
+  ASSERT_TRUE(server.ok()) << server.stderr_text();
+  EXPECT_EQ(server.HealthStatus(), kNotServing);
+  auto stub = server.Stub();
+  EXPECT_EQ(Generate(*stub, Request("x", 4, v1::DECODE_MODE_AUTOREGRESSIVE, 0)).status.error_code(),
+            grpc::StatusCode::UNAVAILABLE);
+  std::this_thread::sleep_for(std::chrono::seconds(2));  // a few failed attempts (with backoff)
+  EXPECT_EQ(server.HealthStatus(), kNotServing);
+  std::vector<std::unique_ptr<WorkerProcess>> workers;
+  for (int port : ports) {
+    workers.push_back(std::make_unique<WorkerProcess>());
+    ASSERT_TRUE(workers.back()->Start("cluster-test-token", port));
+  }
+  ExpectServing(server);
+  Streamed got = Generate(*stub, Request("def main():", 24, v1::DECODE_MODE_SELF_SPECULATIVE, 3));
+  ASSERT_TRUE(got.status.ok()) << got.status.error_message();
+  EXPECT_EQ(got.ids, CliIds("--prompt 'def main():' --max-tokens 24 --mode self-speculative --exit-layer 2 --speculations 3"));
+}
+
+// A frozen worker (SIGSTOP) keeps its sockets open and answers nothing. Its missed heartbeats turn health
+// NOT_SERVING within a few periods, the step in flight is cancelled and the stream is suspended; after
+// SIGCONT the stage is restored and the stream ends with exactly the single-process engine's tokens.
+TEST_F(ClusterTest, FrozenWorkerIsNoticedAndTheStreamResumesAfterItThaws) {
+  auto workers = StartWorkers(2);
+  auto args = TwoStages(workers, "120");
+  for (const char* a : {"--heartbeat-interval", "0.2", "--heartbeat-misses", "3"}) args.push_back(a);
+  CoordinatorProcess server(args);
+  ExpectServing(server);
+  auto stub = server.Stub();
+  std::atomic<bool> frozen{false};
+  Streamed resumed;
+  std::thread client([&] {
+    resumed = Generate(*stub, Request("def main():", 400, v1::DECODE_MODE_SELF_SPECULATIVE, 3), [&] {
+      workers[1]->Freeze();
+      frozen = true;
+    });
+  });
+  ASSERT_TRUE(WaitFor([&] { return frozen.load(); }, 60));
+  const auto t0 = std::chrono::steady_clock::now();
+  // 3 missed beats 0.2 s apart; generous for a loaded machine, far below the 60 s RPC cap.
+  EXPECT_TRUE(WaitFor([&] { return server.HealthStatus() == kNotServing; }, 20)) << server.stderr_text();
+  const double noticed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("frozen worker noticed after %.2f s\n", noticed);
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  EXPECT_EQ(server.HealthStatus(), kNotServing);  // still frozen: still not serving
+  workers[1]->Thaw();
+  client.join();
+  ASSERT_TRUE(resumed.status.ok()) << resumed.status.error_message() << "\n" << server.stderr_text();
+  EXPECT_EQ(resumed.ids, CliIds("--prompt 'def main():' --max-tokens 400 --mode self-speculative --exit-layer 2 --speculations 3"));
+  EXPECT_TRUE(WaitFor([&] { return server.HealthStatus() == kServing; }, 30));
+  EXPECT_NE(server.stderr_text().find("missed 3 heartbeats"), std::string::npos) << server.stderr_text();
 }
 
 }  // namespace

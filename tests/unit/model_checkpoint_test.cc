@@ -13,6 +13,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "engine/model/checkpoint_limits.h"
 #include "engine/model/safetensors.h"
 #include "engine/model/weights.h"
 #include "engine/util/bf16.h"
@@ -407,6 +408,38 @@ TEST_F(CheckpointTest, BadConfig) {
   WriteConfig(c);
   ExpectError(LoadModelWeights(dir_).status(), absl::StatusCode::kInvalidArgument,
               {(dir_ / "config.json").string(), "field 'num_attention_heads'"});
+}
+
+// config.json promising far more layers than the files hold: one clear error before any allocation
+// (it used to end in std::bad_alloc resizing the layer vector).
+TEST_F(CheckpointTest, LayerCountBeyondTheTensorsPresent) {
+  json c = TinyConfig(true);
+  c["num_hidden_layers"] = 1000000000;
+  WriteConfig(c);
+  WriteSafetensors(dir_ / "model.safetensors", Tensors(false, "BF16"));
+  ExpectError(LoadModelWeights(dir_).status(), absl::StatusCode::kInvalidArgument,
+              {"config.json", "num_hidden_layers is 1000000000", "tensors for 3 layers"});
+  c["num_hidden_layers"] = 4;  // one more than present
+  WriteConfig(c);
+  ExpectError(LoadModelWeights(dir_).status(), absl::StatusCode::kInvalidArgument, {"num_hidden_layers is 4", "3 layers"});
+  auto files = CheckpointFiles::Open(dir_);
+  ASSERT_TRUE(files.ok()) << files.status();
+  EXPECT_EQ(LayersPresent(**files), 3);
+}
+
+TEST_F(CheckpointTest, LoadBytesAndMemoryLimit) {
+  const LlamaConfig c = *ParseLlamaConfig(TinyConfig(true).dump());
+  const auto tensors = ExpectedTensors(c, LoadOptions{}, 0, 3);
+  ASSERT_EQ(tensors.size(), 1u + 9 * 3 + 1);  // tied: embed, 9 per layer, final norm
+  // Matrices: embed 16x8 + per layer (8x8 + 4x8 + 4x8 + 8x8 + 3 * 12x8) = 128 + 3 * 480; norms: 7 x 8 f32.
+  const int64_t matrix_elems = 128 + 3 * 480, norm_elems = 7 * 8;
+  EXPECT_EQ(LoadBytes(tensors, WeightType::kBF16), matrix_elems * 2 + norm_elems * 4);
+  EXPECT_EQ(LoadBytes(tensors, WeightType::kF32), (matrix_elems + norm_elems) * 4);
+  EXPECT_TRUE(CheckFitsInMemory(100, 100, "x").ok());
+  EXPECT_TRUE(CheckFitsInMemory(100, -1, "x").ok());  // unknown: no check
+  ExpectError(CheckFitsInMemory(int64_t{3} << 30, int64_t{1} << 30, "loading the model"),
+              absl::StatusCode::kResourceExhausted, {"loading the model needs 3.00 GiB", "only 1.00 GiB"});
+  EXPECT_GT(AvailableMemoryBytes(), 0);  // /proc/meminfo is there on Linux
 }
 
 }  // namespace
