@@ -8,6 +8,8 @@
 #include <memory>
 #include <string>
 
+#include <grpcpp/security/credentials.h>
+
 #include "layerskip/v1/inference.grpc.pb.h"
 
 namespace layerskip::bench {
