@@ -37,18 +37,21 @@ start() {  # coordinator flags...; sets $grpc (port) or returns 1
     --stages 0-1,2-3 --default-exit-layer 2 --cluster-token-file "$tmp/cluster" "$@" >"$tmp/c.out" 2>"$tmp/c.err" &
   cpid=$!
   pids+=($cpid)
+  # The coordinator serves at once, NOT_SERVING, and wires the workers in the background: wait for SERVING.
   for _ in $(seq 600); do
-    grep -q serving "$tmp/c.out" && break
+    grep -q "health SERVING" "$tmp/c.err" && break
     kill -0 $cpid 2>/dev/null || return 1
     sleep 0.1
   done
+  grep -q "health SERVING" "$tmp/c.err" || return 1
   grpc=$(grep -o '(port [0-9]*)' "$tmp/c.out" | grep -o '[0-9]*')
   [ -n "$grpc" ]
 }
 
-# Plaintext to TLS workers: the coordinator cannot reach them and exits with a clear line.
-if start; then fail "the coordinator reached TLS workers without --workers-tls-ca"; else
-  grep -q "unreachable" "$tmp/c.err" && ok || fail "no clear error: $(cat "$tmp/c.err")"
+# Plaintext to TLS workers: the coordinator cannot reach them and, past --workers-wait, exits with a clear line.
+if start --workers-wait 3; then fail "the coordinator reached TLS workers without --workers-tls-ca"; else
+  wait $cpid 2>/dev/null
+  grep -q "workers not ready within --workers-wait" "$tmp/c.err" && ok || fail "no clear error: $(cat "$tmp/c.err")"
 fi
 if start --workers-tls-ca "$tmp/cert.pem"; then
   want=$("$bin/layerskip" generate --model "$model" --json --threads 1 --prompt "def main():" --max-tokens 24 |
