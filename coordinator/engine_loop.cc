@@ -398,9 +398,12 @@ void EngineLoop::ObservePolicy(Request& r, const StepGroup& group) {
   if (group.policy_exit_layer > 0)
     policy_->Observe(group.policy_exit_layer, static_cast<int>(r.seq->stats().drafted - r.reported.drafted),
                      static_cast<int>(r.seq->stats().accepted - r.reported.accepted));
-  if (group.policy_d >= 0 && &r == group.requests.front())  // once per step, before any token is streamed
+  if (group.policy_d >= 0 && &r == group.requests.front()) {  // once per step, before any token is streamed
     policy_->ObserveTime(group.policy_timed_exit_layer, group.policy_d, group.policy_batch,
                          Seconds(Clock::now() - group.policy_started));
+    metrics_->round_time_ratio->Set(policy_->speculative_scale());
+    metrics_->autoregressive_time_ratio->Set(policy_->autoregressive_scale());
+  }
 }
 
 void EngineLoop::Account(Request& r, const StepGroup& group) {

@@ -109,6 +109,13 @@ TEST_F(AutoExitLayerTest, ConcurrentStreamsEqualAutoregressiveGreedy) {
   EXPECT_GE(e, 1);
   EXPECT_LT(e, kLayers);
   EXPECT_GE(server_->Metric("layerskip:spec_decode_draft_length{model_name=\"layerskip-demo\"}"), 0);
+  // The policy timed its decoding steps (live timing, as in `layerskip generate`): at least one running
+  // measured / predicted ratio has moved from its initial 1.
+  const double round = server_->Metric("layerskip:spec_decode_round_time_ratio{model_name=\"layerskip-demo\"}");
+  const double ar = server_->Metric("layerskip:spec_decode_autoregressive_time_ratio{model_name=\"layerskip-demo\"}");
+  EXPECT_GT(round, 0);
+  EXPECT_GT(ar, 0);
+  EXPECT_TRUE(round != 1.0 || ar != 1.0) << round << " " << ar;
 }
 
 // A request's own exit layer still wins over the automatic default; asking for both, or auto E for early

@@ -145,6 +145,9 @@ TEST_F(ClusterTest, AutoExitLayerIsTheSplitExitLayer) {
   }
   const double e = server.Metric("layerskip:spec_decode_exit_layer{model_name=\"tiny-random\"}");
   EXPECT_EQ(e, 1.0);  // the policy ran for the auto-d requests
+  // A pipeline's steps overlap, so the policy does not time them: the ratios stay at 1.
+  EXPECT_EQ(server.Metric("layerskip:spec_decode_round_time_ratio{model_name=\"tiny-random\"}"), 1.0);
+  EXPECT_EQ(server.Metric("layerskip:spec_decode_autoregressive_time_ratio{model_name=\"tiny-random\"}"), 1.0);
 }
 
 TEST_F(ClusterTest, WorkerKilledMidStreamThenRestored) {
