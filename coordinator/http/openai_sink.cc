@@ -15,18 +15,9 @@ json Usage(const RequestSummary& s) {
           {"total_tokens", s.prompt_tokens + s.completion_tokens}};
 }
 
-const char* ModeName(DecodeMode m) {
-  switch (m) {
-    case DecodeMode::kAutoregressive: return "autoregressive";
-    case DecodeMode::kEarlyExit: return "early-exit";
-    case DecodeMode::kSelfSpeculative: return "self-speculative";
-  }
-  return "";
-}
-
 // LayerSkip's own summary, beside OpenAI's fields: the mode, exit layer and speculation statistics.
 json LayerSkipSummary(const RequestSummary& s) {
-  json j = {{"mode", ModeName(s.options.mode)}};
+  json j = {{"mode", DecodeModeName(s.options.mode)}};
   if (s.options.mode != DecodeMode::kAutoregressive)  // auto: the E chosen most (0: every step autoregressive)
     j["exit_layer"] = s.options.automatic() && s.options.auto_exit_layer ? s.spec.MostUsedChoice().first : s.options.exit_layer;
   if (s.options.mode == DecodeMode::kSelfSpeculative) {

@@ -9,27 +9,13 @@
 #include "engine/decode/draft_vocabulary.h"
 #include "engine/decode/generate.h"
 #include "gtest/gtest.h"
+#include "tests/support/decode_runs.h"
 #include "tests/support/test_models.h"
 
 namespace layerskip {
 namespace {
 
-std::vector<std::vector<int>> Decode(const LoadedModel& m, const std::vector<std::vector<int>>& prompts,
-                                     const DecodeOptions& o, int max_tokens, std::vector<SpecStats>* stats = nullptr) {
-  const LlamaConfig& c = m.weights->config;
-  KvCache cache(c, 0, c.num_hidden_layers, static_cast<int>(prompts.size()), m.context);
-  std::vector<GenerationParams> params(prompts.size());
-  for (auto& p : params) p.max_tokens = max_tokens;
-  auto r = GenerateBatch(*m.model, cache, prompts, params, o);
-  EXPECT_TRUE(r.ok()) << r.status();
-  std::vector<std::vector<int>> ids;
-  if (!r.ok()) return ids;
-  for (auto& x : *r) {
-    ids.push_back(x.ids);
-    if (stats) stats->push_back(x.spec);
-  }
-  return ids;
-}
+using testing::Decode;
 
 std::vector<std::vector<int>> Prompts(int n, int vocab) {
   Rng rng(5);

@@ -8,6 +8,7 @@
 #include "engine/decode/self_speculative.h"
 #include "engine/decode/step.h"
 #include "gtest/gtest.h"
+#include "tests/support/decode_runs.h"
 #include "tests/support/test_models.h"
 
 namespace layerskip {
@@ -23,26 +24,7 @@ std::vector<int> Prompt(int len, int vocab, uint64_t seed) {
   return p;
 }
 
-std::vector<std::vector<int>> Decode(const LoadedModel& m, const std::vector<std::vector<int>>& prompts,
-                                  const DecodeOptions& o, int max_tokens, std::vector<SpecStats>* stats = nullptr,
-                                  std::vector<int> eos = {}) {
-  const LlamaConfig& c = m.weights->config;
-  KvCache cache(c, 0, c.num_hidden_layers, static_cast<int>(prompts.size()), m.context);
-  std::vector<GenerationParams> params(prompts.size());
-  for (auto& p : params) {
-    p.max_tokens = max_tokens;
-    p.eos_ids = eos;
-  }
-  auto r = GenerateBatch(*m.model, cache, prompts, params, o);
-  EXPECT_TRUE(r.ok()) << r.status();
-  std::vector<std::vector<int>> ids;
-  if (!r.ok()) return ids;
-  for (auto& x : *r) {
-    ids.push_back(x.ids);
-    if (stats) stats->push_back(x.spec);
-  }
-  return ids;
-}
+using testing::Decode;
 
 DecodeOptions SelfSpec(int e, int d, bool adaptive = false) {
   DecodeOptions o;
