@@ -3,7 +3,7 @@
 // and the tool reports generated-token throughput and client-side TTFT / inter-token latency percentiles.
 // Each failed request is reported on stderr with its status and message, and counted in the table.
 //   layerskip-loadgen --server HOST:PORT [--concurrency 1,4,16,64] [--requests-per-stream 4] [--max-tokens 64]
-//                     [--prompt-tokens 16] [--mode autoregressive|self-speculative] [--exit-layer E]
+//                     [--prompt-tokens 16] [--mode autoregressive|self-speculative] [--exit-layer E|auto]
 //                     [--speculations D|auto] [--auth-token T | --auth-token-file F] [--tls-ca PEM]
 //   soak (bench/soak.sh): --duration SECONDS [--concurrency N] [--cancel-fraction F] [--deadline-fraction F]
 //                     [--hang-seconds S]: random cancels and deadlines, outcomes by status code (soak_load.h)
@@ -128,7 +128,7 @@ void Usage() {
       "  --requests-per-stream N       requests each stream sends per level (default 4)\n"
       "  --max-tokens N                generated tokens per request (ignore_eos; default 64)\n"
       "  --prompt-tokens N             random prompt ids per request (default 16)\n"
-      "  --mode autoregressive|self-speculative  --exit-layer E  --speculations D|auto\n"
+      "  --mode autoregressive|self-speculative  --exit-layer E|auto  --speculations D|auto\n"
       "  --auth-token T | --auth-token-file F   sent as `authorization: Bearer T`\n"
       "  --tls-ca PEM                  TLS, trusting these roots\n"
       "soak mode (bench/soak.sh): --duration SECONDS [--concurrency N] [--cancel-fraction F]\n"
@@ -190,9 +190,13 @@ int Main(int argc, char** argv) {
   const std::string mode = flags->Get("mode", "autoregressive");
   if (mode == "self-speculative") {
     base.set_mode(v1::DECODE_MODE_SELF_SPECULATIVE);
-    auto e = flags->GetInt("exit-layer", std::max(1, info.num_layers() / 2));
-    if (!e.ok()) return fail("--exit-layer");
-    base.set_exit_layer(static_cast<int>(*e));
+    if (flags->Get("exit-layer") == "auto") {
+      base.set_auto_exit_layer(true);  // the server's policy chooses E per batch
+    } else {
+      auto e = flags->GetInt("exit-layer", std::max(1, info.num_layers() / 2));
+      if (!e.ok()) return fail("--exit-layer");
+      base.set_exit_layer(static_cast<int>(*e));
+    }
     const std::string d = flags->Get("speculations", "4");
     if (d == "auto") base.set_auto_speculations(true);
     else base.set_speculations(std::atoi(d.c_str()));

@@ -49,10 +49,8 @@ absl::StatusOr<v1::GenerateRequest> RequestFromFlags(const Flags& flags) {
   if (flags.Has("top-k")) { LS_ASSIGN_OR_RETURN(int64_t v, flags.GetInt("top-k", 0)); q.set_top_k(static_cast<int32_t>(v)); }
   if (flags.Has("top-p")) { LS_ASSIGN_OR_RETURN(double v, flags.GetDouble("top-p", 1)); q.set_top_p(static_cast<float>(v)); }
   if (flags.Has("seed")) { LS_ASSIGN_OR_RETURN(int64_t v, flags.GetInt("seed", 0)); q.set_seed(static_cast<uint64_t>(v)); }
-  if (flags.Get("exit-layer") == "auto")
-    return absl::InvalidArgumentError("--exit-layer auto is for `layerskip generate`; the service decodes at its "
-                                      "default or the given exit layer (the pipeline splits there)");
-  if (flags.Has("exit-layer")) { LS_ASSIGN_OR_RETURN(int64_t v, flags.GetInt("exit-layer", 0)); q.set_exit_layer(static_cast<int32_t>(v)); }
+  if (flags.Get("exit-layer") == "auto") q.set_auto_exit_layer(true);  // a pipeline's split still fixes E
+  else if (flags.Has("exit-layer")) { LS_ASSIGN_OR_RETURN(int64_t v, flags.GetInt("exit-layer", 0)); q.set_exit_layer(static_cast<int32_t>(v)); }
   for (const std::string& s : flags.GetAll("stop")) q.add_stop(s);
   q.set_ignore_eos(flags.Has("ignore-eos"));
   if (flags.Has("mode")) {

@@ -374,27 +374,57 @@ void EngineLoop::StepFailed(const absl::Status& s) {
 
 void EngineLoop::ApplyPolicy(StepGroup& g) {
   if (!g.options.automatic() || g.speculation_off) return;
-  if (!policy_) policy_ = std::make_unique<SpeculationPolicy>(MakePolicy(g.options));
-  const SpeculationChoice c = policy_->Choose(static_cast<int>(g.requests.size()), g.options.exit_layer);
+  const DecodeOptions& o = g.options;
+  if (!o.auto_speculations && o.speculation.speculations < 1) return;  // auto E with no drafts: nothing to choose
+  if (!policy_) {  // one policy for every batch: each batch's own fixed E or d restricts its Choose
+    DecodeOptions all = o;
+    all.auto_exit_layer = all.auto_speculations = true;
+    policy_ = std::make_unique<SpeculationPolicy>(MakePolicy(all));
+  }
+  const int batch = static_cast<int>(g.requests.size());
+  const SpeculationChoice c = policy_->Choose(batch, o.auto_exit_layer ? 0 : o.exit_layer,
+                                              o.auto_speculations ? 0 : o.speculation.speculations);
   for (Request* r : g.requests) r->seq->stats().RecordChoice(c.speculations ? c.exit_layer : 0, c.speculations, c.predicted_speedup);
   metrics_->draft_length->Set(c.speculations);
   metrics_->exit_layer->Set(c.exit_layer);
   metrics_->predicted_speedup->Set(c.predicted_speedup);
+  // Time the step against the prediction unless it prefills a prompt (not what the cost model predicts) or
+  // overlaps other steps (a pipeline keeps several in flight, so its wall time is not the step's cost).
+  bool prefill = false;
+  for (Request* r : g.requests) prefill |= r->seq->pending().size() > 1;
+  if (!prefill && executor_->max_in_flight() == 1) {
+    g.policy_d = c.speculations;
+    g.policy_timed_exit_layer = c.exit_layer;
+    g.policy_batch = batch;
+  }
   if (c.speculations == 0) {
     g.options = DecodeOptions{};  // autoregressive: the same greedy tokens, the same sampling distribution
     g.speculation_off = true;
-    return;
+  } else {
+    g.options.auto_speculations = g.options.auto_exit_layer = false;
+    g.options.exit_layer = c.exit_layer;  // lossless per step: every layer's cache has the same length
+    g.options.speculation.adaptive = false;
+    g.options.speculation.speculations = c.speculations;
+    g.policy_exit_layer = c.exit_layer;
   }
-  g.options.auto_speculations = false;
-  g.options.speculation.adaptive = false;
-  g.options.speculation.speculations = c.speculations;
-  g.policy_exit_layer = c.exit_layer;
+  g.policy_started = Clock::now();  // the step starts right after this
+}
+
+void EngineLoop::ObservePolicy(Request& r, const StepGroup& group) {
+  if (!policy_) return;
+  if (group.policy_exit_layer > 0)
+    policy_->Observe(group.policy_exit_layer, static_cast<int>(r.seq->stats().drafted - r.reported.drafted),
+                     static_cast<int>(r.seq->stats().accepted - r.reported.accepted));
+  if (group.policy_d >= 0 && &r == group.requests.front()) {  // once per step, before any token is streamed
+    policy_->ObserveTime(group.policy_timed_exit_layer, group.policy_d, group.policy_batch,
+                         Seconds(Clock::now() - group.policy_started));
+    metrics_->round_time_ratio->Set(policy_->speculative_scale());
+    metrics_->autoregressive_time_ratio->Set(policy_->autoregressive_scale());
+  }
 }
 
 void EngineLoop::Account(Request& r, const StepGroup& group) {
-  if (policy_ && group.policy_exit_layer > 0)
-    policy_->Observe(group.policy_exit_layer, static_cast<int>(r.seq->stats().drafted - r.reported.drafted),
-                     static_cast<int>(r.seq->stats().accepted - r.reported.accepted));
+  ObservePolicy(r, group);
   if (group.speculation_off) {
     ++r.autoregressive_steps;
     metrics_->autoregressive_fallback_steps->Add(1);

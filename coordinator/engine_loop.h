@@ -78,8 +78,12 @@ class EngineLoop {
   void ReleaseSlot(Request& r);
   void EmitNew(Request& r);
   void Account(Request& r, const StepGroup& group);
-  // Automatic speculation: the policy picks this group's d for its size, or an autoregressive step.
+  // Automatic speculation: the policy picks this group's E and d (those the requests leave to the server)
+  // for its size, or an autoregressive step, and marks the step for timing.
   void ApplyPolicy(StepGroup& group);
+  // After the group's step: the request's accept counts, and (once per step) the step's measured time,
+  // feed the policy, so its choice follows the machine when the load changes after calibration.
+  void ObservePolicy(Request& r, const StepGroup& group);
   void UpdateGauges();  // mu_ held
   // A step returned UNAVAILABLE: admission pauses until ProbeHealth finds the executor restored. Running
   // requests are suspended (their caches forgotten) for up to restore_timeout, or end with the error.

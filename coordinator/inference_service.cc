@@ -205,7 +205,9 @@ void FillSummary(const RequestSummary& s, v1::GenerationSummary* out) {
   out->mutable_usage()->set_prompt_tokens(s.prompt_tokens);
   out->mutable_usage()->set_completion_tokens(s.completion_tokens);
   out->set_mode(ToProto(s.options.mode));
-  if (s.options.mode != DecodeMode::kAutoregressive) out->set_exit_layer(s.options.exit_layer);
+  // With auto_exit_layer, the E the policy chose most (0: every step was autoregressive).
+  if (s.options.mode != DecodeMode::kAutoregressive)
+    out->set_exit_layer(s.options.automatic() && s.options.auto_exit_layer ? s.spec.MostUsedChoice().first : s.options.exit_layer);
   if (s.options.mode == DecodeMode::kSelfSpeculative) {
     v1::SpeculationStats* sp = out->mutable_speculation();
     sp->set_rounds(s.spec.rounds);
@@ -218,7 +220,7 @@ void FillSummary(const RequestSummary& s, v1::GenerationSummary* out) {
     sp->set_autoregressive_steps(s.autoregressive_steps);
     const auto [e, d] = s.spec.MostUsedChoice();
     out->set_speculations(s.options.auto_speculations ? d : s.options.speculation.speculations);
-    if (s.options.auto_speculations) out->set_predicted_speedup(s.spec.predicted_speedup);
+    if (s.options.automatic()) out->set_predicted_speedup(s.spec.predicted_speedup);
   }
   out->mutable_timing()->set_queue_seconds(s.queue_seconds);
   out->mutable_timing()->set_time_to_first_token_seconds(s.ttft_seconds);

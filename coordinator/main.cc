@@ -39,7 +39,7 @@ void Usage() {
       "  --model-name NAME             metrics label, ModelInfo and the OpenAI model id (default: the dir name)\n"
       "  --max-batch-size N --max-batched-tokens N --max-queue N --num-slots N --kv-cache-positions N\n"
       "  --max-context N --threads N --dtype bf16|f32\n"
-      "  --default-mode autoregressive|early-exit|self-speculative  --default-exit-layer E\n"
+      "  --default-mode autoregressive|early-exit|self-speculative  --default-exit-layer E|auto\n"
       "  --default-speculations D|auto  --default-max-tokens N  --speculation-batch-threshold N\n"
       "  --calibration cached|fresh|off  the cost model behind automatic speculation: cached (default),\n"
       "                                measured anew, or off (a documented default model)\n"
@@ -128,7 +128,12 @@ absl::StatusOr<ServerOptions> OptionsFromFlags(const cli::Flags& f) {
   else if (mode == "early-exit") d.mode = DecodeMode::kEarlyExit;
   else if (mode == "self-speculative") d.mode = DecodeMode::kSelfSpeculative;
   else return absl::InvalidArgumentError(absl::StrCat("--default-mode: unknown mode '", mode, "'"));
-  LS_ASSIGN_OR_RETURN(d.exit_layer, IntFlag(f, "default-exit-layer", 0, 0, 1 << 16));  // 0: half the layers
+  if (f.Get("default-exit-layer") == "auto") {  // the policy chooses E (a pipeline's split still fixes it)
+    d.auto_exit_layer = true;
+    d.exit_layer = 0;  // half the layers: the automatic stage plan's split
+  } else {
+    LS_ASSIGN_OR_RETURN(d.exit_layer, IntFlag(f, "default-exit-layer", 0, 0, 1 << 16));  // 0: half the layers
+  }
   o.executor.exit_layer = d.exit_layer;  // the automatic stage plan's first stage ends at E
   const std::string spec = f.Get("default-speculations", "4");
   if (spec == "auto") {

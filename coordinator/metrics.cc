@@ -138,6 +138,13 @@ ServiceMetrics::ServiceMetrics(const std::string& model_name) : registry_(model_
   exit_layer = r.AddGauge(p + "spec_decode_exit_layer", "Exit layer E of the last automatic speculation choice.");
   predicted_speedup = r.AddGauge(p + "spec_decode_predicted_speedup",
                                  "Speedup over autoregressive the cost model predicted for the last automatic choice.");
+  round_time_ratio = r.AddGauge(p + "spec_decode_round_time_ratio",
+                                "Measured / predicted time of automatic speculation's rounds (running; 1 until timed).");
+  autoregressive_time_ratio =
+      r.AddGauge(p + "spec_decode_autoregressive_time_ratio",
+                 "Measured / predicted time of automatic speculation's autoregressive steps (running; 1 until timed).");
+  round_time_ratio->Set(1.0);
+  autoregressive_time_ratio->Set(1.0);
 }
 
 void ServiceMetrics::AddAcceptedAtPosition(int position, double n) {

@@ -80,8 +80,9 @@ class ServiceMetrics {
   MetricsRegistry::Gauge *running, *waiting, *kv_usage;
   MetricsRegistry::Counter *prompt_tokens, *generation_tokens, *num_drafts, *num_draft_tokens, *num_accepted_tokens;
   MetricsRegistry::Counter *success_length, *success_stop, *cancelled, *aborted, *rejected, *autoregressive_fallback_steps;
-  // Automatic speculation (auto_speculations): the last batch's choice.
-  MetricsRegistry::Gauge *draft_length, *exit_layer, *predicted_speedup;
+  // Automatic speculation (auto_speculations, auto_exit_layer): the last batch's choice, and the running
+  // measured / predicted step times that scale the cost model (rounds, autoregressive steps; 1 until timed).
+  MetricsRegistry::Gauge *draft_length, *exit_layer, *predicted_speedup, *round_time_ratio, *autoregressive_time_ratio;
   // spec_decode_num_accepted_tokens_per_pos{position="i"}
   void AddAcceptedAtPosition(int position, double n);
 

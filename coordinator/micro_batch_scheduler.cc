@@ -9,8 +9,9 @@ namespace {
 bool SameOptions(const DecodeOptions& a, const DecodeOptions& b) {
   auto key = [](const DecodeOptions& o) {
     const bool ss = o.mode == DecodeMode::kSelfSpeculative;
-    return std::make_tuple(o.mode, o.mode == DecodeMode::kAutoregressive ? 0 : o.exit_layer,
-                           ss ? o.speculation.speculations : 0, ss && o.speculation.adaptive, ss && o.auto_speculations);
+    return std::make_tuple(o.mode, o.mode == DecodeMode::kAutoregressive || (ss && o.auto_exit_layer) ? 0 : o.exit_layer,
+                           ss ? o.speculation.speculations : 0, ss && o.speculation.adaptive, ss && o.auto_speculations,
+                           ss && o.auto_exit_layer);
   };
   return key(a) == key(b);
 }

@@ -23,6 +23,10 @@ struct StepGroup {
   std::vector<Request*> requests;
   bool speculation_off = false;  // self-speculative requests stepped autoregressively this round
   int policy_exit_layer = 0;     // automatic speculation chose a round at this E (its accepts feed the policy)
+  // Automatic speculation's step to time against the prediction (policy_d >= 0; d = 0: autoregressive):
+  // its E, d, batch and start. -1: not timed (a prompt in the step, or steps that overlap in a pipeline).
+  int policy_d = -1, policy_timed_exit_layer = 0, policy_batch = 0;
+  Clock::time_point policy_started{};
 };
 
 class MicroBatchScheduler {

@@ -96,6 +96,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
     for (int id : d.tokenizer->eos_ids())
       if (std::find(d.eos_ids.begin(), d.eos_ids.end(), id) == d.eos_ids.end()) d.eos_ids.push_back(id);
   d.options = s->options_.default_options;
+  d.fixed_exit_layer = s->executor_->fixed_exit_layer();  // a pipeline: auto E is its split's E
+  if (d.options.auto_exit_layer && d.fixed_exit_layer > 0) {
+    d.options.exit_layer = d.fixed_exit_layer;
+    d.options.auto_exit_layer = false;
+  }
   d.max_tokens = o.default_max_tokens;
 
   s->loop_ = std::make_unique<EngineLoop>(s->executor_.get(), d.tokenizer, s->metrics_.get(), o.engine);
@@ -119,6 +124,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   info.set_max_batch_size(o.engine.batch.max_batch_size);
   info.set_default_mode(ModeProto(d.options.mode));
   info.set_default_exit_layer(d.options.exit_layer);
+  info.set_default_auto_exit_layer(d.options.auto_exit_layer);
   info.set_default_speculations(d.options.speculation.adaptive || d.options.auto_speculations
                                     ? -1 : d.options.speculation.speculations);
   for (int id : d.eos_ids) info.add_eos_token_ids(id);

@@ -71,7 +71,16 @@ absl::StatusOr<RequestSpec> ValidateGenerateRequest(const v1::GenerateRequest& q
     case v1::DECODE_MODE_SELF_SPECULATIVE: o.mode = DecodeMode::kSelfSpeculative; break;
     default: return Invalid("mode", absl::StrCat("unknown decode mode ", static_cast<int>(q.mode())));
   }
+  if (q.auto_exit_layer() && q.has_exit_layer()) return Invalid("auto_exit_layer", "give exit_layer or auto_exit_layer, not both");
+  if (q.auto_exit_layer() && o.mode == DecodeMode::kEarlyExit)
+    return Invalid("auto_exit_layer", "the server chooses E for self-speculative decoding only; give exit_layer for early exit");
   if (q.has_exit_layer()) o.exit_layer = q.exit_layer();
+  if (q.has_exit_layer() || o.mode != DecodeMode::kSelfSpeculative) o.auto_exit_layer = false;
+  else if (q.auto_exit_layer()) o.auto_exit_layer = true;
+  if (o.auto_exit_layer && d.fixed_exit_layer > 0) {  // a pipeline drafts on stage 0 only: its split is E
+    o.exit_layer = d.fixed_exit_layer;
+    o.auto_exit_layer = false;
+  }
   const int L = d.num_layers;
   if (o.mode == DecodeMode::kEarlyExit && (o.exit_layer < 1 || o.exit_layer > L))
     return Invalid("exit_layer", absl::StrCat("must be in [1, ", L, "] for early-exit decoding, got ", o.exit_layer));
@@ -88,7 +97,6 @@ absl::StatusOr<RequestSpec> ValidateGenerateRequest(const v1::GenerateRequest& q
     o.speculation.adaptive = false;
     if (o.speculation.speculations < 1) o.speculation.speculations = 4;
   }
-  o.auto_exit_layer = false;  // the service's E is the request's or the default (the pipeline splits there)
   if (o.mode == DecodeMode::kAutoregressive) o.exit_layer = L;
   absl::Status s = ValidateDecodeOptions(o, L);
   if (!s.ok()) return absl::InvalidArgumentError(absl::StrCat("speculations: ", s.message()));

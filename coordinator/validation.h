@@ -18,6 +18,7 @@ struct ServingDefaults {
   const Tokenizer* tokenizer = nullptr;  // null: text prompts and stop sequences are refused
   std::vector<int> eos_ids;        // model config + tokenizer
   DecodeOptions options;           // --default-mode, --default-exit-layer, --default-speculations
+  int fixed_exit_layer = 0;        // > 0: the executor drafts only at this E (a pipeline's stage split)
   int max_tokens = 64;             // when the request leaves max_tokens unset
 };
 

@@ -207,9 +207,13 @@ absl::StatusOr<OpenAiRequest> ParseOpenAiRequest(const std::string& text, bool c
     else return Invalid("mode", "expected \"autoregressive\", \"early-exit\" or \"self-speculative\"");
   }
   if (const json* v = Field(body, "exit_layer")) {
-    auto e = Integer(*v, "exit_layer", 1, 1 << 16);
-    if (!e.ok()) return e.status();
-    q.set_exit_layer(static_cast<int32_t>(*e));
+    if (v->is_string() && v->get<std::string>() == "auto") {
+      q.set_auto_exit_layer(true);
+    } else {
+      auto e = Integer(*v, "exit_layer", 1, 1 << 16);
+      if (!e.ok()) return Invalid("exit_layer", "expected an integer in [1, 65536] or \"auto\"");
+      q.set_exit_layer(static_cast<int32_t>(*e));
+    }
   }
   if (const json* v = Field(body, "speculations")) {
     if (v->is_string() && v->get<std::string>() == "auto") {

@@ -18,7 +18,8 @@ json Usage(const RequestSummary& s) {
 // LayerSkip's own summary, beside OpenAI's fields: the mode, exit layer and speculation statistics.
 json LayerSkipSummary(const RequestSummary& s) {
   json j = {{"mode", DecodeModeName(s.options.mode)}};
-  if (s.options.mode != DecodeMode::kAutoregressive) j["exit_layer"] = s.options.exit_layer;
+  if (s.options.mode != DecodeMode::kAutoregressive)  // auto: the E chosen most (0: every step autoregressive)
+    j["exit_layer"] = s.options.automatic() && s.options.auto_exit_layer ? s.spec.MostUsedChoice().first : s.options.exit_layer;
   if (s.options.mode == DecodeMode::kSelfSpeculative) {
     j["speculation"] = {{"rounds", s.spec.rounds},
                         {"drafted", s.spec.drafted},
@@ -28,7 +29,7 @@ json LayerSkipSummary(const RequestSummary& s) {
                         {"autoregressive_steps", s.autoregressive_steps}};
     // The draft length used (the automatic policy's most used choice), as in gRPC's GenerationSummary.
     j["speculations"] = s.options.auto_speculations ? s.spec.MostUsedChoice().second : s.options.speculation.speculations;
-    if (s.options.auto_speculations) j["predicted_speedup"] = s.spec.predicted_speedup;
+    if (s.options.automatic()) j["predicted_speedup"] = s.spec.predicted_speedup;
   }
   return j;
 }

@@ -106,6 +106,7 @@ class PipelineExecutor : public Executor {
   std::string RenderMetrics(const std::string& model_name) override;
   const std::vector<StageRange>& plan() const { return plan_; }
   int exit_layer() const { return plan_.front().end_layer; }
+  int fixed_exit_layer() const override { return exit_layer(); }
 
  private:
   explicit PipelineExecutor(const PipelineOptions& options)

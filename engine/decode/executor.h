@@ -32,6 +32,8 @@ class Executor {
   virtual int max_in_flight() const { return 1; }
   virtual absl::StatusOr<uint64_t> StartStep(const std::vector<Sequence*>& seqs, const DecodeOptions& options);
   virtual absl::Status FinishStep(uint64_t id);
+  // > 0: self-speculative steps must draft at this exit layer (a pipeline's first stage ends there); 0: any.
+  virtual int fixed_exit_layer() const { return 0; }
   // Forgets a slot's cached positions so a new sequence can use it.
   virtual void Release(int slot) = 0;
   // OK when every part can serve. After a Step failed with UNAVAILABLE (a remote stage died), probing may

@@ -62,14 +62,15 @@ void SpeculationPolicy::ObserveTime(int E, int d, int batch, double seconds) {
   scale = (1.0 - options_.time_weight) * scale + options_.time_weight * ratio;
 }
 
-SpeculationChoice SpeculationPolicy::Choose(int batch, int exit_layer) {
+SpeculationChoice SpeculationPolicy::Choose(int batch, int exit_layer, int speculations) {
   batch = std::max(1, batch);
   const int L = cost_.num_layers;
   const int fixed = exit_layer > 0 && exit_layer < L ? exit_layer : options_.exit_layer;
   const int e_lo = fixed > 0 ? fixed : 1;
   const int e_hi = fixed > 0 ? fixed : L - 1;
-  const int d_lo = options_.speculations > 0 ? options_.speculations : 1;
-  const int d_hi = options_.speculations > 0 ? options_.speculations : options_.max_speculations;
+  const int fixed_d = speculations > 0 ? speculations : options_.speculations;
+  const int d_lo = fixed_d > 0 ? fixed_d : 1;
+  const int d_hi = fixed_d > 0 ? fixed_d : options_.max_speculations;
   const double ar = cost_.AutoregressiveStep(batch) * ar_scale_;
   SpeculationChoice best;
   best.exit_layer = e_lo;

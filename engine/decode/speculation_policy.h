@@ -34,8 +34,9 @@ class SpeculationPolicy {
   SpeculationPolicy(const CostModel& cost, const PolicyOptions& options);
 
   // The choice for the next step of `batch` sequences (larger batches make verification dearer).
-  // exit_layer > 0 restricts the choice to that E.
-  SpeculationChoice Choose(int batch, int exit_layer = 0);
+  // exit_layer > 0 restricts the choice to that E, speculations > 0 to that d (else the options' limits);
+  // the service shares one policy between batches of different requests' settings this way.
+  SpeculationChoice Choose(int batch, int exit_layer = 0, int speculations = 0);
   // One sequence's round at exit layer E: `drafted` drafts, of which the first `accepted` were accepted.
   void Observe(int exit_layer, int drafted, int accepted);
   // The measured time of one decoding step (no prefill in it) that Choose predicted: rounds (d > 0) and

@@ -29,6 +29,7 @@ constexpr int kNotServing = 2;
 struct Streamed {
   grpc::Status status;
   std::vector<int> ids;
+  v1::GenerationSummary summary;
 };
 
 // Streams a request; `after_first` runs once the first message has arrived.
@@ -42,6 +43,7 @@ Streamed Generate(v1::Inference::Stub& stub, const v1::GenerateRequest& q,
   bool first = true;
   while (reader->Read(&m)) {
     out.ids.insert(out.ids.end(), m.token_ids().begin(), m.token_ids().end());
+    if (m.has_summary()) out.summary = m.summary();
     if (first && after_first) after_first();
     first = false;
   }
@@ -141,6 +143,40 @@ TEST_F(ClusterTest, ThreeStagesMatchTheSingleProcessEngineForConcurrentStreams) 
     ASSERT_TRUE(got[i].status.ok()) << i << ": " << got[i].status.error_message();
     EXPECT_EQ(got[i].ids, CliIds("--prompt '" + cases[i].prompt + "' --max-tokens 24 " + cases[i].args)) << "case " << i;
   }
+}
+
+// Automatic exit layer on a pipeline: stage 0 drafts, so the split fixes E; auto E (the server's default,
+// or the request's) means the split's E = 1 here, never the default L / 2, and greedy output is still the
+// autoregressive one.
+TEST_F(ClusterTest, AutoExitLayerIsTheSplitExitLayer) {
+  auto workers = StartWorkers(2);
+  CoordinatorProcess server({"--model", kModel, "--threads", "1", "--workers", Endpoints(workers), "--stages", "0-0,1-3",
+                             "--default-mode", "self-speculative", "--default-exit-layer", "auto",
+                             "--default-speculations", "auto"});
+  ASSERT_TRUE(server.ok()) << server.stderr_text();
+  const std::vector<std::string> prompts = {"def main():", "import os", "class A:"};
+  std::vector<Streamed> got(prompts.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < prompts.size(); ++i)
+    threads.emplace_back([&, i] {
+      v1::GenerateRequest q;
+      q.set_prompt(prompts[i]);
+      q.set_max_tokens(24);
+      if (i >= 1) q.set_auto_exit_layer(true);
+      if (i == 2) q.set_speculations(2);
+      got[i] = Generate(*server.Stub(), q);
+    });
+  for (auto& t : threads) t.join();
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    ASSERT_TRUE(got[i].status.ok()) << i << ": " << got[i].status.error_message() << "\n" << server.stderr_text();
+    EXPECT_EQ(got[i].ids, CliIds("--prompt '" + prompts[i] + "' --max-tokens 24")) << "case " << i;
+    EXPECT_EQ(got[i].summary.exit_layer(), 1) << "case " << i;
+  }
+  const double e = server.Metric("layerskip:spec_decode_exit_layer{model_name=\"tiny-random\"}");
+  EXPECT_EQ(e, 1.0);  // the policy ran for the auto-d requests
+  // A pipeline's steps overlap, so the policy does not time them: the ratios stay at 1.
+  EXPECT_EQ(server.Metric("layerskip:spec_decode_round_time_ratio{model_name=\"tiny-random\"}"), 1.0);
+  EXPECT_EQ(server.Metric("layerskip:spec_decode_autoregressive_time_ratio{model_name=\"tiny-random\"}"), 1.0);
 }
 
 TEST_F(ClusterTest, WorkerKilledMidStreamThenRestored) {

@@ -109,6 +109,21 @@ TEST(PolicyTest, MeasuredStepTimesScaleThePrediction) {
   EXPECT_GT(p.Choose(1).speculations, 0);
 }
 
+// The service shares one policy between batches: a batch's own fixed E or d restricts that Choose only.
+TEST(PolicyTest, PerCallExitLayerAndDraftLength) {
+  SpeculationPolicy p(Synthetic(16, Flat, 0.1, 1.0), PolicyOptions{});
+  const SpeculationChoice fixed_d = p.Choose(1, 0, 3);
+  EXPECT_EQ(fixed_d.exit_layer, 1);
+  EXPECT_EQ(fixed_d.speculations, 3);
+  const SpeculationChoice fixed_e = p.Choose(1, 5, 0);
+  EXPECT_EQ(fixed_e.exit_layer, 5);
+  EXPECT_EQ(fixed_e.speculations, 8);
+  const SpeculationChoice both = p.Choose(1, 7, 2);
+  EXPECT_EQ(both.exit_layer, 7);
+  EXPECT_EQ(both.speculations, 2);
+  EXPECT_EQ(p.Choose(1).speculations, 8);  // unrestricted again
+}
+
 TEST(PolicyTest, ProbesAfterALongAutoregressiveStretch) {
   PolicyOptions o;
   o.probe_interval = 3;
