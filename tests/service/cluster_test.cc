@@ -153,7 +153,7 @@ TEST_F(ClusterTest, AutoExitLayerIsTheSplitExitLayer) {
   CoordinatorProcess server({"--model", kModel, "--threads", "1", "--workers", Endpoints(workers), "--stages", "0-0,1-3",
                              "--default-mode", "self-speculative", "--default-exit-layer", "auto",
                              "--default-speculations", "auto"});
-  ASSERT_TRUE(server.ok()) << server.stderr_text();
+  ExpectServing(server);
   const std::vector<std::string> prompts = {"def main():", "import os", "class A:"};
   std::vector<Streamed> got(prompts.size());
   std::vector<std::thread> threads;
