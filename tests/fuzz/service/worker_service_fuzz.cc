@@ -53,11 +53,15 @@ Fixture* MakeFixture() {
   v1::ShardInfo a, b;
   Load(*f->first, 0, 2, true, &a);
   Load(*f->last, 2, 4, false, &b);
-  v1::ConnectRequest c;
-  c.set_next_endpoint(b.data_endpoint());
+  // Wired as the coordinator wires them: stage 1 learns its place (it then takes stage 0's link), then
+  // stage 0 dials it.
+  v1::ConnectRequest c1, c0;
+  c1.set_stage(1);
+  c0.set_stage(0);
+  c0.set_next_endpoint(b.data_endpoint());
   v1::ConnectResponse cr;
-  grpc::ServerContext ctx;
-  if (!f->first->Connect(&ctx, &c, &cr).ok()) std::abort();
+  grpc::ServerContext ctx1, ctx0;
+  if (!f->last->Connect(&ctx1, &c1, &cr).ok() || !f->first->Connect(&ctx0, &c0, &cr).ok()) std::abort();
   return f;
 }
 
