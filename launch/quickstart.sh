@@ -25,10 +25,11 @@ print(repr(r["text"]))
 print(f"{r['stats']['generated_tokens']} tokens, {r['stats']['tokens_per_second']:.1f} tokens/s")
 PY
 echo
-echo "== self-speculative, automatic: a cost model measured on this machine (cached in ~/.cache/layerskip) and the"
+echo "== self-speculative, automatic: a cost model measured on this machine now (then cached in ~/.cache/layerskip) and the"
 echo "   acceptance seen so far choose the exit layer E and the draft length d before every step, and fall back to"
 echo "   autoregressive steps where speculation is predicted not to pay"
-$bin generate --model "$model" --prompt "$prompt" --max-tokens 48 --mode self-speculative --json > /tmp/layerskip_ss.json
+$bin generate --model "$model" --prompt "$prompt" --max-tokens 48 --mode self-speculative --calibration fresh --json \
+  > /tmp/layerskip_ss.json  # fresh: measured now, so a cache taken on a busier machine does not decide
 python3 - /tmp/layerskip_ar.json /tmp/layerskip_ss.json <<'PY'
 import json, sys
 ar, ss = (json.load(open(p)) for p in sys.argv[1:3])
