@@ -8,11 +8,11 @@ passed=0
 fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 ok() { passed=$((passed + 1)); }
 
-# binary, a flag its usage must name[, "any" to accept the usage on stderr too]
+# binary, a flag its usage (on stdout) must name
 check() {
-  local b="$1" flag="$2" where="${3:-stdout}" opt out
+  local b="$1" flag="$2" opt out
   for opt in --help -h; do
-    if [ "$where" = any ]; then out=$("$bin/$b" $opt 2>&1); else out=$("$bin/$b" $opt 2>/dev/null); fi
+    out=$("$bin/$b" $opt 2>/dev/null)
     rc=$?
     [ $rc -eq 0 ] || { fail "$b $opt exits $rc"; continue; }
     grep -q -- "$flag" <<<"$out" && ok || fail "$b $opt does not name $flag on stdout: $out"
