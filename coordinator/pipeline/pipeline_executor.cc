@@ -238,6 +238,8 @@ absl::Status PipelineExecutor::RestoreLocked() {
     }
     dirty_slots_.clear();
   }
+  // Every stage answered the loading and wiring just now: misses counted while it was away are stale.
+  for (auto& s : stages_) health_->Answered(s->index);
   wired_ = true;
   return absl::OkStatus();
 }

@@ -52,6 +52,11 @@ void StageHealth::Beat(int i) {
   }
 }
 
+void StageHealth::Answered(int stage) {
+  std::lock_guard<std::mutex> lock(mu_);
+  missed_[stage] = 0;
+}
+
 bool StageHealth::silent(int stage) const {
   std::lock_guard<std::mutex> l(mu_);
   return missed_[stage] >= misses_needed_;

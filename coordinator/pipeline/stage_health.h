@@ -29,6 +29,8 @@ class StageHealth {
   // OK while every stage answers; UNAVAILABLE naming each silent stage and its last error otherwise.
   absl::Status Liveness() const;
   bool silent(int stage) const;
+  // The stage just answered another call (it was loaded and wired): its count of missed beats restarts.
+  void Answered(int stage);
   absl::Duration interval() const { return interval_; }
 
  private:
