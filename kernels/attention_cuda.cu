@@ -38,10 +38,11 @@ __device__ void LoadChunk(const KvLayerView& kv, int slot, int kvh, int start, i
   const int hd = kv.head_dim;
   const int64_t pos_stride = static_cast<int64_t>(kv.kv_heads) * hd;
   const int64_t base = slot * kv.slot_stride + start * pos_stride + static_cast<int64_t>(kvh) * hd;
+  const bool bf16 = kv.dtype == DType::kBF16;
   for (int idx = threadIdx.x; idx < count * hd; idx += blockDim.x) {
     const int p = idx / hd, d = idx % hd;
-    k_s[p * (hd + 1) + d] = kv.k[base + p * pos_stride + d];
-    v_s[p * hd + d] = kv.v[base + p * pos_stride + d];
+    k_s[p * (hd + 1) + d] = LoadKv(kv.k, base + p * pos_stride + d, bf16);
+    v_s[p * hd + d] = LoadKv(kv.v, base + p * pos_stride + d, bf16);
   }
 }
 
@@ -202,14 +203,16 @@ __global__ void PrefillKernel(const float* q, const int* tiles, int tile_tokens,
     if (lane + t * kWarp < hd) oi[lane + t * kWarp] = O[t] / L;
 }
 
-// grid: (n, ceil(kv_dim / 256)), block: 256. k, v: [n, kv_dim] -> cache rows (slots[i], positions[i]).
+// grid: (n, ceil(kv_dim / 256)), block: 256. k, v: [n, kv_dim] -> cache rows (slots[i], positions[i]),
+// rounded once to bf16 for a bf16 cache.
 __global__ void StoreKvKernel(const float* k, const float* v, const int* slots, const int* positions, int kv_dim,
                               KvLayerView kv) {
   const int i = blockIdx.x, e = blockIdx.y * blockDim.x + threadIdx.x;
   if (e >= kv_dim) return;
   const int64_t dst = slots[i] * kv.slot_stride + static_cast<int64_t>(positions[i]) * kv_dim + e;
-  kv.k[dst] = k[static_cast<int64_t>(i) * kv_dim + e];
-  kv.v[dst] = v[static_cast<int64_t>(i) * kv_dim + e];
+  const bool bf16 = kv.dtype == DType::kBF16;
+  StoreKvValue(kv.k, dst, k[static_cast<int64_t>(i) * kv_dim + e], bf16);
+  StoreKvValue(kv.v, dst, v[static_cast<int64_t>(i) * kv_dim + e], bf16);
 }
 
 int Chunks(int max_positions) { return (max_positions + kChunk - 1) / kChunk; }

@@ -11,6 +11,25 @@ constexpr int kWarp = 32;
 // bf16 (raw bits) -> f32, exact.
 __device__ __forceinline__ float Bf16ToF32(uint16_t h) { return __uint_as_float(static_cast<uint32_t>(h) << 16); }
 
+// f32 -> bf16 bits, round to nearest even, NaN kept quiet: bitwise the host F32ToBf16 (engine/util/bf16.h).
+__device__ __forceinline__ uint16_t F32ToBf16Bits(float f) {
+  uint32_t u = __float_as_uint(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+
+// Element i of a KV cache buffer (f32, or bf16 bits when bf16) as f32, exactly.
+__device__ __forceinline__ float LoadKv(const void* p, int64_t i, bool bf16) {
+  return bf16 ? Bf16ToF32(static_cast<const uint16_t*>(p)[i]) : static_cast<const float*>(p)[i];
+}
+// Stores v at element i of a KV cache buffer, rounded once to bf16 when bf16.
+__device__ __forceinline__ void StoreKvValue(void* p, int64_t i, float v, bool bf16) {
+  if (bf16) static_cast<uint16_t*>(p)[i] = F32ToBf16Bits(v);
+  else static_cast<float*>(p)[i] = v;
+}
+
 // Loads 8 consecutive weights starting at element `index` (index a multiple of 8) as f32.
 __device__ __forceinline__ void Load8(const uint16_t* p, int64_t index, float (&out)[8]) {
   const uint4 u = *reinterpret_cast<const uint4*>(p + index);

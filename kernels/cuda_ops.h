@@ -50,15 +50,31 @@ cudaError_t AddInPlace(float* x, const float* h, int64_t count, cudaStream_t str
 // Batch-invariant: y[i, j] is the same bits for any n (see matmul_cuda.cu for the fixed order).
 cudaError_t Matmul(const float* x, int64_t n, const DeviceWeight& w, float* y, cudaStream_t stream);
 
+// --- gemv_cuda.cu (the decode GEMV; plan and CPU emulation in kernels/gemv_plan.h)
+enum class GemvEpilogue {
+  kStore,   // y[n, M] = x W^T
+  kAdd,     // y[n, M] += x W^T (the residual add: y + (x W^T), as AddInPlace)
+  kSwiGlu,  // W = [gate; up] ([2F, K]): y[n, F] = silu(x gate^T) * (x up^T), as SwiGlu
+};
+// Whether Gemv takes this weight (K % 8 == 0; SwiGLU: an even row count). A property of the shape only.
+bool GemvSupported(const DeviceWeight& w, GemvEpilogue epilogue);
+// x: [n, K] f32, W: [M, K]; any n (tiles of up to 16 tokens read each weight once). y[i, j] has one fixed
+// order of operations per weight shape (split-K from (M, K) only): bitwise the same for any n. With a
+// split of 1 it is bitwise the old Matmul. cudaErrorInvalidValue for an unsupported shape.
+cudaError_t Gemv(const float* x, int64_t n, const DeviceWeight& w, GemvEpilogue epilogue, float* y,
+                 cudaStream_t stream);
+
 // --- attention_cuda.cu
-// One layer of the device KV cache: K of (slot, pos) at k + slot*slot_stride + pos*kv_heads*head_dim,
-// laid out [kv_heads, head_dim]; V likewise (the CPU KvLayerView layout).
+// One layer of the device KV cache: K of (slot, pos) at k + slot*slot_stride + pos*kv_heads*head_dim
+// elements, laid out [kv_heads, head_dim]; V likewise (the CPU KvLayerView layout). dtype kF32: k, v are
+// float*; kBF16: uint16_t* bf16 bits (rounded to nearest even once, on store; read back exactly).
 struct KvLayerView {
-  float* k = nullptr;
-  float* v = nullptr;
+  void* k = nullptr;
+  void* v = nullptr;
   int64_t slot_stride = 0;
   int kv_heads = 0;
   int head_dim = 0;
+  DType dtype = DType::kF32;
 };
 
 // Keys are processed in chunks of this many positions; a token's result depends only on its position.
@@ -69,6 +85,12 @@ constexpr int kMaxHeadDim = 256;
 // Writes k, v: [n, kv_heads*head_dim] to the cache at (slots[i], positions[i]).
 cudaError_t StoreKv(const float* k, const float* v, int64_t n, const int* slots, const int* positions,
                     const KvLayerView& kv, cudaStream_t stream);
+
+// The fused QKV epilogue: qkv [n, (heads + 2*kv_heads) * head_dim] (q, then k, then v of each token, the
+// output of one Gemv over the concatenated weights) -> q rotated into q_out [n, heads, head_dim], k rotated
+// and v stored in the cache at (slots[i], positions[i]). Bitwise ApplyRope(q), ApplyRope(k), StoreKv.
+cudaError_t RopeStoreKv(const float* qkv, int64_t n, int heads, const int* slots, const int* positions,
+                        const float* cos, const float* sin, float* q_out, const KvLayerView& kv, cudaStream_t stream);
 
 // Floats of scratch AttentionDecode needs: [n, heads, chunks(max_positions), head_dim + 2].
 int64_t AttentionDecodeScratchFloats(int64_t n, int heads, int max_positions, int head_dim);

@@ -6,6 +6,12 @@ namespace layerskip::cuda {
 
 absl::StatusOr<std::unique_ptr<CudaKvCache>> CudaKvCache::Create(const LlamaConfig& config, int first_layer,
                                                                  int end_layer, int num_slots, int capacity) {
+  return Create(config, first_layer, end_layer, num_slots, capacity, DType::kF32);
+}
+
+absl::StatusOr<std::unique_ptr<CudaKvCache>> CudaKvCache::Create(const LlamaConfig& config, int first_layer,
+                                                                 int end_layer, int num_slots, int capacity,
+                                                                 DType dtype) {
   if (first_layer < 0 || end_layer > config.num_hidden_layers || first_layer > end_layer || num_slots <= 0 ||
       capacity <= 0)
     return absl::InvalidArgumentError(absl::StrCat("bad KV cache shape: layers [", first_layer, ",", end_layer,
@@ -17,9 +23,11 @@ absl::StatusOr<std::unique_ptr<CudaKvCache>> CudaKvCache::Create(const LlamaConf
   c->capacity_ = capacity;
   c->kv_heads_ = config.num_key_value_heads;
   c->head_dim_ = config.head_dim;
-  const size_t floats = static_cast<size_t>(end_layer - first_layer) * num_slots * capacity * c->kv_dim();
-  LS_ASSIGN_OR_RETURN(c->k_, DeviceBuffer<float>::Alloc(floats));
-  LS_ASSIGN_OR_RETURN(c->v_, DeviceBuffer<float>::Alloc(floats));
+  c->dtype_ = dtype;
+  const size_t elements = static_cast<size_t>(end_layer - first_layer) * num_slots * capacity * c->kv_dim();
+  const size_t bytes = elements * (dtype == DType::kBF16 ? 2 : 4);
+  LS_ASSIGN_OR_RETURN(c->k_, DeviceBuffer<uint8_t>::Alloc(bytes));
+  LS_ASSIGN_OR_RETURN(c->v_, DeviceBuffer<uint8_t>::Alloc(bytes));
   // Zeroed so that a stale read (a bug) gives finite numbers, never NaN from uninitialised memory.
   LS_CUDA_RETURN_IF_ERROR(cudaMemset(c->k_.get(), 0, c->k_.bytes()));
   LS_CUDA_RETURN_IF_ERROR(cudaMemset(c->v_.get(), 0, c->v_.bytes()));
@@ -30,9 +38,11 @@ absl::StatusOr<std::unique_ptr<CudaKvCache>> CudaKvCache::Create(const LlamaConf
 
 KvLayerView CudaKvCache::LayerView(int layer) const {
   KvLayerView view;
-  const size_t offset = Index(layer, 0) * capacity_ * static_cast<size_t>(kv_dim());
+  const size_t offset =
+      Index(layer, 0) * capacity_ * static_cast<size_t>(kv_dim()) * (dtype_ == DType::kBF16 ? 2 : 4);
   view.k = k_.get() + offset;
   view.v = v_.get() + offset;
+  view.dtype = dtype_;
   view.slot_stride = static_cast<int64_t>(capacity_) * kv_dim();
   view.kv_heads = kv_heads_;
   view.head_dim = head_dim_;

@@ -37,6 +37,7 @@ absl::Status CudaModel::Init(const LlamaConfig& config, WeightType type, int fir
   LS_ASSIGN_OR_RETURN(q_, DeviceBuffer<float>::Alloc(B * config.q_dim()));
   LS_ASSIGN_OR_RETURN(k_, DeviceBuffer<float>::Alloc(B * config.kv_dim()));
   LS_ASSIGN_OR_RETURN(v_, DeviceBuffer<float>::Alloc(B * config.kv_dim()));
+  LS_ASSIGN_OR_RETURN(qkv_, DeviceBuffer<float>::Alloc(B * (config.q_dim() + 2 * config.kv_dim())));
   LS_ASSIGN_OR_RETURN(att_, DeviceBuffer<float>::Alloc(B * config.q_dim()));
   LS_ASSIGN_OR_RETURN(gate_, DeviceBuffer<float>::Alloc(B * F));
   LS_ASSIGN_OR_RETURN(up_, DeviceBuffer<float>::Alloc(B * F));
@@ -65,6 +66,22 @@ absl::StatusOr<DeviceWeight> CudaModel::NewMatrix(int64_t rows, int64_t cols) {
   return w;
 }
 
+absl::StatusOr<DeviceWeight> CudaModel::NewStacked(const std::vector<int64_t>& rows, int64_t cols,
+                                                   std::vector<DeviceWeight*> parts) {
+  int64_t total = 0;
+  for (int64_t r : rows) total += r;
+  LS_ASSIGN_OR_RETURN(DeviceWeight all, NewMatrix(total, cols));
+  const size_t elem = type_ == DType::kBF16 ? 2 : 4;
+  int64_t offset = 0;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    *parts[i] = all;
+    parts[i]->rows = rows[i];
+    parts[i]->data = static_cast<const uint8_t*>(all.data) + static_cast<size_t>(offset * cols) * elem;
+    offset += rows[i];
+  }
+  return all;
+}
+
 absl::StatusOr<DeviceWeight> CudaModel::Upload(const Matrix& m) {
   auto it = uploaded_.find(&m);
   if (it != uploaded_.end()) return it->second;
@@ -83,12 +100,20 @@ absl::StatusOr<std::unique_ptr<CudaModel>> CudaModel::Create(const ModelWeights&
     Layer& dst = m->layers_[l - weights.first_layer];
     LS_ASSIGN_OR_RETURN(dst.attn_norm, DeviceBuffer<float>::FromHost(src.attn_norm));
     LS_ASSIGN_OR_RETURN(dst.mlp_norm, DeviceBuffer<float>::FromHost(src.mlp_norm));
-    LS_ASSIGN_OR_RETURN(dst.wq, m->Upload(*src.wq));
-    LS_ASSIGN_OR_RETURN(dst.wk, m->Upload(*src.wk));
-    LS_ASSIGN_OR_RETURN(dst.wv, m->Upload(*src.wv));
+    // Q, K, V and gate, up stacked into one matrix each (one GEMV reads them), copied part by part.
+    for (const Matrix* part : {src.wq.get(), src.wk.get(), src.wv.get(), src.w_gate.get(), src.w_up.get()})
+      if (part->cols() != src.wq->cols() || part->type() != weights.type)
+        return absl::InvalidArgumentError(absl::StrCat("layer ", l, ": projection shapes or types differ"));
+    LS_ASSIGN_OR_RETURN(dst.wqkv, m->NewStacked({src.wq->rows(), src.wk->rows(), src.wv->rows()}, src.wq->cols(),
+                                                {&dst.wq, &dst.wk, &dst.wv}));
+    LS_ASSIGN_OR_RETURN(dst.w_gate_up, m->NewStacked({src.w_gate->rows(), src.w_up->rows()}, src.w_gate->cols(),
+                                                     {&dst.w_gate, &dst.w_up}));
+    const std::pair<const Matrix*, DeviceWeight*> parts[] = {{src.wq.get(), &dst.wq}, {src.wk.get(), &dst.wk},
+                                                             {src.wv.get(), &dst.wv}, {src.w_gate.get(), &dst.w_gate},
+                                                             {src.w_up.get(), &dst.w_up}};
+    for (auto [from, to] : parts)
+      LS_OP(cudaMemcpy(const_cast<void*>(to->data), from->data(), from->bytes(), cudaMemcpyHostToDevice));
     LS_ASSIGN_OR_RETURN(dst.wo, m->Upload(*src.wo));
-    LS_ASSIGN_OR_RETURN(dst.w_gate, m->Upload(*src.w_gate));
-    LS_ASSIGN_OR_RETURN(dst.w_up, m->Upload(*src.w_up));
     LS_ASSIGN_OR_RETURN(dst.w_down, m->Upload(*src.w_down));
   }
   if (weights.embed) {
@@ -118,15 +143,21 @@ absl::StatusOr<std::unique_ptr<CudaModel>> CudaModel::CreateRandom(const LlamaCo
     return b;
   };
   const int64_t D = c.hidden_size, F = c.intermediate_size;
+  auto fill = [&](const DeviceWeight& w) -> absl::Status {
+    LS_OP(FillRandom(m->type_, const_cast<void*>(w.data), w.rows * w.cols, ++stream_seed, 0.02f, m->stream_));
+    return absl::OkStatus();
+  };
   for (Layer& l : m->layers_) {
     LS_ASSIGN_OR_RETURN(l.attn_norm, ones(D));
     LS_ASSIGN_OR_RETURN(l.mlp_norm, ones(D));
-    LS_ASSIGN_OR_RETURN(l.wq, random(c.q_dim(), D));
-    LS_ASSIGN_OR_RETURN(l.wk, random(c.kv_dim(), D));
-    LS_ASSIGN_OR_RETURN(l.wv, random(c.kv_dim(), D));
+    LS_ASSIGN_OR_RETURN(l.wqkv, m->NewStacked({c.q_dim(), c.kv_dim(), c.kv_dim()}, D, {&l.wq, &l.wk, &l.wv}));
+    LS_RETURN_IF_ERROR(fill(l.wq));
+    LS_RETURN_IF_ERROR(fill(l.wk));
+    LS_RETURN_IF_ERROR(fill(l.wv));
     LS_ASSIGN_OR_RETURN(l.wo, random(D, c.q_dim()));
-    LS_ASSIGN_OR_RETURN(l.w_gate, random(F, D));
-    LS_ASSIGN_OR_RETURN(l.w_up, random(F, D));
+    LS_ASSIGN_OR_RETURN(l.w_gate_up, m->NewStacked({F, F}, D, {&l.w_gate, &l.w_up}));
+    LS_RETURN_IF_ERROR(fill(l.w_gate));
+    LS_RETURN_IF_ERROR(fill(l.w_up));
     LS_ASSIGN_OR_RETURN(l.w_down, random(D, F));
   }
   LS_ASSIGN_OR_RETURN(m->embed_, random(c.vocab_size, D));
@@ -174,7 +205,7 @@ absl::Status CudaModel::Embed(absl::Span<const int> ids, float* x) {
 absl::Status CudaModel::EmbedDevice(const int* ids, int n, float* x) {
   if (!embed_.data) return absl::FailedPreconditionError("this model shard has no embedding");
   LS_OP(Embedding(ids, n, embed_, x, stream_));
-  return absl::OkStatus();
+  return Mark("embedding", 0);
 }
 
 absl::Status CudaModel::Forward(int a, int b, const TokenBatch& batch, float* x, CudaKvCache* cache) {
@@ -215,39 +246,127 @@ absl::Status CudaModel::ForwardDevice(int a, int b, int n, const int* slots, con
   return absl::OkStatus();
 }
 
+absl::Status CudaModel::Mark(const char* name, int64_t bytes) {
+  return profiler_ ? profiler_->Mark(name, bytes) : absl::OkStatus();
+}
+
+namespace {
+int64_t Bytes(const DeviceWeight& w) { return w.rows * w.cols * (w.type == DType::kBF16 ? 2 : 4); }
+// Bytes of K and V the attention of n tokens at most `positions` deep reads (an upper bound for the profile).
+int64_t KvBytes(const KvLayerView& kv, int n, int positions) {
+  return int64_t{2} * n * positions * kv.kv_heads * kv.head_dim * (kv.dtype == DType::kBF16 ? 2 : 4);
+}
+}  // namespace
+
+absl::Status CudaModel::Attention(int n, const int* slots, const int* positions, const int* tiles, int num_tiles,
+                                  const KvLayerView& kv, int capacity) {
+  const int H = config_.num_attention_heads, KV = config_.num_key_value_heads;
+  const int bound = std::min(capacity, max_positions());  // sizes the grid only
+  if (tiles) {
+    LS_OP(AttentionPrefill(q_.get(), tiles, num_tiles, AttentionTileTokens(H / KV), slots, positions, H, kv,
+                           att_.get(), stream_));
+  } else {
+    LS_OP(AttentionDecode(q_.get(), n, slots, positions, H, bound, kv, attn_scratch_.get(), att_.get(), stream_));
+  }
+  return Mark("attention", KvBytes(kv, n, bound));
+}
+
 // One decoder layer on x[n, D] (device), as Model::Layer:
 //   x += o_proj(attention(rope(q_proj(norm(x))), rope(k_proj(norm(x))), v_proj(norm(x))))
 //   x += down_proj(silu(gate_proj(norm(x))) * up_proj(norm(x)))
+// kFused: each weight the decode GEMV takes (a property of its shape) runs it with the fused epilogue,
+// else the legacy op sequence for that weight.
 absl::Status CudaModel::LayerForward(int l, int n, const int* slots, const int* positions, const int* tiles,
                                      int num_tiles, float* x, CudaKvCache* cache) {
+  if (options_.kernels == CudaKernels::kLegacy)
+    return LayerForwardLegacy(l, n, slots, positions, tiles, num_tiles, x, cache);
   const LlamaConfig& c = config_;
   const Layer& w = layers_[l - first_layer_];
   const int D = c.hidden_size, H = c.num_attention_heads, KV = c.num_key_value_heads, hd = c.head_dim;
   const int64_t F = c.intermediate_size;
   const KvLayerView kv = cache->LayerView(l);
   LS_OP(RmsNorm(x, w.attn_norm.get(), h_.get(), n, D, c.rms_norm_eps, stream_));
+  LS_RETURN_IF_ERROR(Mark("rms_norm", 0));
+  if (GemvSupported(w.wqkv, GemvEpilogue::kStore)) {
+    LS_OP(Gemv(h_.get(), n, w.wqkv, GemvEpilogue::kStore, qkv_.get(), stream_));  // [n, (H + 2KV) hd]
+    LS_RETURN_IF_ERROR(Mark("gemv qkv", Bytes(w.wqkv)));
+    LS_OP(RopeStoreKv(qkv_.get(), n, H, slots, positions, rope_cos_.get(), rope_sin_.get(), q_.get(), kv, stream_));
+    LS_RETURN_IF_ERROR(Mark("rope + store kv", 0));
+  } else {
+    for (auto [m, out] : {std::pair{&w.wq, q_.get()}, {&w.wk, k_.get()}, {&w.wv, v_.get()}}) {
+      LS_OP(Matmul(h_.get(), n, *m, out, stream_));
+      LS_RETURN_IF_ERROR(Mark("matmul qkv", Bytes(*m)));
+    }
+    LS_OP(ApplyRope(q_.get(), n, H, hd, positions, rope_cos_.get(), rope_sin_.get(), stream_));
+    LS_OP(ApplyRope(k_.get(), n, KV, hd, positions, rope_cos_.get(), rope_sin_.get(), stream_));
+    LS_OP(StoreKv(k_.get(), v_.get(), n, slots, positions, kv, stream_));
+    LS_RETURN_IF_ERROR(Mark("rope + store kv", 0));
+  }
+  LS_RETURN_IF_ERROR(Attention(n, slots, positions, tiles, num_tiles, kv, cache->capacity()));
+  if (GemvSupported(w.wo, GemvEpilogue::kAdd)) {
+    LS_OP(Gemv(att_.get(), n, w.wo, GemvEpilogue::kAdd, x, stream_));  // x += att wo^T
+  } else {
+    LS_OP(Matmul(att_.get(), n, w.wo, h_.get(), stream_));
+    LS_OP(AddInPlace(x, h_.get(), static_cast<int64_t>(n) * D, stream_));
+  }
+  LS_RETURN_IF_ERROR(Mark("gemv o + residual", Bytes(w.wo)));
+  LS_OP(RmsNorm(x, w.mlp_norm.get(), h_.get(), n, D, c.rms_norm_eps, stream_));
+  LS_RETURN_IF_ERROR(Mark("rms_norm", 0));
+  if (GemvSupported(w.w_gate_up, GemvEpilogue::kSwiGlu)) {
+    LS_OP(Gemv(h_.get(), n, w.w_gate_up, GemvEpilogue::kSwiGlu, gate_.get(), stream_));  // [n, F]
+  } else {
+    LS_OP(Matmul(h_.get(), n, w.w_gate, gate_.get(), stream_));
+    LS_OP(Matmul(h_.get(), n, w.w_up, up_.get(), stream_));
+    LS_OP(SwiGlu(gate_.get(), up_.get(), gate_.get(), n * F, stream_));
+  }
+  LS_RETURN_IF_ERROR(Mark("gemv gate/up + swiglu", Bytes(w.w_gate_up)));
+  if (GemvSupported(w.w_down, GemvEpilogue::kAdd)) {
+    LS_OP(Gemv(gate_.get(), n, w.w_down, GemvEpilogue::kAdd, x, stream_));  // x += swiglu w_down^T
+  } else {
+    LS_OP(Matmul(gate_.get(), n, w.w_down, h_.get(), stream_));
+    LS_OP(AddInPlace(x, h_.get(), static_cast<int64_t>(n) * D, stream_));
+  }
+  return Mark("gemv down + residual", Bytes(w.w_down));
+}
+
+// The issue-7 sequence (CudaKernels::kLegacy): 17 launches, each op on its own.
+absl::Status CudaModel::LayerForwardLegacy(int l, int n, const int* slots, const int* positions, const int* tiles,
+                                           int num_tiles, float* x, CudaKvCache* cache) {
+  const LlamaConfig& c = config_;
+  const Layer& w = layers_[l - first_layer_];
+  const int D = c.hidden_size, H = c.num_attention_heads, KV = c.num_key_value_heads, hd = c.head_dim;
+  const int64_t F = c.intermediate_size;
+  const KvLayerView kv = cache->LayerView(l);
+  LS_OP(RmsNorm(x, w.attn_norm.get(), h_.get(), n, D, c.rms_norm_eps, stream_));
+  LS_RETURN_IF_ERROR(Mark("rms_norm", 0));
   LS_OP(Matmul(h_.get(), n, w.wq, q_.get(), stream_));  // q: [n, H*hd]
+  LS_RETURN_IF_ERROR(Mark("matmul q", Bytes(w.wq)));
   LS_OP(Matmul(h_.get(), n, w.wk, k_.get(), stream_));  // k: [n, KV*hd]
+  LS_RETURN_IF_ERROR(Mark("matmul k", Bytes(w.wk)));
   LS_OP(Matmul(h_.get(), n, w.wv, v_.get(), stream_));  // v: [n, KV*hd]
+  LS_RETURN_IF_ERROR(Mark("matmul v", Bytes(w.wv)));
   LS_OP(ApplyRope(q_.get(), n, H, hd, positions, rope_cos_.get(), rope_sin_.get(), stream_));
   LS_OP(ApplyRope(k_.get(), n, KV, hd, positions, rope_cos_.get(), rope_sin_.get(), stream_));
+  LS_RETURN_IF_ERROR(Mark("rope", 0));
   LS_OP(StoreKv(k_.get(), v_.get(), n, slots, positions, kv, stream_));
-  if (tiles) {
-    const int tile_tokens = AttentionTileTokens(H / KV);
-    LS_OP(AttentionPrefill(q_.get(), tiles, num_tiles, tile_tokens, slots, positions, H, kv, att_.get(), stream_));
-  } else {
-    const int bound = std::min(cache->capacity(), max_positions());  // sizes the grid only
-    LS_OP(AttentionDecode(q_.get(), n, slots, positions, H, bound, kv, attn_scratch_.get(), att_.get(), stream_));
-  }
+  LS_RETURN_IF_ERROR(Mark("store kv", 0));
+  LS_RETURN_IF_ERROR(Attention(n, slots, positions, tiles, num_tiles, kv, cache->capacity()));
   LS_OP(Matmul(att_.get(), n, w.wo, h_.get(), stream_));  // [n, D]
+  LS_RETURN_IF_ERROR(Mark("matmul o", Bytes(w.wo)));
   LS_OP(AddInPlace(x, h_.get(), static_cast<int64_t>(n) * D, stream_));
+  LS_RETURN_IF_ERROR(Mark("residual add", 0));
   LS_OP(RmsNorm(x, w.mlp_norm.get(), h_.get(), n, D, c.rms_norm_eps, stream_));
+  LS_RETURN_IF_ERROR(Mark("rms_norm", 0));
   LS_OP(Matmul(h_.get(), n, w.w_gate, gate_.get(), stream_));  // [n, F]
+  LS_RETURN_IF_ERROR(Mark("matmul gate", Bytes(w.w_gate)));
   LS_OP(Matmul(h_.get(), n, w.w_up, up_.get(), stream_));      // [n, F]
+  LS_RETURN_IF_ERROR(Mark("matmul up", Bytes(w.w_up)));
   LS_OP(SwiGlu(gate_.get(), up_.get(), gate_.get(), n * F, stream_));
+  LS_RETURN_IF_ERROR(Mark("swiglu", 0));
   LS_OP(Matmul(gate_.get(), n, w.w_down, h_.get(), stream_));  // [n, D]
+  LS_RETURN_IF_ERROR(Mark("matmul down", Bytes(w.w_down)));
   LS_OP(AddInPlace(x, h_.get(), static_cast<int64_t>(n) * D, stream_));
-  return absl::OkStatus();
+  return Mark("residual add", 0);
 }
 
 absl::Status CudaModel::ExitHead(const float* h, int n, float* logits) {
@@ -257,14 +376,37 @@ absl::Status CudaModel::ExitHead(const float* h, int n, float* logits) {
     const int m = std::min(max_batch(), n - begin);
     LS_OP(RmsNorm(h + static_cast<size_t>(begin) * hidden_size(), final_norm_.get(), h_.get(), m, hidden_size(),
                   config_.rms_norm_eps, stream_));
-    LS_OP(Matmul(h_.get(), m, lm_head_, logits + static_cast<size_t>(begin) * vocab_size(), stream_));
+    LS_RETURN_IF_ERROR(Mark("rms_norm", 0));
+    float* out = logits + static_cast<size_t>(begin) * vocab_size();
+    if (options_.kernels == CudaKernels::kFused && GemvSupported(lm_head_, GemvEpilogue::kStore)) {
+      LS_OP(Gemv(h_.get(), m, lm_head_, GemvEpilogue::kStore, out, stream_));
+    } else {
+      LS_OP(Matmul(h_.get(), m, lm_head_, out, stream_));
+    }
+    LS_RETURN_IF_ERROR(Mark("lm head", Bytes(lm_head_)));
   }
   return absl::OkStatus();
 }
 
 absl::Status CudaModel::Argmax(const float* logits, int n, int* ids) {
   LS_OP(cuda::Argmax(logits, n, vocab_size(), ids, stream_));
-  return absl::OkStatus();
+  return Mark("argmax", 0);
+}
+
+absl::StatusOr<std::unique_ptr<CudaGraph>> CudaModel::CaptureDecodeStep(int n, int* ids, const int* slots,
+                                                                        const int* positions, float* x,
+                                                                        float* logits, CudaKvCache* cache) {
+  if (n <= 0 || n > std::min(max_batch(), kDecodeAttentionMaxTokens))
+    return absl::InvalidArgumentError(absl::StrCat("a captured decode step takes 1..",
+                                                   std::min(max_batch(), kDecodeAttentionMaxTokens), " tokens"));
+  if (first_layer_ != 0 || end_layer_ != num_layers() || !embed_.data || !lm_head_.data)
+    return absl::FailedPreconditionError("a captured decode step needs the whole model");
+  return CudaGraph::Capture(stream_, [&]() -> absl::Status {
+    LS_RETURN_IF_ERROR(EmbedDevice(ids, n, x));
+    LS_RETURN_IF_ERROR(ForwardDevice(0, num_layers(), n, slots, positions, x, cache));
+    LS_RETURN_IF_ERROR(ExitHead(x, n, logits));
+    return Argmax(logits, n, ids);
+  });
 }
 
 absl::Status CudaModel::Synchronize() {

@@ -12,17 +12,32 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "engine/model/weights.h"
+#include "engine/runtime/cuda/cuda_graph.h"
 #include "engine/runtime/cuda/cuda_kv_cache.h"
+#include "engine/runtime/cuda/cuda_profile.h"
 #include "engine/runtime/model.h"
 #include "kernels/cuda_common.h"
 #include "kernels/cuda_ops.h"
 
 namespace layerskip::cuda {
 
+// Which kernels a layer runs (docs/cuda.md). Fixed for the life of a model, and within kFused the kernel of
+// each weight is chosen by its shape only, so a token's results are bitwise the same at every batch size.
+enum class CudaKernels {
+  // The decode GEMV (kernels/gemv_cuda.cu) for every weight it takes: Q, K, V as one GEMV over the
+  // concatenated weights then RoPE + KV store in one kernel; gate and up as one GEMV with SwiGLU in its
+  // epilogue; o_proj and down_proj adding into the residual stream in their epilogues. 9 launches a layer.
+  kFused,
+  // The issue-7 kernels: one Matmul per weight, separate RoPE, StoreKv, SwiGLU and residual adds
+  // (17 launches a layer). The fallback if kFused is wrong on some device.
+  kLegacy,
+};
+
 struct CudaModelOptions {
   int device = 0;             // cuda:N
   int max_positions = 2048;   // the largest position + 1 used with this model (RoPE table, decode scratch)
   int max_batch = 256;        // tokens per kernel launch; longer batches run in pieces
+  CudaKernels kernels = CudaKernels::kFused;
 };
 
 // Attention for batches up to this many tokens uses the split-K decode kernel, larger ones the tiled
@@ -77,9 +92,25 @@ class CudaModel {
 
   absl::Status Synchronize();
 
+  // One decode step captured as a CUDA graph on the model's stream: EmbedDevice(ids) -> ForwardDevice(0,
+  // num_layers) -> ExitHead -> Argmax into ids, for n <= kDecodeAttentionMaxTokens tokens at fixed device
+  // buffers ids[n], slots[n], positions[n], x[n, D], logits[n, V]. Each Launch(stream()) runs the step
+  // with the buffers' current contents (argmax overwrites ids, so replays decode on); the caller writes
+  // the next positions on stream() before each launch and keeps the cache lengths. Needs the whole model.
+  absl::StatusOr<std::unique_ptr<CudaGraph>> CaptureDecodeStep(int n, int* ids, const int* slots,
+                                                               const int* positions, float* x, float* logits,
+                                                               CudaKvCache* cache);
+
+  // While set, every op the model enqueues is followed by profiler->Mark(op name, bytes it reads).
+  void set_profiler(KernelProfiler* profiler) { profiler_ = profiler; }
+  CudaKernels kernels() const { return options_.kernels; }
+
  private:
   struct Layer {
     DeviceBuffer<float> attn_norm, mlp_norm;  // [D]
+    // wqkv = [wq; wk; wv] and w_gate_up = [w_gate; w_up] hold the storage; the single-matrix views point
+    // into them (the kLegacy kernels use those).
+    DeviceWeight wqkv, w_gate_up;
     DeviceWeight wq, wk, wv, wo, w_gate, w_up, w_down;
   };
   CudaModel() = default;
@@ -88,6 +119,14 @@ class CudaModel {
   // Allocates a [rows, cols] matrix of the model's type and returns its view.
   absl::StatusOr<DeviceWeight> NewMatrix(int64_t rows, int64_t cols);
   absl::StatusOr<DeviceWeight> Upload(const Matrix& m);
+  // Allocates one matrix of the parts' rows stacked ([a; b; ...]) and returns it with each part's view.
+  absl::StatusOr<DeviceWeight> NewStacked(const std::vector<int64_t>& rows, int64_t cols,
+                                          std::vector<DeviceWeight*> parts);
+  absl::Status Mark(const char* name, int64_t bytes);
+  absl::Status LayerForwardLegacy(int l, int n, const int* slots, const int* positions, const int* tiles,
+                                  int num_tiles, float* x, CudaKvCache* cache);
+  absl::Status Attention(int n, const int* slots, const int* positions, const int* tiles, int num_tiles,
+                         const KvLayerView& kv, int capacity);
   absl::Status LayerForward(int l, int n, const int* slots, const int* positions, const int* tiles, int num_tiles,
                             float* x, CudaKvCache* cache);
 
@@ -103,7 +142,8 @@ class CudaModel {
   DeviceBuffer<float> final_norm_;                // empty when not loaded
   DeviceBuffer<float> rope_cos_, rope_sin_;       // [max_positions, head_dim/2]
   // Scratch for max_batch tokens.
-  DeviceBuffer<float> h_, q_, k_, v_, att_, gate_, up_, attn_scratch_;
+  DeviceBuffer<float> h_, q_, k_, v_, qkv_, att_, gate_, up_, attn_scratch_;
+  KernelProfiler* profiler_ = nullptr;
   DeviceBuffer<int> ids_, slots_, positions_, tiles_;
 };
 

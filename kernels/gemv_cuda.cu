@@ -1,0 +1,235 @@
+// The decode GEMV (the plan: kernels/gemv_plan.h; the exact CPU emulation: GemvReference):
+// y[n, M] = x[n, K] @ W[M, K]^T for K % 8 == 0, with an epilogue (store, residual add, or SwiGLU of row
+// pairs).
+//
+// Layout: a block is 8 warps; warp w serves row slot w / S and K segment w % S (S = split_k of the weight
+// shape). A row slot is R = 2 or 4 weight rows (SwiGLU: R/2 pairs of rows j and j + M/2) for the block's tile
+// of T tokens, so each weight is read once per tile. A lane streams its segment's 8-element groups l, l+32,
+// ... with 16-byte loads, four groups per row (8 or 16 independent 16-byte loads) issued before their FMAs.
+//
+// The fixed order of y[i, j] (whatever n, T or the grid): per segment, lane l's fmaf chain over its groups
+// in increasing order (elements 0..7 in order) from 0; the butterfly of WarpSum over the 32 lanes; then the
+// segment sums added in segment order by one thread. T only changes how many accumulators a lane holds.
+// With S = 1 this is exactly the order of the old Matmul kernel (matmul_cuda.cu).
+//
+// CUDA cores, not tensor cores: activations are f32 (as on the CPU); an MMA would round them to bf16/tf32
+// (different results from the CPU and the old kernel) or need a 3-way split whose accumulation order inside
+// the tensor core is not specified, so batch invariance could not be argued from the source.
+#include "kernels/cuda_device.cuh"
+#include "kernels/cuda_ops.h"
+#include "kernels/gemv_plan.h"
+
+namespace layerskip::cuda {
+namespace {
+
+constexpr int kUnroll = 4;  // groups per lane per row in flight at once
+
+// 16 bytes of weights, read once: not kept in L1 (x is, and it is reused by every row).
+__device__ __forceinline__ uint4 LoadStream(const uint4* p) {
+  uint4 r;
+  asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+      : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+      : "l"(p));
+  return r;
+}
+
+// The raw bits of one 8-element group of weights: bf16 is one uint4, f32 two.
+template <typename W>
+struct Group;
+template <>
+struct Group<uint16_t> {
+  uint4 a;
+  __device__ __forceinline__ void Load(const uint16_t* w, int64_t index) {
+    a = LoadStream(reinterpret_cast<const uint4*>(w + index));
+  }
+  __device__ __forceinline__ void Zero() { a = make_uint4(0, 0, 0, 0); }
+  __device__ __forceinline__ void Unpack(float (&out)[8]) const {
+    const uint32_t u[4] = {a.x, a.y, a.z, a.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      out[2 * i] = __uint_as_float(u[i] << 16);
+      out[2 * i + 1] = __uint_as_float(u[i] & 0xffff0000u);
+    }
+  }
+};
+template <>
+struct Group<float> {
+  uint4 a, b;
+  __device__ __forceinline__ void Load(const float* w, int64_t index) {
+    a = LoadStream(reinterpret_cast<const uint4*>(w + index));
+    b = LoadStream(reinterpret_cast<const uint4*>(w + index + 4));
+  }
+  __device__ __forceinline__ void Zero() { a = b = make_uint4(0, 0, 0, 0); }
+  __device__ __forceinline__ void Unpack(float (&out)[8]) const {
+    out[0] = __uint_as_float(a.x), out[1] = __uint_as_float(a.y), out[2] = __uint_as_float(a.z);
+    out[3] = __uint_as_float(a.w), out[4] = __uint_as_float(b.x), out[5] = __uint_as_float(b.y);
+    out[6] = __uint_as_float(b.z), out[7] = __uint_as_float(b.w);
+  }
+};
+
+struct Args {
+  const float* x;  // [n, K]
+  int64_t n, M, K;
+  int split;
+  int64_t segment_groups, units;
+  int row_slots;
+  GemvEpilogue epilogue;
+  float* y;  // [n, ldy]
+  int64_t ldy;
+};
+
+// grid: (grid_x, grid_y), block: 256 (8 warps); R weight rows per warp. See the file comment for the order
+// of every sum. Plain: unit u holds rows u*R .. u*R+R-1. SwiGLU (F = M/2 output columns): unit u holds
+// columns c = u*(R/2) + p, weight rows c (gate, as r = 2p) and F + c (up, as r = 2p + 1).
+template <typename W, int T, int R>
+__global__ void __launch_bounds__(kGemvWarps * kWarp) GemvKernel(const W* __restrict__ w, Args a) {
+  __shared__ float partial[kGemvWarps][R][T];
+  const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+  const int slot = warp / a.split, seg = warp % a.split;
+  const int64_t unit = static_cast<int64_t>(blockIdx.x) * a.row_slots + slot;
+  const bool swiglu = a.epilogue == GemvEpilogue::kSwiGlu;
+  const int64_t F = a.M / 2;
+  int64_t row[R];
+  bool live[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    if (swiglu) {
+      const int64_t c = unit * (R / 2) + r / 2;
+      row[r] = (r % 2 == 0 ? 0 : F) + c;
+      live[r] = c < F;
+    } else {
+      row[r] = unit * R + r;
+      live[r] = row[r] < a.M;
+    }
+  }
+  const int64_t t0 = static_cast<int64_t>(blockIdx.y) * T;
+  const int64_t nt = a.n - t0 < T ? a.n - t0 : T;
+  const int64_t groups = a.K / 8;
+  const int64_t g_begin = seg * a.segment_groups;
+  const int64_t g_end = g_begin + a.segment_groups < groups ? g_begin + a.segment_groups : groups;
+
+  float acc[R][T];
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int t = 0; t < T; ++t) acc[r][t] = 0.0f;
+
+  for (int64_t g0 = g_begin + lane; g0 < g_end; g0 += kUnroll * kWarp) {
+    Group<W> raw[kUnroll][R];  // every load of this round issued before the first FMA
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u)
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        const int64_t g = g0 + u * kWarp;
+        if (live[r] && g < g_end) raw[u][r].Load(w, row[r] * a.K + g * 8);
+        else raw[u][r].Zero();
+      }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int64_t g = g0 + u * kWarp;
+      if (g >= g_end) break;
+      float wv[R][8];
+#pragma unroll
+      for (int r = 0; r < R; ++r) raw[u][r].Unpack(wv[r]);
+#pragma unroll
+      for (int t = 0; t < T; ++t) {
+        if (t >= nt) break;
+        float xv[8];
+        Load8(a.x, (t0 + t) * a.K + g * 8, xv);
+#pragma unroll
+        for (int r = 0; r < R; ++r)
+#pragma unroll
+          for (int e = 0; e < 8; ++e) acc[r][t] = fmaf(wv[r][e], xv[e], acc[r][t]);
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < R; ++r)
+#pragma unroll
+    for (int t = 0; t < T; ++t) {
+      const float sum = WarpSum(acc[r][t]);
+      if (lane == 0) partial[warp][r][t] = sum;
+    }
+  __syncthreads();
+  // One thread per (row slot, token): the segment sums in segment order, then the epilogue.
+  const int idx = threadIdx.x;
+  if (idx >= a.row_slots * T) return;
+  const int s = idx / T, t = idx % T;
+  const int64_t u = static_cast<int64_t>(blockIdx.x) * a.row_slots + s;
+  if (u >= a.units || t >= nt) return;
+  float v[R];
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    v[r] = partial[s * a.split][r][t];
+    for (int q = 1; q < a.split; ++q) v[r] += partial[s * a.split + q][r][t];
+  }
+  float* yi = a.y + (t0 + t) * a.ldy;
+  if (swiglu) {
+#pragma unroll
+    for (int p = 0; p < R / 2; ++p) {
+      const int64_t c = u * (R / 2) + p;
+      if (c >= F) break;
+      const float g = v[2 * p];
+      yi[c] = g / (1.0f + expf(-g)) * v[2 * p + 1];  // as SwiGluKernel spells it
+    }
+    return;
+  }
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+    const int64_t j = u * R + r;
+    if (j >= a.M) break;
+    if (a.epilogue == GemvEpilogue::kAdd) yi[j] = yi[j] + v[r];  // as AddKernel: x += h
+    else yi[j] = v[r];
+  }
+}
+
+template <typename W, int T, int R>
+cudaError_t Launch(const W* w, const GemvPlan& p, const Args& a, cudaStream_t stream) {
+  const dim3 grid(static_cast<unsigned int>(p.grid_x), static_cast<unsigned int>(p.grid_y));
+  GemvKernel<W, T, R><<<grid, kGemvWarps * kWarp, 0, stream>>>(w, a);
+  return cudaGetLastError();
+}
+
+template <typename W>
+cudaError_t Dispatch(const W* w, const GemvPlan& p, const Args& a, cudaStream_t stream) {
+  // The tile (and R, which follows it) changes how many tokens and rows share a load, never a result.
+  switch (p.tile) {
+    case 1: return Launch<W, 1, 2>(w, p, a, stream);
+    case 2: return Launch<W, 2, 2>(w, p, a, stream);
+    case 4: return Launch<W, 4, 2>(w, p, a, stream);
+    case 8: return Launch<W, 8, 4>(w, p, a, stream);
+    default: return Launch<W, 16, 4>(w, p, a, stream);
+  }
+}
+
+}  // namespace
+
+bool GemvSupported(const DeviceWeight& w, GemvEpilogue epilogue) {
+  return PlanGemv(w.rows, w.cols, 1, epilogue == GemvEpilogue::kSwiGlu).supported;
+}
+
+cudaError_t Gemv(const float* x, int64_t n, const DeviceWeight& w, GemvEpilogue epilogue, float* y,
+                 cudaStream_t stream) {
+  if (n == 0 || w.rows == 0) return cudaSuccess;
+  const bool swiglu = epilogue == GemvEpilogue::kSwiGlu;
+  const GemvPlan p = PlanGemv(w.rows, w.cols, n, swiglu);
+  if (!p.supported) return cudaErrorInvalidValue;
+  // grid_y <= 65535: n <= 65535 * 16 tokens per call (the model's max_batch is far below).
+  if (p.grid_y > 65535 || p.grid_x > 0x7fffffff) return cudaErrorInvalidValue;
+  Args a;
+  a.x = x;
+  a.n = n;
+  a.M = w.rows;
+  a.K = w.cols;
+  a.split = p.split_k;
+  a.segment_groups = p.segment_groups;
+  a.units = p.units;
+  a.row_slots = p.row_slots;
+  a.epilogue = epilogue;
+  a.y = y;
+  a.ldy = swiglu ? w.rows / 2 : w.rows;
+  if (w.type == DType::kBF16) return Dispatch(static_cast<const uint16_t*>(w.data), p, a, stream);
+  return Dispatch(static_cast<const float*>(w.data), p, a, stream);
+}
+
+}  // namespace layerskip::cuda
