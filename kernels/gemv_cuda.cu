@@ -185,6 +185,7 @@ __global__ void __launch_bounds__(kGemvWarps * kWarp) GemvKernel(const W* __rest
 
 template <typename W, int T, int R>
 cudaError_t Launch(const W* w, const GemvPlan& p, const Args& a, cudaStream_t stream) {
+  if (p.rows_per_warp != R) return cudaErrorInvalidValue;  // the plan's grid assumes R rows per warp
   const dim3 grid(static_cast<unsigned int>(p.grid_x), static_cast<unsigned int>(p.grid_y));
   GemvKernel<W, T, R><<<grid, kGemvWarps * kWarp, 0, stream>>>(w, a);
   return cudaGetLastError();
