@@ -72,7 +72,7 @@ class CudaGemvTest : public ::testing::TestWithParam<WeightType> {
 };
 
 // Shapes with split-K 1, 2, 4 and 8, short and odd row counts, K not a multiple of 256.
-const std::pair<int64_t, int64_t> kShapes[] = {{33, 40},    {300, 2056}, {512, 2048}, {2048, 8192},
+const std::pair<int64_t, int64_t> kShapes[] = {{33, 40},    {300, 2056}, {512, 2048}, {1024, 8192},
                                                {7, 65536},  {1, 8},      {1000, 256}, {256, 1024}};
 
 TEST_P(CudaGemvTest, BitwiseItsCpuEmulationAndNearCpuMatmul) {
