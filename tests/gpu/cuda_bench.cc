@@ -158,7 +158,8 @@ absl::StatusOr<StepRates> DecodeStepsPerSecond(CudaModel& m, int batch, int step
   auto timed = CudaGraph::Capture(m.stream(), [&]() -> absl::Status {
     LS_RETURN_IF_ERROR(prof.Start(m.stream(), true));
     LS_RETURN_IF_ERROR(m.EmbedDevice(ids.get(), batch, x.get()));
-    LS_RETURN_IF_ERROR(m.ForwardDevice(0, c.num_hidden_layers, batch, slots_d.get(), step_pos.get(), x.get(), cache.get()));
+    LS_RETURN_IF_ERROR(
+        m.ForwardDevice(0, c.num_hidden_layers, batch, slots_d.get(), step_pos.get(), x.get(), cache.get()));
     LS_RETURN_IF_ERROR(m.ExitHead(x.get(), batch, logits.get()));
     return m.Argmax(logits.get(), batch, ids.get());
   });

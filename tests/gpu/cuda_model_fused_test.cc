@@ -168,7 +168,8 @@ Demo LoadDemo() {
   EXPECT_TRUE(demo.ok()) << demo.status();
   if (!demo.ok()) return {};
   Demo d{std::move(demo).value(), {}};
-  d.prompt = d.cpu->tokenizer->Encode("def read_config(path):\n    \"\"\"Read the configuration file at path and return");
+  d.prompt =
+      d.cpu->tokenizer->Encode("def read_config(path):\n    \"\"\"Read the configuration file at path and return");
   return d;
 }
 
@@ -268,7 +269,8 @@ TEST(CudaStepGraphTest, ReplayedStepsGiveTheAutoregressiveIds) {
     ASSERT_TRUE(gpu->Forward(0, c.num_hidden_layers, b, x.get(), cache->get()).ok());
     ASSERT_TRUE(gpu->ExitHead(x.get(), n * P, logits.get()).ok());
     for (int s = 0; s < n; ++s)
-      ASSERT_TRUE(gpu->Argmax(logits.get() + (static_cast<size_t>(s) * P + P - 1) * c.vocab_size, 1, ids.get() + s).ok());
+      ASSERT_TRUE(
+          gpu->Argmax(logits.get() + (static_cast<size_t>(s) * P + P - 1) * c.vocab_size, 1, ids.get() + s).ok());
     std::vector<int> slots(n);
     for (int s = 0; s < n; ++s) slots[s] = s;
     auto slots_d = Up(slots);
