@@ -145,9 +145,13 @@ absl::StatusOr<StepRates> DecodeStepsPerSecond(CudaModel& m, int batch, int step
 
   // One step with an event after every op: eagerly, then captured with the events as graph nodes. Both
   // rewrite the last step's position (the cache row is written again with a different token; timing only).
-  KernelProfiler prof;
-  m.set_profiler(&prof);
   LS_CUDA_RETURN_IF_ERROR(set_positions(steps - 1));
+  KernelProfiler prof;
+  struct Detach {  // the model never keeps a profiler past this function, whichever way it returns
+    CudaModel& m;
+    ~Detach() { m.set_profiler(nullptr); }
+  } detach{m};
+  m.set_profiler(&prof);
   absl::Status st = prof.Start(m.stream(), false);
   if (st.ok()) st = m.EmbedDevice(ids.get(), batch, x.get());
   if (st.ok()) st = m.ForwardDevice(0, c.num_hidden_layers, batch, slots_d.get(), step_pos.get(), x.get(), cache.get());
