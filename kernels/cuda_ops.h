@@ -61,8 +61,10 @@ bool GemvSupported(const DeviceWeight& w, GemvEpilogue epilogue);
 // x: [n, K] f32, W: [M, K]; any n (tiles of up to 16 tokens read each weight once). y[i, j] has one fixed
 // order of operations per weight shape (split-K from (M, K) only): bitwise the same for any n. With a
 // split of 1 it is bitwise the old Matmul. cudaErrorInvalidValue for an unsupported shape.
+// norm_w ([K], optional): RMSNorm folded in, the GEMV of RmsNorm(x, norm_w, eps) bitwise (each block
+// recomputes its tokens' norm scale in RmsNorm's order; x must not alias y).
 cudaError_t Gemv(const float* x, int64_t n, const DeviceWeight& w, GemvEpilogue epilogue, float* y,
-                 cudaStream_t stream);
+                 cudaStream_t stream, const float* norm_w = nullptr, float eps = 0.0f);
 
 // --- attention_cuda.cu
 // One layer of the device KV cache: K of (slot, pos) at k + slot*slot_stride + pos*kv_heads*head_dim

@@ -76,12 +76,32 @@ struct Args {
   GemvEpilogue epilogue;
   float* y;  // [n, ldy]
   int64_t ldy;
+  const float* norm_w;  // [K], or null: x is used as given
+  float eps;
 };
+
+// The RMSNorm scale of each token of the tile, inv[t] = 1 / sqrt(mean(x[t]^2) + eps), with exactly the
+// arithmetic of RmsNormKernel (rms_norm_cuda.cu): the block is 256 threads as there, thread t accumulates
+// k = t, t + 256, ... with fmaf, then BlockSum's fixed tree. Every thread of the block must call it.
+template <int T>
+__device__ __forceinline__ void TileNormScales(const Args& a, int64_t t0, int64_t nt, float* shared,
+                                               float (&inv)[T]) {
+#pragma unroll
+  for (int t = 0; t < T; ++t) {
+    inv[t] = 1.0f;
+    if (t >= nt) continue;  // nt is the same for the whole block: BlockSum is reached by all threads or none
+    const float* xi = a.x + (t0 + t) * a.K;
+    float acc = 0.0f;
+    for (int64_t k = threadIdx.x; k < a.K; k += kGemvWarps * kWarp) acc = fmaf(xi[k], xi[k], acc);
+    const float ms = BlockSum(acc, shared) / static_cast<float>(a.K);
+    inv[t] = 1.0f / sqrtf(ms + a.eps);
+  }
+}
 
 // grid: (grid_x, grid_y), block: 256 (8 warps); R weight rows per warp. See the file comment for the order
 // of every sum. Plain: unit u holds rows u*R .. u*R+R-1. SwiGLU (F = M/2 output columns): unit u holds
 // columns c = u*(R/2) + p, weight rows c (gate, as r = 2p) and F + c (up, as r = 2p + 1).
-template <typename W, int T, int R>
+template <typename W, int T, int R, bool kNorm>
 __global__ void __launch_bounds__(kGemvWarps * kWarp) GemvKernel(const W* __restrict__ w, Args a) {
   __shared__ float partial[kGemvWarps][R][T];
   const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
@@ -108,6 +128,11 @@ __global__ void __launch_bounds__(kGemvWarps * kWarp) GemvKernel(const W* __rest
   const int64_t g_begin = seg * a.segment_groups;
   const int64_t g_end = g_begin + a.segment_groups < groups ? g_begin + a.segment_groups : groups;
 
+  // Folded RMSNorm: h[k] = w[k] * (x[k] * inv), as RmsNormKernel writes it, computed per (token, group).
+  __shared__ float norm_shared[32];
+  float inv[T];
+  if (kNorm) TileNormScales<T>(a, t0, nt, norm_shared, inv);
+
   float acc[R][T];
 #pragma unroll
   for (int r = 0; r < R; ++r)
@@ -131,11 +156,17 @@ __global__ void __launch_bounds__(kGemvWarps * kWarp) GemvKernel(const W* __rest
       float wv[R][8];
 #pragma unroll
       for (int r = 0; r < R; ++r) raw[u][r].Unpack(wv[r]);
+      float nw[8];
+      if (kNorm) Load8(a.norm_w, g * 8, nw);
 #pragma unroll
       for (int t = 0; t < T; ++t) {
         if (t >= nt) break;
         float xv[8];
         Load8(a.x, (t0 + t) * a.K + g * 8, xv);
+        if (kNorm) {
+#pragma unroll
+          for (int e = 0; e < 8; ++e) xv[e] = nw[e] * (xv[e] * inv[t]);
+        }
 #pragma unroll
         for (int r = 0; r < R; ++r)
 #pragma unroll
@@ -187,7 +218,8 @@ template <typename W, int T, int R>
 cudaError_t Launch(const W* w, const GemvPlan& p, const Args& a, cudaStream_t stream) {
   if (p.rows_per_warp != R) return cudaErrorInvalidValue;  // the plan's grid assumes R rows per warp
   const dim3 grid(static_cast<unsigned int>(p.grid_x), static_cast<unsigned int>(p.grid_y));
-  GemvKernel<W, T, R><<<grid, kGemvWarps * kWarp, 0, stream>>>(w, a);
+  if (a.norm_w) GemvKernel<W, T, R, true><<<grid, kGemvWarps * kWarp, 0, stream>>>(w, a);
+  else GemvKernel<W, T, R, false><<<grid, kGemvWarps * kWarp, 0, stream>>>(w, a);
   return cudaGetLastError();
 }
 
@@ -210,7 +242,7 @@ bool GemvSupported(const DeviceWeight& w, GemvEpilogue epilogue) {
 }
 
 cudaError_t Gemv(const float* x, int64_t n, const DeviceWeight& w, GemvEpilogue epilogue, float* y,
-                 cudaStream_t stream) {
+                 cudaStream_t stream, const float* norm_w, float eps) {
   if (n == 0 || w.rows == 0) return cudaSuccess;
   const bool swiglu = epilogue == GemvEpilogue::kSwiGlu;
   const GemvPlan p = PlanGemv(w.rows, w.cols, n, swiglu);
@@ -229,6 +261,8 @@ cudaError_t Gemv(const float* x, int64_t n, const DeviceWeight& w, GemvEpilogue 
   a.epilogue = epilogue;
   a.y = y;
   a.ldy = swiglu ? w.rows / 2 : w.rows;
+  a.norm_w = norm_w;
+  a.eps = eps;
   if (w.type == DType::kBF16) return Dispatch(static_cast<const uint16_t*>(w.data), p, a, stream);
   return Dispatch(static_cast<const float*>(w.data), p, a, stream);
 }

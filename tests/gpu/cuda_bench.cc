@@ -3,7 +3,7 @@
 // same run, with eager launches and with one CUDA graph per decode step; then greedy self-speculative vs
 // autoregressive decoding on the demo model.
 //   cuda_bench [--shapes 1b,8b] [--steps N] [--model DIR] [--batches 1,16] [--kernels fused|legacy]
-//              [--kv f32|bf16] [--profile] [--skip-demo]
+//              [--kv f32|bf16] [--no-fold-norm] [--profile] [--skip-demo]
 // --profile: per decode step, each kernel's device time from CUDA events (in a graph replay, so without
 // launch gaps, and eagerly), the launch overhead (eager step - graph step), and the bytes each kernel reads
 // against the measured bandwidth.
@@ -199,11 +199,13 @@ int Run(int argc, char** argv) {
   std::string batches = "1,16";
   BenchOptions bo;
   CudaKernels kernels = CudaKernels::kFused;
-  bool demo_section = true;
+  bool demo_section = true, fold_norm = true;
   for (int i = 1; i < argc; ++i) {
     const bool has_value = i + 1 < argc;
     if (!std::strcmp(argv[i], "--profile")) {
       bo.profile = true;
+    } else if (!std::strcmp(argv[i], "--no-fold-norm")) {
+      fold_norm = false;
     } else if (!std::strcmp(argv[i], "--skip-demo")) {
       demo_section = false;
     } else if (has_value && !std::strcmp(argv[i], "--shapes")) {
@@ -255,14 +257,17 @@ int Run(int argc, char** argv) {
     std::fprintf(stderr, "cuda_bench: %s\n", bw.status().ToString().c_str());
     return 1;
   }
-  std::printf("device %s: measured read bandwidth %.1f GB/s; kernels %s, KV cache %s\n", prop.name, *bw / 1e9,
-              kernels == CudaKernels::kFused ? "fused" : "legacy", bo.kv == DType::kBF16 ? "bf16" : "f32");
+  std::printf("device %s: measured read bandwidth %.1f GB/s; kernels %s%s, KV cache %s\n", prop.name, *bw / 1e9,
+              kernels == CudaKernels::kFused ? "fused" : "legacy",
+              kernels == CudaKernels::kFused && !fold_norm ? " (norm not folded)" : "",
+              bo.kv == DType::kBF16 ? "bf16" : "f32");
   for (const std::string name : {"1b", "8b"}) {
     if (shapes.find(name) == std::string::npos) continue;
     CudaModelOptions o;
     o.max_positions = 1024;
     o.max_batch = 64;
     o.kernels = kernels;
+    o.fold_norm = fold_norm;
     auto m = CudaModel::CreateRandom(Shape(name), WeightType::kBF16, 1, o);
     if (!m.ok()) {
       std::fprintf(stderr, "cuda_bench: %s: %s\n", name.c_str(), m.status().ToString().c_str());
@@ -309,6 +314,7 @@ int Run(int argc, char** argv) {
   CudaModelOptions o;
   o.max_positions = 512;
   o.kernels = kernels;
+  o.fold_norm = fold_norm;
   auto gm = CudaModel::Create(*(*demo)->weights, o);
   if (!gm.ok()) return 1;
   const LlamaConfig& c = (*gm)->config();

@@ -170,6 +170,29 @@ TEST_P(CudaGemvTest, EpiloguesEqualTheUnfusedOps) {
   }
 }
 
+// RMSNorm folded into the GEMV is bitwise RmsNorm then the GEMV, for every epilogue, split and tile.
+TEST_P(CudaGemvTest, FoldedNormEqualsRmsNormThenGemv) {
+  for (auto [M, K] : {std::pair<int64_t, int64_t>{96, 64}, {3072, 2048}, {512, 2048}, {2048, 4096}, {688, 256}}) {
+    const HostWeight w = RandomWeight(GetParam(), M, K, M + 3 * K);
+    DeviceMatrix wd = UpWeight(*w.m);
+    auto nd = Up(RandomVector(K, K, 0.5f));
+    for (int64_t n : {1, 2, 5, 16, 40}) {
+      auto xd = Up(RandomVector(n * K, n + 11, 3.0f));
+      auto hd = Zeros<float>(n * K);
+      ASSERT_EQ(RmsNorm(xd.get(), nd.get(), hd.get(), n, K, 1e-5f, nullptr), cudaSuccess);
+      for (GemvEpilogue ep : {GemvEpilogue::kStore, GemvEpilogue::kAdd, GemvEpilogue::kSwiGlu}) {
+        const int64_t out = ep == GemvEpilogue::kSwiGlu ? n * M / 2 : n * M;
+        const std::vector<float> y0 = RandomVector(out, n + 5);
+        auto a = Up(y0), b = Up(y0);
+        ASSERT_EQ(Gemv(xd.get(), n, wd.view, ep, a.get(), nullptr, nd.get(), 1e-5f), cudaSuccess);
+        ASSERT_EQ(Gemv(hd.get(), n, wd.view, ep, b.get(), nullptr), cudaSuccess);
+        ASSERT_TRUE(Bitwise(Down(a), Down(b).data()))
+            << M << "x" << K << " n=" << n << " epilogue " << static_cast<int>(ep);
+      }
+    }
+  }
+}
+
 TEST_P(CudaGemvTest, RejectsShapesItDoesNotTake) {
   const HostWeight w = RandomWeight(GetParam(), 5, 12, 1);  // K % 8 != 0: the model keeps Matmul for it
   DeviceMatrix wd = UpWeight(*w.m);

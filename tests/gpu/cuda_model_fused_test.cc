@@ -52,10 +52,12 @@ std::vector<float> Logits(CudaModel& m, const std::vector<int>& ids, int prefill
   return Down(logits);
 }
 
-std::unique_ptr<CudaModel> Gpu(const ModelWeights& w, CudaKernels kernels, int max_positions = 256) {
+std::unique_ptr<CudaModel> Gpu(const ModelWeights& w, CudaKernels kernels, int max_positions = 256,
+                               bool fold_norm = true) {
   CudaModelOptions o;
   o.max_positions = max_positions;
   o.kernels = kernels;
+  o.fold_norm = fold_norm;
   auto m = CudaModel::Create(w, o);
   EXPECT_TRUE(m.ok()) << m.status();
   return m.ok() ? std::move(m).value() : nullptr;
@@ -72,19 +74,24 @@ class CudaFusedModelTest : public ::testing::TestWithParam<WeightType> {
   void SetUp() override { LS_SKIP_WITHOUT_GPU(); }
 };
 
-// Split-K 1 everywhere: the fused layer (9 launches) is bitwise the legacy layer (17), prefill (prefill
-// attention) and decode, f32 and bf16 KV.
+// Split-K 1 everywhere: the fused layer (7 launches, or 9 without fold_norm) is bitwise the legacy layer
+// (17), prefill (prefill attention) and decode, f32 and bf16 KV.
 TEST_P(CudaFusedModelTest, FusedIsBitwiseLegacyWhenNothingSplits) {
   const LlamaConfig c = layerskip::testing::SmallConfig(3, 211);
   ASSERT_TRUE(AllSplitOne(c));
   auto cpu = layerskip::testing::RandomModel(c, GetParam(), 3, 4.0f);
-  auto fused = Gpu(*cpu->weights, CudaKernels::kFused), legacy = Gpu(*cpu->weights, CudaKernels::kLegacy);
-  ASSERT_TRUE(fused && legacy);
+  auto legacy = Gpu(*cpu->weights, CudaKernels::kLegacy);
+  ASSERT_TRUE(legacy);
   const std::vector<int> ids = Ids(90, c.vocab_size, 5);
-  for (DType kv : {DType::kF32, DType::kBF16}) {
-    const std::vector<float> a = Logits(*fused, ids, 70, kv), b = Logits(*legacy, ids, 70, kv);
-    ASSERT_EQ(a.size(), b.size());
-    EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0) << "kv bf16 " << (kv == DType::kBF16);
+  for (bool fold : {true, false}) {
+    auto fused = Gpu(*cpu->weights, CudaKernels::kFused, 256, fold);
+    ASSERT_TRUE(fused);
+    for (DType kv : {DType::kF32, DType::kBF16}) {
+      const std::vector<float> a = Logits(*fused, ids, 70, kv), b = Logits(*legacy, ids, 70, kv);
+      ASSERT_EQ(a.size(), b.size());
+      EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0)
+          << "kv bf16 " << (kv == DType::kBF16) << " fold_norm " << fold;
+    }
   }
 }
 

@@ -285,11 +285,20 @@ absl::Status CudaModel::LayerForward(int l, int n, const int* slots, const int* 
   const int D = c.hidden_size, H = c.num_attention_heads, KV = c.num_key_value_heads, hd = c.head_dim;
   const int64_t F = c.intermediate_size;
   const KvLayerView kv = cache->LayerView(l);
-  LS_OP(RmsNorm(x, w.attn_norm.get(), h_.get(), n, D, c.rms_norm_eps, stream_));
-  LS_RETURN_IF_ERROR(Mark("rms_norm", 0));
-  if (GemvSupported(w.wqkv, GemvEpilogue::kStore)) {
-    LS_OP(Gemv(h_.get(), n, w.wqkv, GemvEpilogue::kStore, qkv_.get(), stream_));  // [n, (H + 2KV) hd]
-    LS_RETURN_IF_ERROR(Mark("gemv qkv", Bytes(w.wqkv)));
+  const float eps = c.rms_norm_eps;
+  const bool qkv_gemv = GemvSupported(w.wqkv, GemvEpilogue::kStore);
+  const bool fold_attn_norm = options_.fold_norm && qkv_gemv;
+  if (!fold_attn_norm) {
+    LS_OP(RmsNorm(x, w.attn_norm.get(), h_.get(), n, D, eps, stream_));
+    LS_RETURN_IF_ERROR(Mark("rms_norm", 0));
+  }
+  if (qkv_gemv) {
+    if (fold_attn_norm) {  // [n, (H + 2KV) hd] = RmsNorm(x) [q; k; v]^T
+      LS_OP(Gemv(x, n, w.wqkv, GemvEpilogue::kStore, qkv_.get(), stream_, w.attn_norm.get(), eps));
+    } else {
+      LS_OP(Gemv(h_.get(), n, w.wqkv, GemvEpilogue::kStore, qkv_.get(), stream_));
+    }
+    LS_RETURN_IF_ERROR(Mark(fold_attn_norm ? "norm + gemv qkv" : "gemv qkv", Bytes(w.wqkv)));
     LS_OP(RopeStoreKv(qkv_.get(), n, H, slots, positions, rope_cos_.get(), rope_sin_.get(), q_.get(), kv, stream_));
     LS_RETURN_IF_ERROR(Mark("rope + store kv", 0));
   } else {
@@ -310,16 +319,23 @@ absl::Status CudaModel::LayerForward(int l, int n, const int* slots, const int* 
     LS_OP(AddInPlace(x, h_.get(), static_cast<int64_t>(n) * D, stream_));
   }
   LS_RETURN_IF_ERROR(Mark("gemv o + residual", Bytes(w.wo)));
-  LS_OP(RmsNorm(x, w.mlp_norm.get(), h_.get(), n, D, c.rms_norm_eps, stream_));
-  LS_RETURN_IF_ERROR(Mark("rms_norm", 0));
-  if (GemvSupported(w.w_gate_up, GemvEpilogue::kSwiGlu)) {
+  const bool up_gemv = GemvSupported(w.w_gate_up, GemvEpilogue::kSwiGlu);
+  const bool fold_mlp_norm = options_.fold_norm && up_gemv;
+  if (!fold_mlp_norm) {
+    LS_OP(RmsNorm(x, w.mlp_norm.get(), h_.get(), n, D, eps, stream_));
+    LS_RETURN_IF_ERROR(Mark("rms_norm", 0));
+  }
+  if (fold_mlp_norm) {  // [n, F] = swiglu(RmsNorm(x) [gate; up]^T)
+    LS_OP(Gemv(x, n, w.w_gate_up, GemvEpilogue::kSwiGlu, gate_.get(), stream_, w.mlp_norm.get(), eps));
+  } else if (up_gemv) {
     LS_OP(Gemv(h_.get(), n, w.w_gate_up, GemvEpilogue::kSwiGlu, gate_.get(), stream_));  // [n, F]
   } else {
     LS_OP(Matmul(h_.get(), n, w.w_gate, gate_.get(), stream_));
     LS_OP(Matmul(h_.get(), n, w.w_up, up_.get(), stream_));
     LS_OP(SwiGlu(gate_.get(), up_.get(), gate_.get(), n * F, stream_));
   }
-  LS_RETURN_IF_ERROR(Mark("gemv gate/up + swiglu", Bytes(w.w_gate_up)));
+  LS_RETURN_IF_ERROR(
+      Mark(fold_mlp_norm ? "norm + gemv gate/up + swiglu" : "gemv gate/up + swiglu", Bytes(w.w_gate_up)));
   if (GemvSupported(w.w_down, GemvEpilogue::kAdd)) {
     LS_OP(Gemv(gate_.get(), n, w.w_down, GemvEpilogue::kAdd, x, stream_));  // x += swiglu w_down^T
   } else {
@@ -374,11 +390,17 @@ absl::Status CudaModel::ExitHead(const float* h, int n, float* logits) {
     return absl::FailedPreconditionError("this model shard has no exit head (final norm + LM head)");
   for (int begin = 0; begin < n; begin += max_batch()) {
     const int m = std::min(max_batch(), n - begin);
-    LS_OP(RmsNorm(h + static_cast<size_t>(begin) * hidden_size(), final_norm_.get(), h_.get(), m, hidden_size(),
-                  config_.rms_norm_eps, stream_));
-    LS_RETURN_IF_ERROR(Mark("rms_norm", 0));
+    const float* hb = h + static_cast<size_t>(begin) * hidden_size();
     float* out = logits + static_cast<size_t>(begin) * vocab_size();
-    if (options_.kernels == CudaKernels::kFused && GemvSupported(lm_head_, GemvEpilogue::kStore)) {
+    const bool gemv = options_.kernels == CudaKernels::kFused && GemvSupported(lm_head_, GemvEpilogue::kStore);
+    if (gemv && options_.fold_norm) {  // logits = RmsNorm(h) lm_head^T, one launch
+      LS_OP(Gemv(hb, m, lm_head_, GemvEpilogue::kStore, out, stream_, final_norm_.get(), config_.rms_norm_eps));
+      LS_RETURN_IF_ERROR(Mark("norm + lm head", Bytes(lm_head_)));
+      continue;
+    }
+    LS_OP(RmsNorm(hb, final_norm_.get(), h_.get(), m, hidden_size(), config_.rms_norm_eps, stream_));
+    LS_RETURN_IF_ERROR(Mark("rms_norm", 0));
+    if (gemv) {
       LS_OP(Gemv(h_.get(), m, lm_head_, GemvEpilogue::kStore, out, stream_));
     } else {
       LS_OP(Matmul(h_.get(), m, lm_head_, out, stream_));

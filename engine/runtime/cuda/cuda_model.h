@@ -26,7 +26,8 @@ namespace layerskip::cuda {
 enum class CudaKernels {
   // The decode GEMV (kernels/gemv_cuda.cu) for every weight it takes: Q, K, V as one GEMV over the
   // concatenated weights then RoPE + KV store in one kernel; gate and up as one GEMV with SwiGLU in its
-  // epilogue; o_proj and down_proj adding into the residual stream in their epilogues. 9 launches a layer.
+  // epilogue; o_proj and down_proj adding into the residual stream in their epilogues; the RMSNorms folded
+  // into the GEMVs after them (fold_norm). 7 launches a layer (9 without fold_norm).
   kFused,
   // The issue-7 kernels: one Matmul per weight, separate RoPE, StoreKv, SwiGLU and residual adds
   // (17 launches a layer). The fallback if kFused is wrong on some device.
@@ -38,6 +39,9 @@ struct CudaModelOptions {
   int max_positions = 2048;   // the largest position + 1 used with this model (RoPE table, decode scratch)
   int max_batch = 256;        // tokens per kernel launch; longer batches run in pieces
   CudaKernels kernels = CudaKernels::kFused;
+  // kFused only: RMSNorm folded into the GEMV that reads its output (QKV, gate/up, LM head; bitwise the
+  // separate RmsNorm + GEMV, one launch fewer each). false: a separate RmsNorm launch, as before.
+  bool fold_norm = true;
 };
 
 // Attention for batches up to this many tokens uses the split-K decode kernel, larger ones the tiled
