@@ -287,7 +287,8 @@ absl::Status CudaModel::LayerForward(int l, int n, const int* slots, const int* 
   const KvLayerView kv = cache->LayerView(l);
   const float eps = c.rms_norm_eps;
   const bool qkv_gemv = GemvSupported(w.wqkv, GemvEpilogue::kStore);
-  const bool fold_attn_norm = options_.fold_norm && qkv_gemv;
+  const bool fold = options_.fold_norm && n <= kFoldNormMaxTokens;  // bitwise either way
+  const bool fold_attn_norm = fold && qkv_gemv;
   if (!fold_attn_norm) {
     LS_OP(RmsNorm(x, w.attn_norm.get(), h_.get(), n, D, eps, stream_));
     LS_RETURN_IF_ERROR(Mark("rms_norm", 0));
@@ -320,7 +321,7 @@ absl::Status CudaModel::LayerForward(int l, int n, const int* slots, const int* 
   }
   LS_RETURN_IF_ERROR(Mark("gemv o + residual", Bytes(w.wo)));
   const bool up_gemv = GemvSupported(w.w_gate_up, GemvEpilogue::kSwiGlu);
-  const bool fold_mlp_norm = options_.fold_norm && up_gemv;
+  const bool fold_mlp_norm = fold && up_gemv;
   if (!fold_mlp_norm) {
     LS_OP(RmsNorm(x, w.mlp_norm.get(), h_.get(), n, D, eps, stream_));
     LS_RETURN_IF_ERROR(Mark("rms_norm", 0));
@@ -393,7 +394,7 @@ absl::Status CudaModel::ExitHead(const float* h, int n, float* logits) {
     const float* hb = h + static_cast<size_t>(begin) * hidden_size();
     float* out = logits + static_cast<size_t>(begin) * vocab_size();
     const bool gemv = options_.kernels == CudaKernels::kFused && GemvSupported(lm_head_, GemvEpilogue::kStore);
-    if (gemv && options_.fold_norm) {  // logits = RmsNorm(h) lm_head^T, one launch
+    if (gemv && options_.fold_norm && m <= kFoldNormMaxTokens) {  // logits = RmsNorm(h) lm_head^T, one launch
       LS_OP(Gemv(hb, m, lm_head_, GemvEpilogue::kStore, out, stream_, final_norm_.get(), config_.rms_norm_eps));
       LS_RETURN_IF_ERROR(Mark("norm + lm head", Bytes(lm_head_)));
       continue;

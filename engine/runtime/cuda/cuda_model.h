@@ -40,9 +40,15 @@ struct CudaModelOptions {
   int max_batch = 256;        // tokens per kernel launch; longer batches run in pieces
   CudaKernels kernels = CudaKernels::kFused;
   // kFused only: RMSNorm folded into the GEMV that reads its output (QKV, gate/up, LM head; bitwise the
-  // separate RmsNorm + GEMV, one launch fewer each). false: a separate RmsNorm launch, as before.
+  // separate RmsNorm + GEMV, one launch fewer each) for calls of at most kFoldNormMaxTokens tokens. false:
+  // always a separate RmsNorm launch, as before.
   bool fold_norm = true;
 };
+
+// Every block of a folded-norm GEMV re-reads its tokens' rows of x (from L2): worth a launch for 1-2
+// tokens, not for a 16-token tile (as many bytes as the weights). The two ways are bitwise equal, so
+// choosing by the token count keeps batch invariance.
+constexpr int kFoldNormMaxTokens = 2;
 
 // Attention for batches up to this many tokens uses the split-K decode kernel, larger ones the tiled
 // prefill kernel (the two are bitwise equal, so this only picks the faster one).
