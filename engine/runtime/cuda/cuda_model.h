@@ -27,7 +27,8 @@ enum class CudaKernels {
   // The decode GEMV (kernels/gemv_cuda.cu) for every weight it takes: Q, K, V as one GEMV over the
   // concatenated weights then RoPE + KV store in one kernel; gate and up as one GEMV with SwiGLU in its
   // epilogue; o_proj and down_proj adding into the residual stream in their epilogues; the RMSNorms folded
-  // into the GEMVs after them (fold_norm). 7 launches a layer (9 without fold_norm).
+  // into the GEMVs after them for calls of <= kFoldNormMaxTokens tokens (fold_norm). 7 launches a layer,
+  // 9 without the fold.
   kFused,
   // The issue-7 kernels: one Matmul per weight, separate RoPE, StoreKv, SwiGLU and residual adds
   // (17 launches a layer). The fallback if kFused is wrong on some device.
