@@ -393,12 +393,9 @@ absl::Status CudaModel::ExitHead(const float* h, int n, float* logits) {
     const int m = std::min(max_batch(), n - begin);
     const float* hb = h + static_cast<size_t>(begin) * hidden_size();
     float* out = logits + static_cast<size_t>(begin) * vocab_size();
+    // The final norm stays a launch of its own: folded, each of the LM head's ~8000 blocks would re-read
+    // the rows (1/8 of the head's bytes again, from L2) to save one launch per step.
     const bool gemv = options_.kernels == CudaKernels::kFused && GemvSupported(lm_head_, GemvEpilogue::kStore);
-    if (gemv && options_.fold_norm && m <= kFoldNormMaxTokens) {  // logits = RmsNorm(h) lm_head^T, one launch
-      LS_OP(Gemv(hb, m, lm_head_, GemvEpilogue::kStore, out, stream_, final_norm_.get(), config_.rms_norm_eps));
-      LS_RETURN_IF_ERROR(Mark("norm + lm head", Bytes(lm_head_)));
-      continue;
-    }
     LS_OP(RmsNorm(hb, final_norm_.get(), h_.get(), m, hidden_size(), config_.rms_norm_eps, stream_));
     LS_RETURN_IF_ERROR(Mark("rms_norm", 0));
     if (gemv) {
