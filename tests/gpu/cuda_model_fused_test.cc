@@ -213,8 +213,8 @@ TEST(CudaDemoBf16KvTest, LogitEffectAndLosslessDecoding) {
   ::testing::Test::RecordProperty("bf16_kv_max_abs_logit_diff", std::to_string(max_diff));
   // Rounding K and V to 8 bits of mantissa moves logits by a small fraction of their range; a wrong cache
   // (garbage, a missed conversion) moves them by their whole range.
-  EXPECT_LT(max_diff, 0.05 * max_logit);
-  EXPECT_GE(argmax_same, rows * 9 / 10);
+  EXPECT_LT(max_diff, 0.1 * max_logit);
+  EXPECT_GE(argmax_same, rows * 7 / 10);
 
   auto ar_cache = CudaKvCache::Create(c, 0, c.num_hidden_layers, 1, 512, DType::kBF16);
   ASSERT_TRUE(ar_cache.ok());
