@@ -47,6 +47,7 @@ size_t DecodeBytes(const ModelWeights& w) {
 }
 
 absl::Status Bench(const Flags& flags) {
+  LS_ASSIGN_OR_RETURN(const DeviceSpec device, DeviceFromFlags(flags));
   LS_ASSIGN_OR_RETURN(ModelLoadOptions load, LoadOptionsFromFlags(flags));
   LS_ASSIGN_OR_RETURN(int64_t prompt_tokens, flags.GetInt("prompt-tokens", 64));
   LS_ASSIGN_OR_RETURN(int64_t decode_tokens, flags.GetInt("decode-tokens", 32));
@@ -128,9 +129,13 @@ absl::Status Bench(const Flags& flags) {
       cases.push_back(prompts);
     }
     const std::string id = flags.Has("model") ? std::filesystem::absolute(flags.Get("model")).string() : name;
-    return BenchSelfSpeculative(flags, *m, id, cases, static_cast<int>(decode_tokens));
+    size_t slots = 1;
+    for (const auto& c : cases) slots = std::max(slots, c.size());
+    LS_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, BackendFromFlags(*m, device, static_cast<int>(slots)));
+    return BenchSelfSpeculative(flags, *m, *backend, id, cases, static_cast<int>(decode_tokens));
   }
-  LS_ASSIGN_OR_RETURN(BenchRun base, MeasureDecode(*m, prompts, static_cast<int>(decode_tokens), ar));
+  LS_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, BackendFromFlags(*m, device, static_cast<int>(batch)));
+  LS_ASSIGN_OR_RETURN(BenchRun base, MeasureDecode(*backend, prompts, static_cast<int>(decode_tokens), ar));
   {
     const double bw = std::max(bw_before, MeasureReadBandwidth(m->pool.get()));
     const double bytes = static_cast<double>(DecodeBytes(*m->weights));
@@ -152,7 +157,7 @@ int RunBench(int argc, char** argv) {
                             {"model", "random", "mode", "prompt-tokens", "decode-tokens", "batch", "exit-layers",
                              "speculations", "max-speculations", "repeats", "prompts-file", "draft-vocab",
                              "draft-vocab-corpus", "calibration", "calibration-budget", "zero-layers-from", "dtype",
-                             "threads", "max-context"},
+                             "threads", "max-context", "device"},
                             {"auto", "no-static"});
   if (!flags.ok()) return Fail("bench", flags.status());
   absl::Status s = Bench(*flags);

@@ -59,13 +59,11 @@ struct Config {
 
 }  // namespace
 
-absl::StatusOr<BenchRun> MeasureDecode(const LoadedModel& m, const std::vector<std::vector<int>>& prompts,
+absl::StatusOr<BenchRun> MeasureDecode(Backend& backend, const std::vector<std::vector<int>>& prompts,
                                        int decode_tokens, const DecodeOptions& decode) {
-  const LlamaConfig& c = m.weights->config;
-  KvCache cache(c, 0, c.num_hidden_layers, static_cast<int>(prompts.size()), m.context);
   std::vector<GenerationParams> params(prompts.size());
   for (auto& p : params) p.max_tokens = decode_tokens;  // no eos: every run decodes the same count
-  LS_ASSIGN_OR_RETURN(auto results, GenerateBatch(*m.model, cache, prompts, params, decode));
+  LS_ASSIGN_OR_RETURN(auto results, GenerateBatch(backend, prompts, params, decode));
   BenchRun run;
   double prefill = 0, dec = 0;
   size_t prompt_tokens = 0;
@@ -84,7 +82,7 @@ absl::StatusOr<BenchRun> MeasureDecode(const LoadedModel& m, const std::vector<s
   return run;
 }
 
-absl::Status BenchSelfSpeculative(const Flags& flags, LoadedModel& m, const std::string& model_id,
+absl::Status BenchSelfSpeculative(const Flags& flags, LoadedModel& m, Backend& backend, const std::string& model_id,
                                   const std::vector<std::vector<std::vector<int>>>& cases, int decode_tokens) {
   const int L = m.weights->config.num_hidden_layers;
   const std::string load_before = LoadAverage();
@@ -112,11 +110,12 @@ absl::Status BenchSelfSpeculative(const Flags& flags, LoadedModel& m, const std:
   std::vector<int> corpus;
   if (flags.Has("draft-vocab") && !flags.Has("draft-vocab-corpus")) {
     for (const auto& prompts : cases) {
-      LS_ASSIGN_OR_RETURN(BenchRun r, MeasureDecode(m, prompts, decode_tokens, ar));
+      LS_ASSIGN_OR_RETURN(BenchRun r, MeasureDecode(backend, prompts, decode_tokens, ar));
       for (const auto& ids : r.ids) corpus.insert(corpus.end(), ids.begin(), ids.end());
     }
   }
   LS_RETURN_IF_ERROR(ApplyDraftVocabulary(flags, m, corpus));
+  LS_RETURN_IF_ERROR(backend.SetDraftVocabulary(m.model->draft_vocabulary()));  // a GPU backend keeps its own copy
   DecodeOptions automatic;
   automatic.mode = DecodeMode::kSelfSpeculative;
   automatic.auto_exit_layer = automatic.auto_speculations = true;
@@ -160,11 +159,11 @@ absl::Status BenchSelfSpeculative(const Flags& flags, LoadedModel& m, const std:
         // Paired and interleaved: the order alternates so slow drift of the machine favours neither.
         BenchRun a, s;
         if (r % 2 == 0) {
-          LS_ASSIGN_OR_RETURN(a, MeasureDecode(m, cases[k], decode_tokens, ar));
-          LS_ASSIGN_OR_RETURN(s, MeasureDecode(m, cases[k], decode_tokens, c.options));
+          LS_ASSIGN_OR_RETURN(a, MeasureDecode(backend, cases[k], decode_tokens, ar));
+          LS_ASSIGN_OR_RETURN(s, MeasureDecode(backend, cases[k], decode_tokens, c.options));
         } else {
-          LS_ASSIGN_OR_RETURN(s, MeasureDecode(m, cases[k], decode_tokens, c.options));
-          LS_ASSIGN_OR_RETURN(a, MeasureDecode(m, cases[k], decode_tokens, ar));
+          LS_ASSIGN_OR_RETURN(s, MeasureDecode(backend, cases[k], decode_tokens, c.options));
+          LS_ASSIGN_OR_RETURN(a, MeasureDecode(backend, cases[k], decode_tokens, ar));
         }
         if (s.ids != a.ids) return absl::InternalError(absl::StrCat(c.name, ": greedy output differs from autoregressive"));
         c.per_case[k].Add(s.decode_tps / a.decode_tps);

@@ -6,6 +6,8 @@
 #include "absl/status/statusor.h"
 #include "cli/flags.h"
 #include "engine/decode/generate.h"
+#include "engine/runtime/backend.h"
+#include "engine/runtime/device.h"
 #include "engine/runtime/loaded_model.h"
 
 namespace layerskip::cli {
@@ -18,6 +20,11 @@ int RunClient(int argc, char** argv);  // cli/client_command.cc: a gRPC client o
 
 // Shared by the commands: --dtype, --threads, --max-context -> load options.
 absl::StatusOr<ModelLoadOptions> LoadOptionsFromFlags(const Flags& flags);
+// --device cpu|cuda|cuda:N, checked on this machine (a missing GPU: FailedPrecondition naming the device
+// and the reason, exit 1) before any weights are read.
+absl::StatusOr<DeviceSpec> DeviceFromFlags(const Flags& flags);
+// The backend of `m` on `device` with num_slots slots of m.context positions.
+absl::StatusOr<std::unique_ptr<Backend>> BackendFromFlags(const LoadedModel& m, const DeviceSpec& device, int num_slots);
 // --mode, --exit-layer, --speculations -> decode options (validated against num_layers).
 absl::StatusOr<DecodeOptions> DecodeOptionsFromFlags(const Flags& flags, int num_layers);
 // --draft-vocab K [--draft-vocab-corpus FILE]: the draft head's vocabulary subset (the K most frequent

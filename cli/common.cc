@@ -8,6 +8,7 @@
 #include "engine/decode/cost_calibration.h"
 #include "engine/decode/cost_model_cache.h"
 #include "engine/decode/draft_vocabulary.h"
+#include "engine/runtime/factory/create_backend.h"
 #include "engine/util/status.h"
 
 namespace layerskip::cli {
@@ -30,6 +31,17 @@ absl::StatusOr<ModelLoadOptions> LoadOptionsFromFlags(const Flags& flags) {
   o.threads = static_cast<int>(threads);
   o.max_context = static_cast<int>(context);
   return o;
+}
+
+absl::StatusOr<DeviceSpec> DeviceFromFlags(const Flags& flags) {
+  auto device = DeviceSpec::Parse(flags.Get("device", "cpu"));
+  if (!device.ok()) return absl::InvalidArgumentError(absl::StrCat("--", device.status().message()));
+  LS_RETURN_IF_ERROR(CheckDevice(*device));
+  return *device;
+}
+
+absl::StatusOr<std::unique_ptr<Backend>> BackendFromFlags(const LoadedModel& m, const DeviceSpec& device, int num_slots) {
+  return CreateBackend(m, device, num_slots);
 }
 
 absl::StatusOr<DecodeOptions> DecodeOptionsFromFlags(const Flags& flags, int num_layers) {

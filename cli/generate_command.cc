@@ -37,6 +37,7 @@ absl::Status Generate(const Flags& flags) {
   if (!flags.Has("model")) return absl::InvalidArgumentError("--model DIR is required");
   if (flags.Has("prompt") == flags.Has("prompt-ids"))
     return absl::InvalidArgumentError("give exactly one of --prompt TEXT or --prompt-ids 1,2,3");
+  LS_ASSIGN_OR_RETURN(const DeviceSpec device, DeviceFromFlags(flags));
   LS_ASSIGN_OR_RETURN(ModelLoadOptions load, LoadOptionsFromFlags(flags));
   load.require_tokenizer = flags.Has("prompt") || flags.Has("stop");
   LS_ASSIGN_OR_RETURN(auto m, LoadModelDir(flags.Get("model"), load));
@@ -85,8 +86,8 @@ absl::Status Generate(const Flags& flags) {
     };
   }
 
-  KvCache cache(config, 0, config.num_hidden_layers, /*num_slots=*/1, m->context);
-  LS_ASSIGN_OR_RETURN(auto results, GenerateBatch(*m->model, cache, {prompt}, {params}, decode));
+  LS_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, BackendFromFlags(*m, device, /*num_slots=*/1));
+  LS_ASSIGN_OR_RETURN(auto results, GenerateBatch(*backend, {prompt}, {params}, decode));
   const GenerateResult& r = results[0];
   std::string text = tok ? tok->Decode(r.ids, /*skip_special_tokens=*/true) : "";
   for (const std::string& s : stops) {  // the text ends before the stop sequence
@@ -146,7 +147,7 @@ int RunGenerate(int argc, char** argv) {
   auto flags = Flags::Parse(argc, argv, 2,
                             {"model", "prompt", "prompt-ids", "max-tokens", "temperature", "top-k", "top-p", "seed",
                              "mode", "exit-layer", "speculations", "max-speculations", "calibration", "calibration-budget",
-                             "draft-vocab", "draft-vocab-corpus", "dtype", "threads", "max-context"},
+                             "draft-vocab", "draft-vocab-corpus", "dtype", "threads", "max-context", "device"},
                             {"json", "ignore-eos"}, {"stop"});
   if (!flags.ok()) return Fail("generate", flags.status());
   absl::Status s = Generate(*flags);

@@ -14,6 +14,7 @@ namespace {
 absl::Status Logits(const Flags& flags) {
   if (!flags.Has("model")) return absl::InvalidArgumentError("--model DIR is required");
   if (!flags.Has("prompt-ids")) return absl::InvalidArgumentError("--prompt-ids 1,2,3 is required");
+  LS_ASSIGN_OR_RETURN(const DeviceSpec device, DeviceFromFlags(flags));
   LS_ASSIGN_OR_RETURN(ModelLoadOptions load, LoadOptionsFromFlags(flags));
   LS_ASSIGN_OR_RETURN(auto m, LoadModelDir(flags.Get("model"), load));
   const LlamaConfig& c = m->weights->config;
@@ -31,17 +32,22 @@ absl::Status Logits(const Flags& flags) {
     return absl::OutOfRangeError(absl::StrCat("the prompt of ", ids.size(), " tokens is longer than the context ", m->context));
 
   // Prefill layer by layer; after layer e-1 the exit head gives exit e for every position.
-  KvCache cache(c, 0, L, 1, m->context);
+  LS_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, BackendFromFlags(*m, device, /*num_slots=*/1));
   TokenBatch batch;
-  for (size_t i = 0; i < ids.size(); ++i) batch.Add(0, static_cast<int>(i));
+  std::vector<int> rows;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    batch.Add(0, static_cast<int>(i));
+    rows.push_back(static_cast<int>(i));
+  }
   const int n = static_cast<int>(ids.size());
-  std::vector<float> x(static_cast<size_t>(n) * D), logits(static_cast<size_t>(n) * V);
-  LS_RETURN_IF_ERROR(m->model->Embed(ids, x.data()));
-  nlohmann::json out = {{"prompt_ids", ids}, {"exits", nlohmann::json::object()}};
+  std::vector<float> logits(static_cast<size_t>(n) * V);
+  LS_ASSIGN_OR_RETURN(std::unique_ptr<Activations> x, backend->NewActivations(n));
+  LS_RETURN_IF_ERROR(backend->Embed(ids, *x));
+  nlohmann::json out = {{"prompt_ids", ids}, {"device", device.ToString()}, {"exits", nlohmann::json::object()}};
   for (int l = 0; l < L; ++l) {
-    LS_RETURN_IF_ERROR(m->model->Forward(l, l + 1, batch, x.data(), &cache));
+    LS_RETURN_IF_ERROR(backend->Forward(l, l + 1, batch, *x));
     if (std::find(exits.begin(), exits.end(), l + 1) == exits.end()) continue;
-    LS_RETURN_IF_ERROR(m->model->ExitHead(x.data(), n, logits.data()));
+    LS_RETURN_IF_ERROR(backend->ExitHead(*x, rows, logits.data()));
     nlohmann::json rows = nlohmann::json::array();
     for (int i = 0; i < n; ++i) rows.push_back(std::vector<float>(logits.begin() + static_cast<size_t>(i) * V,
                                                                   logits.begin() + static_cast<size_t>(i + 1) * V));
@@ -54,7 +60,7 @@ absl::Status Logits(const Flags& flags) {
 }  // namespace
 
 int RunLogits(int argc, char** argv) {
-  auto flags = Flags::Parse(argc, argv, 2, {"model", "prompt-ids", "exit-layers", "dtype", "threads", "max-context"});
+  auto flags = Flags::Parse(argc, argv, 2, {"model", "prompt-ids", "exit-layers", "dtype", "threads", "max-context", "device"});
   if (!flags.ok()) return Fail("logits", flags.status());
   absl::Status s = Logits(*flags);
   return s.ok() ? 0 : Fail("logits", s);

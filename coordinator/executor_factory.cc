@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "coordinator/pipeline/pipeline_executor.h"
+#include "engine/runtime/factory/create_backend.h"
 
 namespace layerskip::coordinator {
 namespace {
@@ -56,7 +57,9 @@ absl::StatusOr<std::unique_ptr<Executor>> MakeExecutor(const LoadedModel* model,
     if (!pipe.ok()) return pipe.status();
     executor = std::move(pipe).value();
   } else {
-    executor = std::make_unique<LocalExecutor>(model, options.num_slots);
+    auto backend = CreateBackend(*model, options.device, options.num_slots);
+    if (!backend.ok()) return backend.status();
+    executor = std::make_unique<LocalExecutor>(std::move(backend).value());
   }
   if (options.fail_after_steps > 0)
     executor = std::make_unique<FailingExecutor>(std::move(executor), options.fail_after_steps);

@@ -7,12 +7,14 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "engine/decode/executor.h"
+#include "engine/runtime/device.h"
 #include "engine/runtime/loaded_model.h"
 
 namespace layerskip::coordinator {
 
 struct ExecutorOptions {
   int num_slots = 32;
+  DeviceSpec device;         // --device: where the local engine computes (cpu, cuda:N)
   std::string workers;       // comma-separated worker addresses; empty: the local engine
   // Pipeline (--workers): see coordinator/pipeline/pipeline_executor.h and docs/pipeline.md.
   std::string model_dir;      // the same path on every worker

@@ -18,6 +18,7 @@
 #include "engine/tokenizer/tokenizer.h"
 #include "cli/flags.h"
 #include "coordinator/server.h"
+#include "engine/runtime/factory/create_backend.h"
 #include "engine/util/status.h"
 
 namespace layerskip::coordinator {
@@ -39,6 +40,8 @@ void Usage() {
       "  --model-name NAME             metrics label, ModelInfo and the OpenAI model id (default: the dir name)\n"
       "  --max-batch-size N --max-batched-tokens N --max-queue N --num-slots N --kv-cache-positions N\n"
       "  --max-context N --threads N --dtype bf16|f32\n"
+      "  --device cpu|cuda|cuda:N        where the in-process engine computes (default cpu; not with --workers:\n"
+      "                                each worker takes its own --device)\n"
       "  --default-mode autoregressive|early-exit|self-speculative  --default-exit-layer E|auto\n"
       "  --default-speculations D|auto  --default-max-tokens N  --speculation-batch-threshold N\n"
       "  --calibration cached|fresh|off  the cost model behind automatic speculation: cached (default),\n"
@@ -152,6 +155,10 @@ absl::StatusOr<ServerOptions> OptionsFromFlags(const cli::Flags& f) {
   LS_ASSIGN_OR_RETURN(o.calibration, ParseCalibration(f.Get("calibration", "cached")));
   o.tls_cert_file = f.Get("tls-cert");
   o.tls_key_file = f.Get("tls-key");
+  LS_ASSIGN_OR_RETURN(o.executor.device, DeviceSpec::Parse(f.Get("device", "cpu")));
+  if (!o.executor.device.is_cpu() && !o.executor.workers.empty())
+    return absl::InvalidArgumentError("--device: a pipeline coordinator (--workers) computes nothing; give each worker its --device");
+  LS_RETURN_IF_ERROR(CheckDevice(o.executor.device));  // before any weights are read
   return o;
 }
 
@@ -167,7 +174,7 @@ int Main(int argc, char** argv) {
        "default-speculations", "default-max-tokens", "speculation-batch-threshold", "tls-cert", "tls-key", "auth-token",
        "auth-token-file", "drain-timeout", "workers", "stages", "cluster-token-file", "workers-tls-ca", "transport", "fail-after-steps", "fatal-linger", "restore-timeout",
        "calibration", "workers-wait", "heartbeat-interval", "heartbeat-misses", "step-timeout-floor", "rpc-timeout",
-       "connect-timeout", "load-timeout"},
+       "connect-timeout", "load-timeout", "device"},
       /*booleans=*/{"metrics-tls"});
   auto fail = [](const absl::Status& s) {
     std::fprintf(stderr, "layerskip-coordinator: %s\n", std::string(s.message()).c_str());

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "cli/flags.h"
 #include "cli/token_file.h"
+#include "engine/runtime/factory/create_backend.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/util/status.h"
 #include "transport/tcp_transport.h"
@@ -33,7 +34,8 @@ void Usage() {
       "                              host; with a wildcard --listen (0.0.0.0, ::) the address this host's name\n"
       "                              resolves to, else startup fails; in Kubernetes pass the pod IP)\n"
       "  --transport auto|tcp|nccl|ipc  transports the coordinator may choose (default auto: any built in)\n"
-      "  --device cpu|cuda:N         GPU for the nccl and ipc transports (default cpu; the compute is CPU today)\n"
+      "  --device cpu|cuda|cuda:N    where the shard computes: its layers and KV cache live on that GPU, which\n"
+      "                              the nccl and ipc transports use too (default cpu)\n"
       "  --token-file FILE           the cluster token (or env LAYERSKIP_CLUSTER_TOKEN); required unless\n"
       "  --allow-unauthenticated     runs without a token: any caller may drive this worker\n"
       "  --tls-cert FILE --tls-key FILE [--tls-client-ca FILE]  TLS for the gRPC service and the data links\n"
@@ -129,15 +131,14 @@ absl::StatusOr<Config> ConfigFromFlags(const cli::Flags& f) {
 #endif
 
   c.device = f.Get("device", "cpu");
-  if (c.device == "cpu") {
+  LS_ASSIGN_OR_RETURN(o.compute_device, DeviceSpec::Parse(c.device));
+  if (o.compute_device.is_cpu()) {
     if (o.transport == "ipc") return absl::InvalidArgumentError("--transport ipc needs --device cuda:N");
     o.device = -1;
-  } else if (c.device.rfind("cuda:", 0) == 0 && c.device.size() > 5 &&
-             c.device.find_first_not_of("0123456789", 5) == std::string::npos) {
-    o.device = std::atoi(c.device.c_str() + 5);
   } else {
-    return absl::InvalidArgumentError(absl::StrCat("--device '", c.device, "' is not cpu or cuda:N"));
+    o.device = o.compute_device.index;  // the shard's layers, its KV cache and the device transports
   }
+  c.device = o.compute_device.ToString();
 
   if (f.Has("token-file")) {
     LS_ASSIGN_OR_RETURN(o.token, cli::ReadTokenFile(f.Get("token-file"), "--token-file"));
@@ -187,6 +188,11 @@ int Main(int argc, char** argv) {
   if (!flags.ok()) return Fail(absl::InvalidArgumentError(absl::StrCat(flags.status().message(), " (see --help)")));
   absl::StatusOr<Config> config = ConfigFromFlags(*flags);
   if (!config.ok()) return Fail(config.status());
+  // No usable GPU for --device: one line naming the device and the reason, exit 1.
+  if (absl::Status d = CheckDevice(config->options.compute_device); !d.ok()) {
+    std::fprintf(stderr, "layerskip-worker: %s\n", std::string(d.message()).c_str());
+    return 1;
+  }
 
   // Signals are handled by sigwait below; block them before any thread starts.
   sigset_t signals;

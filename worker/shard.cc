@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/decode/speculative_phases.h"
 #include "engine/model/checkpoint_limits.h"
+#include "engine/runtime/factory/create_backend.h"
 #include "engine/util/status.h"
 #include "kernels/sampling.h"
 
@@ -57,7 +58,7 @@ uint64_t ConfigFingerprint(const std::filesystem::path& dir) {
   return h;
 }
 
-absl::StatusOr<std::unique_ptr<Shard>> Shard::Load(const ShardSpec& spec) {
+absl::StatusOr<std::unique_ptr<Shard>> Shard::Load(const ShardSpec& spec, const DeviceSpec& device) {
   LoadOptions o;
   if (spec.dtype == "bf16") o.type = WeightType::kBF16;
   else if (spec.dtype == "f32") o.type = WeightType::kF32;
@@ -66,6 +67,7 @@ absl::StatusOr<std::unique_ptr<Shard>> Shard::Load(const ShardSpec& spec) {
     return absl::InvalidArgumentError(absl::StrCat("num_slots must be in [1, ", kMaxSlots, "] and context >= 2"));
   if (spec.threads < 0 || spec.threads > kMaxThreads)
     return absl::InvalidArgumentError(absl::StrCat("threads must be in [0, ", kMaxThreads, "]"));
+  LS_RETURN_IF_ERROR(CheckDevice(device));  // before reading any weights
   o.first_layer = spec.first_layer;
   o.end_layer = spec.end_layer;
   o.embedding = spec.embedding;
@@ -74,19 +76,24 @@ absl::StatusOr<std::unique_ptr<Shard>> Shard::Load(const ShardSpec& spec) {
   if (spec.first_layer < 0 || spec.end_layer > w.config.num_hidden_layers || spec.first_layer >= spec.end_layer)
     return absl::InvalidArgumentError(absl::StrCat("layer range [", spec.first_layer, ",", spec.end_layer,
                                                    ") is not inside the model's ", w.config.num_hidden_layers, " layers"));
-  // The KV cache (K and V, f32) is sized before it is allocated.
+  // The KV cache (K and V, f32) is sized before it is allocated (host memory for the CPU backend; the CUDA
+  // backend's allocation fails cleanly when the device is short).
   const int context = std::min(spec.context, w.config.max_position_embeddings);
   const int64_t kv_bytes = int64_t{2} * (spec.end_layer - spec.first_layer) * spec.num_slots * context * w.config.kv_dim() * 4;
-  LS_RETURN_IF_ERROR(CheckFitsInMemory(kv_bytes, AvailableMemoryBytes(),
-                                       absl::StrCat("the KV cache of ", spec.num_slots, " slots x ", context, " positions")));
+  if (device.is_cpu())
+    LS_RETURN_IF_ERROR(CheckFitsInMemory(kv_bytes, AvailableMemoryBytes(),
+                                         absl::StrCat("the KV cache of ", spec.num_slots, " slots x ", context, " positions")));
   std::unique_ptr<Shard> s(new Shard());
   s->spec_ = spec;
   s->fingerprint_ = ConfigFingerprint(spec.model_path);
-  s->weights_ = std::make_shared<const ModelWeights>(std::move(w));
-  s->pool_ = std::make_unique<ThreadPool>(spec.threads);
-  s->model_ = std::make_unique<Model>(s->weights_, context, s->pool_.get());
-  s->cache_ = std::make_unique<KvCache>(s->weights_->config, spec.first_layer, spec.end_layer, spec.num_slots, context);
-  s->open_start_.assign(spec.num_slots, -1);
+  s->weight_bytes_ = static_cast<int64_t>(w.bytes());
+  BackendOptions bo;
+  bo.device = device;
+  bo.num_slots = spec.num_slots;
+  bo.capacity = context;
+  bo.threads = spec.threads;
+  LS_ASSIGN_OR_RETURN(s->backend_, CreateBackend(std::make_shared<const ModelWeights>(std::move(w)), bo));
+  s->unsettled_from_.assign(spec.num_slots, -1);
   return s;
 }
 
@@ -100,17 +107,17 @@ void Shard::FillInfo(v1::ShardInfo* info) const {
   info->set_hidden_size(config().hidden_size);
   info->set_vocab_size(config().vocab_size);
   info->set_config_fingerprint(fingerprint_);
-  info->set_context(cache_->capacity());
-  info->set_num_slots(cache_->num_slots());
-  info->set_weight_bytes(static_cast<int64_t>(weights_->bytes()));
+  info->set_context(backend_->capacity());
+  info->set_num_slots(backend_->num_slots());
+  info->set_weight_bytes(weight_bytes_);
 }
 
 absl::Status Shard::CheckSlot(int slot, int cached, int a, int b) const {
-  if (slot < 0 || slot >= cache_->num_slots())
-    return absl::InvalidArgumentError(absl::StrCat("slot ", slot, " outside [0, ", cache_->num_slots(), ")"));
+  if (slot < 0 || slot >= backend_->num_slots())
+    return absl::InvalidArgumentError(absl::StrCat("slot ", slot, " outside [0, ", backend_->num_slots(), ")"));
   for (int l : {a, b - 1}) {
-    if (cache_->length(l, slot) != cached)
-      return absl::FailedPreconditionError(absl::StrCat("slot ", slot, ": layer ", l, " holds ", cache_->length(l, slot),
+    if (backend_->length(l, slot) != cached)
+      return absl::FailedPreconditionError(absl::StrCat("slot ", slot, ": layer ", l, " holds ", backend_->length(l, slot),
                                                         " positions, the coordinator says ", cached,
                                                         " (missed rollback or restarted worker)"));
   }
@@ -118,24 +125,23 @@ absl::Status Shard::CheckSlot(int slot, int cached, int a, int b) const {
 }
 
 absl::Status Shard::Settle(int slot, int cached, int a, int b) {
-  if (slot >= 0 && slot < cache_->num_slots() && open_start_[slot] >= 0) {
-    const int start = open_start_[slot], end = cache_->length(a, slot);
+  if (slot >= 0 && slot < backend_->num_slots() && unsettled_from_[slot] >= 0) {
+    const int start = unsettled_from_[slot], end = backend_->length(a, slot);
     if (cached < start || cached > end)
       return absl::FailedPreconditionError(absl::StrCat("slot ", slot, ": the coordinator's accepted length ", cached,
-                                                        " is outside the open round's [", start, ", ", end, "]"));
-    cache_->Truncate(slot, cached);
-    open_start_[slot] = -1;
+                                                        " is outside the unsettled positions [", start, ", ", end, "]"));
+    backend_->Truncate(slot, cached);
+    unsettled_from_[slot] = -1;
   }
   return CheckSlot(slot, cached, a, b);
 }
 
 absl::Status Shard::Draft(const v1::DraftRequest& req, v1::DraftResponse* resp, std::vector<float>* rows) {
-  const int E = req.exit_layer(), D = hidden(), V = config().vocab_size;
+  const int E = req.exit_layer(), V = config().vocab_size;
   if (!is_first() || !spec_.embedding || !spec_.head || E != spec_.end_layer)
     return absl::FailedPreconditionError(absl::StrCat("Draft needs the first stage ending at the exit layer ", E,
                                                       "; this worker holds ", spec_.ToString()));
   SpeculationConfig cfg;
-  cfg.exit_layer = E;
   cfg.adaptive = req.adaptive();
   cfg.confidence_threshold = req.confidence_threshold();
   std::vector<DraftState> drafts(req.seqs_size());
@@ -145,8 +151,8 @@ absl::Status Shard::Draft(const v1::DraftRequest& req, v1::DraftResponse* resp, 
     const v1::DraftSequence& in = req.seqs(j);
     LS_RETURN_IF_ERROR(Settle(in.slot(), in.cached(), 0, E));
     if (in.pending().empty()) return absl::InvalidArgumentError(absl::StrCat("slot ", in.slot(), ": no pending tokens"));
-    if (in.cached() + in.pending_size() + in.max_drafts() > cache_->capacity())
-      return absl::OutOfRangeError(absl::StrCat("slot ", in.slot(), ": round does not fit the context"));
+    if (in.cached() + in.pending_size() + in.max_drafts() > backend_->capacity())
+      return absl::OutOfRangeError(absl::StrCat("slot ", in.slot(), ": the step does not fit the context"));
     DraftState& d = drafts[j];
     d.slot = in.slot();
     d.max_drafts = in.max_drafts();
@@ -163,29 +169,30 @@ absl::Status Shard::Draft(const v1::DraftRequest& req, v1::DraftResponse* resp, 
       return in.uniforms(used[j]++);
     };
   }
-  for (const v1::DraftSequence& in : req.seqs()) open_start_[in.slot()] = in.cached();
-  LS_RETURN_IF_ERROR(DraftAll(*model_, *cache_, drafts, cfg));
+  for (const v1::DraftSequence& in : req.seqs()) unsettled_from_[in.slot()] = in.cached();
+  std::unique_ptr<Activations> x;
+  LS_RETURN_IF_ERROR(DraftAll(*backend_, drafts, E, cfg, &x));
   if (short_of_uniforms) return absl::InvalidArgumentError("sampling draft: the coordinator sent too few uniforms");
-  rows->clear();
+  rows->resize(static_cast<size_t>(x->rows()) * hidden());
+  LS_RETURN_IF_ERROR(backend_->Download(*x, rows->data()));
   for (int j = 0; j < req.seqs_size(); ++j) {
     const DraftState& d = drafts[j];
     v1::DraftResult* r = resp->add_results();
     r->mutable_drafts()->Add(d.tokens.begin(), d.tokens.end());
-    r->set_rows(d.rows(D));
+    r->set_rows(d.rows);
     r->set_uniforms_used(used[j]);
     for (const auto& q : d.q) r->mutable_q()->Add(q.begin(), q.begin() + V);
-    rows->insert(rows->end(), d.exit_rows.begin(), d.exit_rows.end());
   }
   return absl::OkStatus();
 }
 
 absl::Status Shard::EarlyExit(const v1::DraftRequest& req, v1::DraftResponse* resp) {
-  const int e = req.early_exit_layer(), D = hidden(), V = config().vocab_size;
+  const int e = req.early_exit_layer(), V = config().vocab_size;
   if (!is_first() || !spec_.embedding || !spec_.head || e < 1 || e > spec_.end_layer)
     return absl::FailedPreconditionError(absl::StrCat("early exit at layer ", e, " needs the first stage to hold it; "
                                                       "this worker holds ", spec_.ToString()));
   TokenBatch batch;
-  std::vector<int> ids, last;
+  std::vector<int> ids, greedy_rows, sampling_rows;
   for (const v1::DraftSequence& in : req.seqs()) {
     LS_RETURN_IF_ERROR(Settle(in.slot(), in.cached(), 0, e));
     if (in.pending().empty()) return absl::InvalidArgumentError("no pending tokens");
@@ -193,77 +200,71 @@ absl::Status Shard::EarlyExit(const v1::DraftRequest& req, v1::DraftResponse* re
       batch.Add(in.slot(), in.cached() + i);
       ids.push_back(in.pending(i));
     }
-    last.push_back(batch.size() - 1);
+    (in.sampling().temperature() > 0.0f ? sampling_rows : greedy_rows).push_back(batch.size() - 1);
   }
-  std::vector<float> x(ids.size() * D);
-  LS_RETURN_IF_ERROR(model_->Embed(ids, x.data()));
-  LS_RETURN_IF_ERROR(model_->Forward(0, e, batch, x.data(), cache_.get()));
-  std::vector<float> h;
-  for (int r : last) h.insert(h.end(), x.begin() + static_cast<size_t>(r) * D, x.begin() + static_cast<size_t>(r + 1) * D);
-  std::vector<float> logits(last.size() * static_cast<size_t>(V));
-  LS_RETURN_IF_ERROR(model_->ExitHead(h.data(), static_cast<int>(last.size()), logits.data()));
-  for (int j = 0; j < req.seqs_size(); ++j) {
+  LS_ASSIGN_OR_RETURN(std::unique_ptr<Activations> x, backend_->NewActivations(batch.size()));
+  LS_RETURN_IF_ERROR(backend_->Embed(ids, *x));
+  LS_RETURN_IF_ERROR(backend_->Forward(0, e, batch, *x));
+  std::vector<int> tokens(greedy_rows.size());
+  if (!greedy_rows.empty()) LS_RETURN_IF_ERROR(backend_->ExitArgmax(*x, greedy_rows, tokens.data()));
+  std::vector<float> logits(sampling_rows.size() * static_cast<size_t>(V));
+  if (!sampling_rows.empty()) LS_RETURN_IF_ERROR(backend_->ExitHead(*x, sampling_rows, logits.data()));
+  size_t g = 0, l = 0;
+  for (const v1::DraftSequence& in : req.seqs()) {
     v1::DraftResult* r = resp->add_results();
-    const float* l = logits.data() + static_cast<size_t>(j) * V;
-    if (req.seqs(j).sampling().temperature() > 0.0f) r->mutable_logits()->Add(l, l + V);
-    else r->set_token(cpu::Argmax(l, V));
+    if (in.sampling().temperature() > 0.0f) {
+      r->mutable_logits()->Add(logits.data() + l * V, logits.data() + (l + 1) * V);
+      ++l;
+    } else {
+      r->set_token(tokens[g++]);
+    }
   }
   return absl::OkStatus();
 }
 
 absl::Status Shard::Verify(const v1::VerifyRequest& req, std::vector<float>& x, v1::VerifyResponse* resp) {
-  const int D = hidden(), V = config().vocab_size;
+  const int D = hidden();
   if (is_first())
     return absl::FailedPreconditionError(absl::StrCat("Verify goes to the later stages; this worker holds ", spec_.ToString()));
-  TokenBatch batch;
+  std::vector<VerifySpan> spans;
   for (const v1::VerifySequence& s : req.seqs()) {
     LS_RETURN_IF_ERROR(Settle(s.slot(), s.cached(), spec_.first_layer, spec_.end_layer));
-    if (s.rows() < s.drafts_size() + 1)
-      return absl::InvalidArgumentError(absl::StrCat("slot ", s.slot(), ": ", s.rows(), " rows for ", s.drafts_size(), " drafts"));
-    for (int i = 0; i < s.rows(); ++i) batch.Add(s.slot(), s.cached() + i);
+    spans.push_back({s.slot(), s.cached(), s.rows(), s.drafts_size()});
   }
-  if (x.size() != static_cast<size_t>(batch.size()) * D)
-    return absl::InvalidArgumentError(absl::StrCat("received ", x.size() / std::max(D, 1), " rows, the round has ", batch.size()));
-  for (const v1::VerifySequence& s : req.seqs()) open_start_[s.slot()] = s.cached();
-  LS_RETURN_IF_ERROR(model_->Forward(spec_.first_layer, spec_.end_layer, batch, x.data(), cache_.get()));
-  if (!is_last()) return absl::OkStatus();
-  // Head rows: the last pending token and each draft, i.e. the last k+1 rows of each sequence.
-  std::vector<float> h;
-  size_t row = 0;
-  for (const v1::VerifySequence& s : req.seqs()) {
-    const size_t rows = s.rows(), k = s.drafts_size();
-    h.insert(h.end(), x.begin() + (row + rows - k - 1) * D, x.begin() + (row + rows) * D);
-    row += rows;
-  }
-  const int n = static_cast<int>(h.size() / D);
-  std::vector<float> logits(static_cast<size_t>(n) * V);
-  LS_RETURN_IF_ERROR(model_->ExitHead(h.data(), n, logits.data()));
-  size_t head = 0;
-  for (const v1::VerifySequence& s : req.seqs()) {
+  LS_ASSIGN_OR_RETURN(VerifyLayout layout, LayoutVerification(spans));
+  if (x.size() != static_cast<size_t>(layout.batch.size()) * D)
+    return absl::InvalidArgumentError(
+        absl::StrCat("received ", x.size() / std::max(D, 1), " rows, the step has ", layout.batch.size()));
+  for (const v1::VerifySequence& s : req.seqs()) unsettled_from_[s.slot()] = s.cached();
+  LS_ASSIGN_OR_RETURN(std::unique_ptr<Activations> h, backend_->NewActivations(layout.batch.size()));
+  LS_RETURN_IF_ERROR(backend_->Upload(x.data(), *h));
+  LS_RETURN_IF_ERROR(backend_->Forward(spec_.first_layer, spec_.end_layer, layout.batch, *h));
+  if (!is_last()) return backend_->Download(*h, x.data());  // on to the next stage
+  std::vector<bool> targets(spans.size(), true), logits;
+  for (const v1::VerifySequence& s : req.seqs()) logits.push_back(s.want_logits());
+  LS_ASSIGN_OR_RETURN(VerifierHeads heads, RunVerifierHeads(*backend_, *h, layout, targets, logits));
+  for (int j = 0; j < req.seqs_size(); ++j) {
+    const v1::VerifySequence& s = req.seqs(j);
     v1::VerifyResult* r = resp->add_results();
-    std::vector<int> targets;
-    for (int i = 0; i <= s.drafts_size(); ++i) targets.push_back(cpu::Argmax(logits.data() + (head + i) * V, V));
-    r->set_accepted(CountAgreeing(std::vector<int>(s.drafts().begin(), s.drafts().end()), targets));
-    r->mutable_targets()->Add(targets.begin(), targets.end());
-    if (s.want_logits())
-      r->mutable_logits()->Add(logits.data() + head * V, logits.data() + (head + s.drafts_size() + 1) * V);
-    head += s.drafts_size() + 1;
+    r->set_accepted(CountAgreeing(std::vector<int>(s.drafts().begin(), s.drafts().end()), heads.targets[j]));
+    r->mutable_targets()->Add(heads.targets[j].begin(), heads.targets[j].end());
+    if (s.want_logits()) r->mutable_logits()->Add(heads.logits[j].begin(), heads.logits[j].end());
   }
   return absl::OkStatus();
 }
 
 absl::Status Shard::Truncate(int slot, int length) {
-  if (slot < 0 || slot >= cache_->num_slots())
-    return absl::InvalidArgumentError(absl::StrCat("slot ", slot, " outside [0, ", cache_->num_slots(), ")"));
-  cache_->Truncate(slot, std::max(0, length));
-  open_start_[slot] = -1;
+  if (slot < 0 || slot >= backend_->num_slots())
+    return absl::InvalidArgumentError(absl::StrCat("slot ", slot, " outside [0, ", backend_->num_slots(), ")"));
+  backend_->Truncate(slot, std::max(0, length));
+  unsettled_from_[slot] = -1;
   return absl::OkStatus();
 }
 
 void Shard::Reset(int slot) {
-  if (slot < 0 || slot >= cache_->num_slots()) return;
-  cache_->Reset(slot);
-  open_start_[slot] = -1;
+  if (slot < 0 || slot >= backend_->num_slots()) return;
+  backend_->Reset(slot);
+  unsettled_from_[slot] = -1;
 }
 
 }  // namespace layerskip::worker

@@ -1,8 +1,9 @@
 #pragma once
-// A worker's part of the model: layers [first, end) (+ embedding / exit head), their KV cache, and the
-// compute of each round on it: drafting (first stage), a verification slice (later stages), the last
-// stage's targets and acceptance, and rollback. One thread at a time calls into a Shard (the model's
-// thread pool is not re-entrant); the service serialises calls.
+// A worker's part of the model: layers [first, end) (+ embedding / exit head) and their KV cache on one
+// backend (CPU or a GPU, engine/runtime/backend.h), and the compute of each pipeline step on it: drafting
+// (first stage), a verification slice (later stages), the last stage's targets, and rollback, all through
+// the shared speculation bookkeeping (engine/decode/speculative_phases.h). One thread at a time calls into
+// a Shard (the backend is not re-entrant); the service serialises calls.
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -11,9 +12,8 @@
 
 #include "absl/status/statusor.h"
 #include "engine/model/weights.h"
-#include "engine/runtime/kv_cache.h"
-#include "engine/runtime/model.h"
-#include "engine/util/thread_pool.h"
+#include "engine/runtime/backend.h"
+#include "engine/runtime/device.h"
 #include "layerskip/v1/worker.pb.h"
 
 namespace layerskip::worker {
@@ -35,13 +35,15 @@ uint64_t ConfigFingerprint(const std::filesystem::path& model_dir);
 
 class Shard {
  public:
-  static absl::StatusOr<std::unique_ptr<Shard>> Load(const ShardSpec& spec);
+  // Loads the shard's layers onto `device` (the worker's --device): "cpu" or "cuda:N".
+  static absl::StatusOr<std::unique_ptr<Shard>> Load(const ShardSpec& spec, const DeviceSpec& device = DeviceSpec::Cpu());
 
   const ShardSpec& spec() const { return spec_; }
-  const LlamaConfig& config() const { return model_->config(); }
-  int hidden() const { return model_->hidden_size(); }
+  const LlamaConfig& config() const { return backend_->config(); }
+  int hidden() const { return backend_->hidden_size(); }
   bool is_first() const { return spec_.first_layer == 0; }
-  bool is_last() const { return spec_.end_layer == model_->num_layers(); }
+  bool is_last() const { return spec_.end_layer == backend_->num_layers(); }
+  const DeviceSpec& device() const { return backend_->device(); }
   void FillInfo(v1::ShardInfo* info) const;
 
   // First stage: one drafting phase for the request's sequences. rows becomes the exit rows of every
@@ -52,25 +54,24 @@ class Shard {
   // Later stages: x[rows, D] (the sequences' rows in request order) through [first, end) in place; the
   // last stage also fills resp with the targets, accepted counts and (when asked) logits.
   absl::Status Verify(const v1::VerifyRequest& req, std::vector<float>& x, v1::VerifyResponse* resp);
-  // Rollback: every layer of `slot` keeps at most `length` positions (and closes its open round).
+  // Rollback: every layer of `slot` keeps at most `length` positions (and settles its unsettled step).
   absl::Status Truncate(int slot, int length);
   void Reset(int slot);
 
  private:
   Shard() = default;
   // The slot's cache must hold `cached` positions. Folded rollback: a Draft or Verify leaves its slots'
-  // round open ([start, end) positions written); the next call on the slot carries the accepted length,
-  // which must lie in [start, end], and the stage truncates to it first (no separate Accept call).
+  // positions unsettled ([start, end) written, acceptance not known yet); the next call on the slot carries
+  // the accepted length, which must lie in [start, end], and the stage truncates to it first (no separate
+  // Accept call).
   absl::Status Settle(int slot, int cached, int layer_a, int layer_b);
   absl::Status CheckSlot(int slot, int cached, int layer_a, int layer_b) const;
 
   ShardSpec spec_;
   uint64_t fingerprint_ = 0;
-  std::shared_ptr<const ModelWeights> weights_;
-  std::unique_ptr<ThreadPool> pool_;
-  std::unique_ptr<Model> model_;
-  std::unique_ptr<KvCache> cache_;
-  std::vector<int> open_start_;  // per slot: the cached length when its open round began; -1: none
+  int64_t weight_bytes_ = 0;
+  std::unique_ptr<Backend> backend_;
+  std::vector<int> unsettled_from_;  // per slot: its cached length before the unsettled step; -1: settled
 };
 
 }  // namespace layerskip::worker

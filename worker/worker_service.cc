@@ -77,7 +77,7 @@ grpc::Status WorkerService::LoadShard(grpc::ServerContext* ctx, const v1::LoadSh
                           absl::StrCat("worker already holds ", shard_->spec().ToString(), "; refusing ", spec.ToString()));
     shard_.reset();
   }
-  auto loaded = Shard::Load(spec);
+  auto loaded = Shard::Load(spec, options_.compute_device);
   if (!loaded.ok()) return ToGrpc(loaded.status());
   shard_ = std::move(loaded).value();
   // Frames larger than every slot's whole context, or of another width, are refused before allocation.

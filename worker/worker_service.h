@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "engine/runtime/device.h"
 #include "layerskip/v1/worker.grpc.pb.h"
 #include "transport/tcp_transport.h"
 #include "worker/auth.h"
@@ -20,7 +21,8 @@ struct WorkerOptions {
   std::string data_host = "127.0.0.1";  // where the TCP activation listener binds
   std::string advertise_host;     // what the worker tells the coordinator (and so its peers); empty: data_host
   int data_port = 0;              // TCP activation listener (0: ephemeral)
-  int device = -1;                // CUDA device for the NCCL transport (-1: CPU only)
+  int device = -1;                // CUDA device for the NCCL / IPC transports (-1: CPU only)
+  DeviceSpec compute_device;      // where the shard's layers and KV cache live (--device)
   std::string transport = "auto"; // transports Connect may choose: auto (any built in) | tcp | nccl | ipc
   LinkTlsOptions data_tls;        // TLS on the data links (cert_file empty: plain TCP)
   absl::Duration recv_timeout = absl::Seconds(30);

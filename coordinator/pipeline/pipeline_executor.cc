@@ -9,7 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "engine/decode/speculative_phases.h"
-#include "engine/decode/step.h"
+#include "engine/decode/autoregressive_step.h"
 #include "engine/util/status.h"
 #include "worker/shard.h"
 

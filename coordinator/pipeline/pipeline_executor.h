@@ -124,7 +124,7 @@ class PipelineExecutor : public Executor {
 
   // One step in flight (pipeline_round.cc): its sequences (read at the start, written at the finish, on
   // the caller's thread), the draft call, then the verify calls that its thread (driver) launches.
-  struct Round {
+  struct StepInFlight {
     uint64_t id = 0;
     std::vector<Sequence*> seqs;
     bool early_exit = false;
@@ -138,12 +138,12 @@ class PipelineExecutor : public Executor {
     int rows = 0;                                // rows the step computes (for its deadline)
     absl::Time deadline = absl::InfiniteFuture();  // every call of the step ends by then
   };
-  absl::Status StartSpeculative(Round& r, const DecodeOptions& options);
-  absl::Status StartEarlyExit(Round& r, int exit_layer);
-  void Drive(Round* r);  // the round's thread: wait for the draft, verify on the later stages
-  void AbortInFlight();  // a round failed: cancel every call in flight (flight_mu_ held)
-  absl::Status ApplySpeculative(Round& r);
-  absl::Status ApplyEarlyExit(Round& r);
+  absl::Status StartSpeculative(StepInFlight& r, const DecodeOptions& options);
+  absl::Status StartEarlyExit(StepInFlight& r, int exit_layer);
+  void Drive(StepInFlight* r);  // the step's thread: wait for the draft, verify on the later stages
+  void AbortInFlight();  // a step failed: cancel every call in flight (flight_mu_ held)
+  absl::Status ApplySpeculative(StepInFlight& r);
+  absl::Status ApplyEarlyExit(StepInFlight& r);
 
   PipelineOptions options_;
   LlamaConfig config_;
@@ -163,7 +163,7 @@ class PipelineExecutor : public Executor {
   std::unique_ptr<StageHealth> health_;  // destroyed first (its threads call OnStageSilent)
 
   std::mutex flight_mu_;  // the rounds in flight and their calls
-  std::map<uint64_t, std::unique_ptr<Round>> in_flight_;
+  std::map<uint64_t, std::unique_ptr<StepInFlight>> in_flight_;
   uint64_t next_step_ = 1;  // step ids, also the rounds' numbers on the wire (the transport's frame key)
   bool aborting_ = false;  // a round failed: the others are being cancelled until none is in flight
 };

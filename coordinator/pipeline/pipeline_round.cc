@@ -1,6 +1,7 @@
-// The rounds of a PipelineExecutor: steps in flight, each driven by its own thread (docs/pipeline.md).
+// The steps in flight of a PipelineExecutor, each driven by its own thread (docs/pipeline.md). A step is
+// one self-speculative round (or an autoregressive / early-exit step) of a micro-batch across the stages.
 //
-//   StartStep (scheduler thread)   Drive (round thread)                      FinishStep (scheduler thread)
+//   StartStep (scheduler thread)   Drive (step thread)                        FinishStep (scheduler thread)
 //   build Draft, launch on stage 0 -> wait for drafts -> Verify on stages 1.. -> join; accept; new lengths
 //                                                                               ride on the slot's next call
 // Sequences are read in StartStep and written in FinishStep only, both on the scheduler's thread.
@@ -12,7 +13,7 @@
 #include "coordinator/pipeline/pipeline_executor.h"
 #include "engine/decode/self_speculative.h"
 #include "engine/decode/speculative_phases.h"
-#include "engine/decode/step.h"
+#include "engine/decode/autoregressive_step.h"
 #include "engine/util/status.h"
 
 namespace layerskip::pipeline {
@@ -73,7 +74,7 @@ absl::Status PipelineExecutor::CheckStagesUp() {
 }
 
 absl::StatusOr<uint64_t> PipelineExecutor::StartStep(const std::vector<Sequence*>& seqs, const DecodeOptions& options) {
-  auto r = std::make_unique<Round>();
+  auto r = std::make_unique<StepInFlight>();
   for (Sequence* s : seqs)
     if (!s->finished()) r->seqs.push_back(s);
   for (Sequence* s : r->seqs)
@@ -98,13 +99,13 @@ absl::StatusOr<uint64_t> PipelineExecutor::StartStep(const std::vector<Sequence*
   }
   const uint64_t id = r->id;
   std::lock_guard<std::mutex> lock(flight_mu_);
-  Round* round = r.get();
+  StepInFlight* round = r.get();
   in_flight_[id] = std::move(r);
   if (round->draft) round->driver = std::thread([this, round] { Drive(round); });
   return id;
 }
 
-absl::Status PipelineExecutor::StartEarlyExit(Round& r, int exit_layer) {
+absl::Status PipelineExecutor::StartEarlyExit(StepInFlight& r, int exit_layer) {
   if (exit_layer < 1 || exit_layer > this->exit_layer())
     return absl::InvalidArgumentError(absl::StrCat("early exit at layer ", exit_layer, ": the pipeline's draft stage holds "
                                                    "layers [0, ", this->exit_layer(), ")"));
@@ -126,10 +127,9 @@ absl::Status PipelineExecutor::StartEarlyExit(Round& r, int exit_layer) {
   return absl::OkStatus();
 }
 
-absl::Status PipelineExecutor::StartSpeculative(Round& r, const DecodeOptions& options) {
+absl::Status PipelineExecutor::StartSpeculative(StepInFlight& r, const DecodeOptions& options) {
   SpeculationConfig& cfg = r.cfg;
   cfg = options.speculation;
-  cfg.exit_layer = exit_layer();
   if (options.mode == DecodeMode::kAutoregressive) {  // a round without drafts is one autoregressive step
     cfg.speculations = 0;
     cfg.adaptive = false;
@@ -137,10 +137,10 @@ absl::Status PipelineExecutor::StartSpeculative(Round& r, const DecodeOptions& o
     return absl::InvalidArgumentError(absl::StrCat("exit layer ", options.exit_layer, ": this pipeline drafts with layers [0, ",
                                                    exit_layer(), ") on stage 0, so requests must use exit layer ", exit_layer()));
   }
-  LS_RETURN_IF_ERROR(ValidateSpeculation(cfg, config_.num_hidden_layers));
+  LS_RETURN_IF_ERROR(ValidateSpeculation(cfg, exit_layer(), config_.num_hidden_layers));
   v1::DraftRequest req;
   req.set_round(r.id);
-  req.set_exit_layer(cfg.exit_layer);
+  req.set_exit_layer(exit_layer());
   req.set_adaptive(cfg.adaptive);
   req.set_confidence_threshold(cfg.confidence_threshold);
   r.verify.set_round(r.id);
@@ -172,7 +172,7 @@ absl::Status PipelineExecutor::StartSpeculative(Round& r, const DecodeOptions& o
   return absl::OkStatus();
 }
 
-void PipelineExecutor::Drive(Round* r) {
+void PipelineExecutor::Drive(StepInFlight* r) {
   const grpc::Status st = r->draft->Wait();
   r->drafted = Now();
   auto fail = [&](absl::Status s) {
@@ -216,7 +216,7 @@ void PipelineExecutor::AbortInFlight() {
 }
 
 absl::Status PipelineExecutor::FinishStep(uint64_t id) {
-  Round* r = nullptr;
+  StepInFlight* r = nullptr;
   {
     std::lock_guard<std::mutex> lock(flight_mu_);
     auto it = in_flight_.find(id);
@@ -224,7 +224,7 @@ absl::Status PipelineExecutor::FinishStep(uint64_t id) {
     r = it->second.get();
   }
   if (r->driver.joinable()) r->driver.join();
-  std::unique_ptr<Round> done;
+  std::unique_ptr<StepInFlight> done;
   {
     std::lock_guard<std::mutex> lock(flight_mu_);
     auto it = in_flight_.find(id);
@@ -241,7 +241,7 @@ absl::Status PipelineExecutor::FinishStep(uint64_t id) {
   return done->early_exit ? ApplyEarlyExit(*done) : ApplySpeculative(*done);
 }
 
-absl::Status PipelineExecutor::ApplyEarlyExit(Round& r) {
+absl::Status PipelineExecutor::ApplyEarlyExit(StepInFlight& r) {
   const int V = config_.vocab_size;
   for (size_t j = 0; j < r.seqs.size(); ++j) {
     Sequence& s = *r.seqs[j];
@@ -259,7 +259,7 @@ absl::Status PipelineExecutor::ApplyEarlyExit(Round& r) {
 
 // Accept here (stop conditions, the sequences' generators); the new lengths reach the stages with the
 // slots' next Draft / Verify.
-absl::Status PipelineExecutor::ApplySpeculative(Round& r) {
+absl::Status PipelineExecutor::ApplySpeculative(StepInFlight& r) {
   const int V = config_.vocab_size;
   const v1::DraftResponse& drafted = r.draft->response;
   const v1::VerifyResponse& verdict = r.verifies.back()->response;
@@ -283,11 +283,8 @@ absl::Status PipelineExecutor::ApplySpeculative(Round& r) {
         return absl::InternalError("verify: sampling rows missing");
       rows.logits = v.logits().data();
     }
-    s.MarkPendingCached();
-    const int accepted = AcceptDrafts(s, tokens, q, rows, V, context_);
-    UpdateDraftLimit(s, r.cfg, k, accepted);
+    FinishRound(s, tokens, q, rows, V, context_, r.cfg);
     SpecStats& st = s.stats();
-    ++st.rounds;
     st.draft_seconds += r.drafted - r.started;
     st.verify_seconds += r.verified - r.drafted;
   }

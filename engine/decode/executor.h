@@ -9,9 +9,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "engine/decode/generate.h"
+#include "engine/decode/decode_step.h"
 #include "engine/decode/sequence.h"
-#include "engine/runtime/loaded_model.h"
+#include "engine/runtime/backend.h"
 
 namespace layerskip {
 
@@ -51,20 +51,20 @@ class Executor {
   std::map<uint64_t, absl::Status> finished_;  // the base's steps, run in StartStep
 };
 
-// The engine in this process: one KvCache with num_slots slots of the model's context length.
+// The engine in this process: one backend (CPU or CUDA, engine/runtime/backend.h) whose KV cache has one
+// slot per sequence the scheduler may run at once.
 class LocalExecutor : public Executor {
  public:
-  LocalExecutor(const LoadedModel* model, int num_slots);
-  const LlamaConfig& config() const override { return model_->weights->config; }
-  int num_slots() const override { return cache_.num_slots(); }
-  int context_length() const override;
+  explicit LocalExecutor(std::unique_ptr<Backend> backend) : backend_(std::move(backend)) {}
+  const LlamaConfig& config() const override { return backend_->config(); }
+  int num_slots() const override { return backend_->num_slots(); }
+  int context_length() const override { return backend_->context_length(); }
   absl::Status Step(const std::vector<Sequence*>& seqs, const DecodeOptions& options) override;
-  void Release(int slot) override { cache_.Reset(slot); }
-  const KvCache& cache() const { return cache_; }
+  void Release(int slot) override { backend_->Reset(slot); }
+  const Backend& backend() const { return *backend_; }
 
  private:
-  const LoadedModel* model_;
-  KvCache cache_;
+  std::unique_ptr<Backend> backend_;
 };
 
 }  // namespace layerskip

@@ -3,7 +3,8 @@
 #include <algorithm>
 #include <cmath>
 
-#include "engine/decode/step.h"
+#include "absl/strings/str_cat.h"
+#include "engine/decode/autoregressive_step.h"
 #include "engine/util/status.h"
 
 namespace layerskip {
@@ -17,47 +18,69 @@ float MaxProb(const float* logits, int64_t V) {
   return static_cast<float>(1.0 / sum);
 }
 
+// Where one exit row of a state lives: row `row` of drafting pass `pass`.
+struct RowRef {
+  int pass, row;
+};
+
 }  // namespace
 
-absl::Status DraftAll(const Model& model, KvCache& cache, std::vector<DraftState>& drafts,
-                      const SpeculationConfig& cfg) {
-  const int D = model.hidden_size(), V = model.vocab_size(), E = cfg.exit_layer;
+absl::Status DraftAll(Backend& backend, std::vector<DraftState>& drafts, int E, const SpeculationConfig& cfg,
+                      std::unique_ptr<Activations>* exit_rows) {
+  const int V = backend.vocab_size();
+  std::vector<std::unique_ptr<Activations>> passes;
+  std::vector<std::vector<RowRef>> refs(drafts.size());
   for (;;) {
     TokenBatch batch;
     std::vector<int> ids;
-    std::vector<DraftState*> fed;
-    for (DraftState& d : drafts) {
+    std::vector<size_t> fed;
+    for (size_t j = 0; j < drafts.size(); ++j) {
+      DraftState& d = drafts[j];
       if (d.input.empty()) continue;
-      const int first = cache.length(0, d.slot);
+      const int first = backend.length(0, d.slot);
       for (size_t i = 0; i < d.input.size(); ++i) {
         batch.Add(d.slot, first + static_cast<int>(i));
         ids.push_back(d.input[i]);
       }
-      fed.push_back(&d);
+      fed.push_back(j);
     }
-    if (fed.empty()) return absl::OkStatus();
-    std::vector<float> x(ids.size() * D);
-    LS_RETURN_IF_ERROR(model.Embed(ids, x.data()));
-    LS_RETURN_IF_ERROR(model.Forward(0, E, batch, x.data(), &cache));
-    // Keep every row for verification; the heads run on the last row of states still drafting.
-    std::vector<DraftState*> heads;
-    std::vector<float> h;
-    size_t row = 0;
-    for (DraftState* d : fed) {
-      const size_t n = d->input.size();
-      d->exit_rows.insert(d->exit_rows.end(), x.begin() + row * D, x.begin() + (row + n) * D);
+    if (fed.empty()) break;
+    LS_ASSIGN_OR_RETURN(std::unique_ptr<Activations> x, backend.NewActivations(batch.size()));
+    LS_RETURN_IF_ERROR(backend.Embed(ids, *x));
+    LS_RETURN_IF_ERROR(backend.Forward(0, E, batch, *x));
+    const int pass = static_cast<int>(passes.size());
+    // Every row is kept for verification; the heads run on the last row of states still drafting, by
+    // argmax on the device (greedy, fixed d) or by logits on the host (sampling, adaptive confidence).
+    std::vector<DraftState*> argmax_states, logit_states;
+    std::vector<int> argmax_rows, logit_rows;
+    int row = 0;
+    for (size_t j : fed) {
+      DraftState& d = drafts[j];
+      const int n = static_cast<int>(d.input.size());
+      for (int i = 0; i < n; ++i) refs[j].push_back({pass, row + i});
+      d.rows += n;
       row += n;
-      d->input.clear();
-      if (d->drafting && static_cast<int>(d->tokens.size()) < d->max_drafts) {
-        heads.push_back(d);
-        h.insert(h.end(), d->exit_rows.end() - D, d->exit_rows.end());
+      d.input.clear();
+      if (d.drafting && static_cast<int>(d.tokens.size()) < d.max_drafts) {
+        const bool on_device = d.sampling.greedy() && !cfg.adaptive;
+        (on_device ? argmax_states : logit_states).push_back(&d);
+        (on_device ? argmax_rows : logit_rows).push_back(row - 1);
       }
     }
-    if (heads.empty()) continue;
-    std::vector<float> logits(heads.size() * static_cast<size_t>(V));
-    LS_RETURN_IF_ERROR(model.DraftHead(h.data(), static_cast<int>(heads.size()), logits.data()));
-    for (size_t j = 0; j < heads.size(); ++j) {
-      DraftState& d = *heads[j];
+    passes.push_back(std::move(x));
+    const Activations& h = *passes.back();
+    std::vector<int> argmax(argmax_rows.size());
+    if (!argmax_rows.empty()) LS_RETURN_IF_ERROR(backend.DraftArgmax(h, argmax_rows, argmax.data()));
+    std::vector<float> logits(logit_rows.size() * static_cast<size_t>(V));
+    if (!logit_rows.empty()) LS_RETURN_IF_ERROR(backend.DraftHead(h, logit_rows, logits.data()));
+    auto take = [&](DraftState& d, int token) {
+      d.tokens.push_back(token);
+      d.input.assign(1, token);
+      if (std::find(d.eos_ids.begin(), d.eos_ids.end(), token) != d.eos_ids.end()) d.drafting = false;
+    };
+    for (size_t j = 0; j < argmax_states.size(); ++j) take(*argmax_states[j], argmax[j]);
+    for (size_t j = 0; j < logit_states.size(); ++j) {
+      DraftState& d = *logit_states[j];
       const float* l = logits.data() + j * V;
       int token;
       float confidence;
@@ -76,11 +99,79 @@ absl::Status DraftAll(const Model& model, KvCache& cache, std::vector<DraftState
         d.drafting = false;  // discard the unlikely draft; verify what we have
         continue;
       }
-      d.tokens.push_back(token);
-      d.input.assign(1, token);
-      if (std::find(d.eos_ids.begin(), d.eos_ids.end(), token) != d.eos_ids.end()) d.drafting = false;
+      take(d, token);
     }
   }
+  // Gather every state's rows, state after state, copying runs of consecutive rows of a pass at once.
+  int total = 0;
+  for (const auto& r : refs) total += static_cast<int>(r.size());
+  LS_ASSIGN_OR_RETURN(*exit_rows, backend.NewActivations(total));
+  int dst = 0;
+  for (const auto& r : refs) {
+    for (size_t i = 0; i < r.size();) {
+      size_t n = 1;
+      while (i + n < r.size() && r[i + n].pass == r[i].pass && r[i + n].row == r[i].row + static_cast<int>(n)) ++n;
+      LS_RETURN_IF_ERROR(backend.CopyRows(*passes[r[i].pass], r[i].row, static_cast<int>(n), **exit_rows, dst));
+      dst += static_cast<int>(n);
+      i += n;
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<VerifyLayout> LayoutVerification(const std::vector<VerifySpan>& spans) {
+  VerifyLayout layout;
+  int row = 0;
+  for (const VerifySpan& s : spans) {
+    if (s.drafts < 0 || s.rows < s.drafts + 1)
+      return absl::InvalidArgumentError(absl::StrCat("slot ", s.slot, ": ", s.rows, " rows for ", s.drafts, " drafts"));
+    for (int i = 0; i < s.rows; ++i) layout.batch.Add(s.slot, s.cached + i);
+    layout.head_first.push_back(static_cast<int>(layout.head_rows.size()));
+    for (int i = s.rows - s.drafts - 1; i < s.rows; ++i) layout.head_rows.push_back(row + i);
+    row += s.rows;
+  }
+  return layout;
+}
+
+absl::StatusOr<VerifierHeads> RunVerifierHeads(Backend& backend, const Activations& x, const VerifyLayout& layout,
+                                               const std::vector<bool>& want_targets,
+                                               const std::vector<bool>& want_logits) {
+  const size_t spans = layout.head_first.size();
+  const int V = backend.vocab_size();
+  auto span_rows = [&](size_t j) {
+    const int begin = layout.head_first[j];
+    const int end = j + 1 < spans ? layout.head_first[j + 1] : static_cast<int>(layout.head_rows.size());
+    return std::make_pair(begin, end);
+  };
+  std::vector<int> argmax_rows, logit_rows;
+  for (size_t j = 0; j < spans; ++j) {
+    const auto [begin, end] = span_rows(j);
+    for (int i = begin; i < end; ++i) {
+      if (want_targets[j]) argmax_rows.push_back(layout.head_rows[i]);
+      if (want_logits[j]) logit_rows.push_back(layout.head_rows[i]);
+    }
+  }
+  std::vector<int> ids(argmax_rows.size());
+  std::vector<float> logits(logit_rows.size() * static_cast<size_t>(V));
+  if (!argmax_rows.empty()) LS_RETURN_IF_ERROR(backend.ExitArgmax(x, argmax_rows, ids.data()));
+  if (!logit_rows.empty()) LS_RETURN_IF_ERROR(backend.ExitHead(x, logit_rows, logits.data()));
+  VerifierHeads out;
+  out.targets.resize(spans);
+  out.logits.resize(spans);
+  size_t a = 0, l = 0;
+  for (size_t j = 0; j < spans; ++j) {
+    const auto [begin, end] = span_rows(j);
+    const size_t n = end - begin;
+    if (want_targets[j]) {
+      out.targets[j].assign(ids.begin() + a, ids.begin() + a + n);
+      a += n;
+    }
+    if (want_logits[j]) {
+      out.logits[j].assign(logits.begin() + l * V, logits.begin() + (l + n) * V);
+      l += n;
+    }
+  }
+  return out;
 }
 
 int AcceptDrafts(Sequence& s, const std::vector<int>& tokens, const std::vector<std::vector<float>>& q,
@@ -128,6 +219,15 @@ int AcceptDrafts(Sequence& s, const std::vector<int>& tokens, const std::vector<
     else s.Append(ChooseToken(verifier.logits + static_cast<int64_t>(k) * V, V, s), context);
   }
   for (int i = 0; i < k; ++i) s.stats().Count(i, i < accepted);
+  return accepted;
+}
+
+int FinishRound(Sequence& s, const std::vector<int>& tokens, const std::vector<std::vector<float>>& q,
+                const VerifierRows& verifier, int64_t V, int context, const SpeculationConfig& cfg) {
+  s.MarkPendingCached();
+  const int accepted = AcceptDrafts(s, tokens, q, verifier, V, context);
+  UpdateDraftLimit(s, cfg, static_cast<int>(tokens.size()), accepted);
+  ++s.stats().rounds;
   return accepted;
 }
 

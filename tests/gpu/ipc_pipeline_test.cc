@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/runtime/cpu_backend.h"
 #include "coordinator/pipeline/pipeline_executor.h"
 #include "engine/decode/generate.h"
 #include "engine/runtime/loaded_model.h"
@@ -73,10 +74,10 @@ TEST(IpcPipelineGpu, TwoWorkersOnOneGpuMatchTheEngine) {
   auto m = LoadModelDir(kTiny, lo);
   ASSERT_TRUE(m.ok()) << m.status();
   const LlamaConfig& c = (*m)->weights->config;
-  KvCache cache(c, 0, c.num_hidden_layers, 4, (*m)->context);
+  CpuBackend backend((*m)->model.get(), 4, (*m)->context);
   DecodeOptions ar;
   ar.mode = DecodeMode::kAutoregressive;
-  auto want = GenerateBatch(*(*m)->model, cache, prompts, std::vector<GenerationParams>(4, p), ar);
+  auto want = GenerateBatch(backend, prompts, std::vector<GenerationParams>(4, p), ar);
   ASSERT_TRUE(want.ok()) << want.status();
   for (size_t i = 0; i < seqs.size(); ++i) EXPECT_EQ(seqs[i].generated(), (*want)[i].ids) << "sequence " << i;
 }

@@ -15,6 +15,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "engine/runtime/cpu_backend.h"
 #include "coordinator/pipeline/pipeline_executor.h"
 #include "engine/decode/generate.h"
 #include "engine/runtime/loaded_model.h"
@@ -94,10 +95,10 @@ std::vector<std::vector<int>> Reference(int max_tokens) {
   auto m = LoadModelDir(kTiny, lo);
   EXPECT_TRUE(m.ok()) << m.status();
   const LlamaConfig& c = (*m)->weights->config;
-  KvCache cache(c, 0, c.num_hidden_layers, 4, (*m)->context);
+  CpuBackend backend((*m)->model.get(), 4, (*m)->context);
   DecodeOptions ar;
   ar.mode = DecodeMode::kAutoregressive;
-  auto r = GenerateBatch(*(*m)->model, cache, Prompts(), std::vector<GenerationParams>(4, Greedy(max_tokens)), ar);
+  auto r = GenerateBatch(backend, Prompts(), std::vector<GenerationParams>(4, Greedy(max_tokens)), ar);
   EXPECT_TRUE(r.ok()) << r.status();
   std::vector<std::vector<int>> ids;
   for (auto& x : *r) ids.push_back(x.ids);

@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "engine/runtime/cpu_backend.h"
 #include "coordinator/pipeline/pipeline_executor.h"
 #include "engine/decode/generate.h"
 #include "engine/runtime/loaded_model.h"
@@ -46,7 +47,7 @@ TEST(PipelineBench, DISABLED_TokensPerSecond) {
   lo.max_context = 256;
   auto local = LoadModelDir(model, lo);
   ASSERT_TRUE(local.ok()) << local.status();
-  LocalExecutor single(local->get(), 16);
+  LocalExecutor single(std::make_unique<CpuBackend>((*local)->model.get(), 16, (*local)->context));
 
   DecodeOptions d;
   d.mode = DecodeMode::kSelfSpeculative;

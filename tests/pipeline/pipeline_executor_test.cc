@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/runtime/cpu_backend.h"
 #include "coordinator/pipeline/pipeline_executor.h"
 #include "engine/decode/generate.h"
 #include "engine/runtime/loaded_model.h"
@@ -62,8 +63,8 @@ std::vector<std::vector<int>> Reference(const std::string& model, const std::vec
   auto m = LoadModelDir(model, lo);
   EXPECT_TRUE(m.ok()) << m.status();
   const LlamaConfig& c = (*m)->weights->config;
-  KvCache cache(c, 0, c.num_hidden_layers, static_cast<int>(prompts.size()), (*m)->context);
-  auto r = GenerateBatch(*(*m)->model, cache, prompts, params, o);
+  CpuBackend backend((*m)->model.get(), static_cast<int>(prompts.size()), (*m)->context);
+  auto r = GenerateBatch(backend, prompts, params, o);
   EXPECT_TRUE(r.ok()) << r.status();
   std::vector<std::vector<int>> ids;
   for (auto& x : *r) ids.push_back(x.ids);

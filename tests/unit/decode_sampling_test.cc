@@ -5,7 +5,7 @@
 #include <map>
 
 #include "engine/decode/generate.h"
-#include "engine/decode/step.h"
+#include "engine/runtime/cpu_backend.h"
 #include "gtest/gtest.h"
 #include "tests/support/test_models.h"
 
@@ -64,13 +64,13 @@ TEST_P(SpeculativeSamplingTest, JointDistributionOfFirstTwoTokens) {
     o.speculation.speculations = 3;
     std::vector<int64_t> counts(V * V, 0);
     int64_t drafted = 0, accepted = 0;
-    KvCache cache(c, 0, c.num_hidden_layers, 1, m->context);
+    CpuBackend backend(m->model.get(), 1, m->context);
     for (int seed = 0; seed < n; ++seed) {
       GenerationParams gp;
       gp.max_tokens = 2;
       gp.sampling = sp;
       gp.seed = 1000003ull * seed + 17;
-      auto r = GenerateBatch(*m->model, cache, {prompt}, {gp}, o);
+      auto r = GenerateBatch(backend, {prompt}, {gp}, o);
       ASSERT_TRUE(r.ok()) << r.status();
       const auto& ids = (*r)[0].ids;
       ASSERT_EQ(ids.size(), 2u);
@@ -115,7 +115,7 @@ INSTANTIATE_TEST_SUITE_P(Params, SpeculativeSamplingTest,
 TEST(SamplingSeedTest, Deterministic) {
   const LlamaConfig c = testing::SmallConfig(4, 64);
   auto m = testing::RandomModel(c, WeightType::kF32, 5, 2.0f);
-  KvCache cache(c, 0, 4, 1, m->context);
+  CpuBackend backend(m->model.get(), 1, m->context);
   GenerationParams gp;
   gp.max_tokens = 20;
   gp.sampling.temperature = 1.0f;
@@ -123,10 +123,10 @@ TEST(SamplingSeedTest, Deterministic) {
   DecodeOptions ss;
   ss.mode = DecodeMode::kSelfSpeculative;
   ss.exit_layer = 2;
-  auto a = GenerateBatch(*m->model, cache, {{1, 2, 3}}, {gp}, ss);
-  auto b = GenerateBatch(*m->model, cache, {{1, 2, 3}}, {gp}, ss);
+  auto a = GenerateBatch(backend, {{1, 2, 3}}, {gp}, ss);
+  auto b = GenerateBatch(backend, {{1, 2, 3}}, {gp}, ss);
   gp.seed = 10;
-  auto other = GenerateBatch(*m->model, cache, {{1, 2, 3}}, {gp}, ss);
+  auto other = GenerateBatch(backend, {{1, 2, 3}}, {gp}, ss);
   ASSERT_TRUE(a.ok() && b.ok() && other.ok());
   EXPECT_EQ((*a)[0].ids, (*b)[0].ids);
   EXPECT_NE((*a)[0].ids, (*other)[0].ids);

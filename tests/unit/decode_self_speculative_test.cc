@@ -6,7 +6,8 @@
 
 #include "engine/decode/generate.h"
 #include "engine/decode/self_speculative.h"
-#include "engine/decode/step.h"
+#include "engine/decode/autoregressive_step.h"
+#include "engine/runtime/cpu_backend.h"
 #include "gtest/gtest.h"
 #include "tests/support/decode_runs.h"
 #include "tests/support/test_models.h"
@@ -119,17 +120,20 @@ TEST(RollbackTest, CacheEqualsAutoregressiveBitwise) {
   auto m = RandomModel(c, WeightType::kBF16, 11, 8.0f, 2);
   const int L = c.num_hidden_layers;
   KvCache spec_cache(c, 0, L, 1, m->context), ar_cache(c, 0, L, 1, m->context);
+  CpuBackend spec_backend(m->model.get(), &spec_cache), ar_backend(m->model.get(), &ar_cache);
   GenerationParams params;
   params.max_tokens = 40;
   Sequence spec(0, Prompt(9, c.vocab_size, 3), params), ar(0, Prompt(9, c.vocab_size, 3), params);
-  const SpeculationConfig sc{3, 5};
+  const int E = 3;
+  SpeculationConfig sc;
+  sc.speculations = 5;
   int rounds_with_rejection = 0;
   while (!spec.finished()) {
     const int64_t before = spec.stats().drafted - spec.stats().accepted;
-    ASSERT_TRUE(SelfSpeculativeRound(*m->model, spec_cache, {&spec}, sc).ok());
+    ASSERT_TRUE(SelfSpeculativeRound(spec_backend, {&spec}, E, sc).ok());
     rounds_with_rejection += (spec.stats().drafted - spec.stats().accepted) > before;
     while (ar.num_tokens() < spec.num_tokens() && !ar.finished())
-      ASSERT_TRUE(AutoregressiveStep(*m->model, ar_cache, {&ar}, L).ok());
+      ASSERT_TRUE(AutoregressiveStep(ar_backend, {&ar}, L).ok());
     ASSERT_EQ(ar.generated(), spec.generated());
     const int cached = spec.cached();
     for (int l = 0; l < L; ++l) {
@@ -149,9 +153,9 @@ TEST(RollbackTest, CacheEqualsAutoregressiveBitwise) {
 TEST(EdgeCaseTest, ExitLayerOutOfRange) {
   const LlamaConfig c = SmallConfig(4);
   auto m = RandomModel(c, WeightType::kF32, 1);
-  KvCache cache(c, 0, 4, 1, m->context);
+  CpuBackend backend(m->model.get(), 1, m->context);
   for (int e : {0, 4, 5, -1}) {
-    auto r = GenerateBatch(*m->model, cache, {{1, 2}}, {GenerationParams{}}, SelfSpec(e, 4));
+    auto r = GenerateBatch(backend, {{1, 2}}, {GenerationParams{}}, SelfSpec(e, 4));
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
     EXPECT_NE(r.status().message().find("exit_layer"), std::string::npos) << r.status();
@@ -191,13 +195,13 @@ TEST(EdgeCaseTest, StopCheckInsideRound) {
   const auto free_run = Decode(*m, {p}, DecodeOptions{}, 16)[0];
   for (size_t at : {size_t{0}, size_t{2}, size_t{5}}) {
     const int target = free_run[at];
-    KvCache cache(c, 0, c.num_hidden_layers, 1, m->context);
+    CpuBackend backend(m->model.get(), 1, m->context);
     GenerationParams params;
     params.max_tokens = 16;
     params.stop_check = [target](const std::vector<int>& ids) { return ids.back() == target; };
     for (int d : {0, 2, 8}) {
       std::vector<SpecStats> stats;
-      auto r = GenerateBatch(*m->model, cache, {p}, {params}, SelfSpec(1, d));
+      auto r = GenerateBatch(backend, {p}, {params}, SelfSpec(1, d));
       ASSERT_TRUE(r.ok()) << r.status();
       const std::vector<int>& ids = (*r)[0].ids;
       ASSERT_FALSE(ids.empty());

@@ -41,7 +41,8 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/decode/sequence.h"
-#include "engine/decode/step.h"
+#include "engine/decode/autoregressive_step.h"
+#include "engine/runtime/cpu_backend.h"
 #include "engine/model/weights.h"
 #include "engine/runtime/kv_cache.h"
 #include "engine/runtime/model.h"
@@ -267,11 +268,12 @@ TEST_P(ParityHfTest, Greedy) {
   const Case& c = GetParam();
   if (!c.exact) GTEST_SKIP() << "weights rounded to bf16 may flip a greedy choice";
   std::unique_ptr<KvCache> cache = NewCache();
+  CpuBackend backend(model_.get(), cache.get());
   GenerationParams params;
   params.max_tokens = static_cast<int>(golden_.greedy.size());  // greedy: sampling defaults to temperature 0
   Sequence seq(0, golden_.prompt, params);
   for (int i = 0; i < params.max_tokens + 1 && !seq.finished(); ++i) {
-    absl::Status s = AutoregressiveStep(*model_, *cache, {&seq}, golden_.L);
+    absl::Status s = AutoregressiveStep(backend, {&seq}, golden_.L);
     ASSERT_TRUE(s.ok()) << s;
   }
   EXPECT_TRUE(seq.finished());
