@@ -155,7 +155,9 @@ absl::StatusOr<ServerOptions> OptionsFromFlags(const cli::Flags& f) {
   LS_ASSIGN_OR_RETURN(o.calibration, ParseCalibration(f.Get("calibration", "cached")));
   o.tls_cert_file = f.Get("tls-cert");
   o.tls_key_file = f.Get("tls-key");
-  LS_ASSIGN_OR_RETURN(o.executor.device, DeviceSpec::Parse(f.Get("device", "cpu")));
+  absl::StatusOr<DeviceSpec> device = DeviceSpec::Parse(f.Get("device", "cpu"));
+  if (!device.ok()) return absl::InvalidArgumentError(absl::StrCat("--", device.status().message()));
+  o.executor.device = *device;
   if (!o.executor.device.is_cpu() && !o.executor.workers.empty())
     return absl::InvalidArgumentError("--device: a pipeline coordinator (--workers) computes nothing; give each worker its --device");
   LS_RETURN_IF_ERROR(CheckDevice(o.executor.device));  // before any weights are read

@@ -131,7 +131,9 @@ absl::StatusOr<Config> ConfigFromFlags(const cli::Flags& f) {
 #endif
 
   c.device = f.Get("device", "cpu");
-  LS_ASSIGN_OR_RETURN(o.compute_device, DeviceSpec::Parse(c.device));
+  absl::StatusOr<DeviceSpec> device = DeviceSpec::Parse(c.device);
+  if (!device.ok()) return absl::InvalidArgumentError(absl::StrCat("--", device.status().message()));
+  o.compute_device = *device;
   if (o.compute_device.is_cpu()) {
     if (o.transport == "ipc") return absl::InvalidArgumentError("--transport ipc needs --device cuda:N");
     o.device = -1;
