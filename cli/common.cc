@@ -8,6 +8,7 @@
 #include "engine/decode/cost_calibration.h"
 #include "engine/decode/cost_model_cache.h"
 #include "engine/decode/draft_vocabulary.h"
+#include "engine/runtime/checkpoint_dtype.h"
 #include "engine/util/status.h"
 
 namespace layerskip::cli {
@@ -19,10 +20,20 @@ int Fail(const std::string& command, const absl::Status& status) {
 
 absl::StatusOr<ModelLoadOptions> LoadOptionsFromFlags(const Flags& flags) {
   ModelLoadOptions o;
-  const std::string dtype = flags.Get("dtype", "bf16");
-  if (dtype == "bf16") o.type = WeightType::kBF16;
-  else if (dtype == "f32") o.type = WeightType::kF32;
-  else return absl::InvalidArgumentError(absl::StrCat("--dtype: '", dtype, "' is not bf16 or f32"));
+  const std::string dtype = flags.Get("dtype", "auto");
+  if (dtype == "bf16") {
+    o.type = WeightType::kBF16;
+  } else if (dtype == "f32") {
+    o.type = WeightType::kF32;
+  } else if (dtype == "auto") {  // the checkpoint's own (config.json torch_dtype), as transformers' "auto"
+    if (flags.Has("model")) {
+      LS_ASSIGN_OR_RETURN(CheckpointDType d, CheckpointDTypeOf(flags.Get("model")));
+      o.type = d.type;
+      if (!d.notice.empty()) std::fprintf(stderr, "note: %s: %s\n", d.source.c_str(), d.notice.c_str());
+    }
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("--dtype: '", dtype, "' is not auto, bf16 or f32"));
+  }
   LS_ASSIGN_OR_RETURN(int64_t threads, flags.GetInt("threads", 0));
   LS_ASSIGN_OR_RETURN(int64_t context, flags.GetInt("max-context", 4096));
   if (threads < 0 || threads > 1024) return absl::InvalidArgumentError("--threads must be in [0, 1024]");

@@ -6,6 +6,7 @@
 #include "engine/model/checkpoint_limits.h"
 #include "engine/model/config.h"
 #include "engine/model/safetensors.h"
+#include "engine/runtime/checkpoint_dtype.h"
 #include "engine/util/status.h"
 
 namespace layerskip::cli {
@@ -44,6 +45,10 @@ absl::Status Inspect(const Flags& flags) {
   std::printf("dtypes:");
   for (const auto& [name, n] : per_dtype) std::printf(" %s=%lld", name.c_str(), static_cast<long long>(n));
   std::printf("\nin memory: bf16 %.1f MiB, f32 %.1f MiB\n", params * 2 / 1048576.0, params * 4 / 1048576.0);
+  // What `generate`, `bench`, `logits` and the service run it as without --dtype (--dtype auto).
+  LS_ASSIGN_OR_RETURN(CheckpointDType d, CheckpointDTypeOf(dir));
+  std::printf("runs as: %s (%s)%s%s\n", WeightTypeName(d.type), d.source.c_str(), d.notice.empty() ? "" : "; ",
+              d.notice.c_str());
   return absl::OkStatus();
 }
 

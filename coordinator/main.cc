@@ -38,7 +38,7 @@ void Usage() {
       "  --metrics-tls                 serve the metrics port over HTTPS too (--tls-cert/--tls-key)\n"
       "  --model-name NAME             metrics label, ModelInfo and the OpenAI model id (default: the dir name)\n"
       "  --max-batch-size N --max-batched-tokens N --max-queue N --num-slots N --kv-cache-positions N\n"
-      "  --max-context N --threads N --dtype bf16|f32\n"
+      "  --max-context N --threads N --dtype auto|bf16|f32 (auto: the checkpoint's own)\n"
       "  --default-mode autoregressive|early-exit|self-speculative  --default-exit-layer E|auto\n"
       "  --default-speculations D|auto  --default-max-tokens N  --speculation-batch-threshold N\n"
       "  --calibration cached|fresh|off  the cost model behind automatic speculation: cached (default),\n"

@@ -12,7 +12,8 @@
 namespace layerskip {
 
 struct LoadedModel {
-  std::shared_ptr<const ModelWeights> weights;
+  LlamaConfig config;                    // config.json (also weights->config when there are weights)
+  std::shared_ptr<const ModelWeights> weights;  // null from LoadModelConfigAndTokenizer
   std::unique_ptr<Tokenizer> tokenizer;  // null when the directory has no tokenizer
   std::unique_ptr<ThreadPool> pool;
   std::unique_ptr<Model> model;
@@ -29,6 +30,10 @@ struct ModelLoadOptions {
 // Loads `dir` (config.json, safetensors, tokenizer). Errors name the file and field.
 absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModelDir(const std::filesystem::path& dir,
                                                           const ModelLoadOptions& options);
+
+// config.json and the tokenizer only: no weights, pool or Model (a pipeline's coordinator computes nothing).
+absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModelConfigAndTokenizer(const std::filesystem::path& dir,
+                                                                         const ModelLoadOptions& options);
 
 // Wraps weights already in memory (random models for benchmarks and tests).
 std::unique_ptr<LoadedModel> WrapWeights(std::shared_ptr<const ModelWeights> weights, const ModelLoadOptions& options);
