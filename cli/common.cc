@@ -40,6 +40,16 @@ absl::StatusOr<ModelLoadOptions> LoadOptionsFromFlags(const Flags& flags) {
   if (context < 2 || context > (1 << 20)) return absl::InvalidArgumentError("--max-context must be in [2, 1048576]");
   o.threads = static_cast<int>(threads);
   o.max_context = static_cast<int>(context);
+  LS_ASSIGN_OR_RETURN(o.kv_positions, flags.GetInt("kv-cache-positions", 0));
+  if (o.kv_positions < 0 || o.kv_positions > (int64_t{1} << 40))
+    return absl::InvalidArgumentError("--kv-cache-positions must be in [0, 2^40] (0: slots x context)");
+  LS_ASSIGN_OR_RETURN(o.gpu_memory_fraction, flags.GetDouble("gpu-memory-fraction", 0.0));
+  if (flags.Has("gpu-memory-fraction")) {
+    if (!(o.gpu_memory_fraction > 0 && o.gpu_memory_fraction <= 1))
+      return absl::InvalidArgumentError("--gpu-memory-fraction must be in (0, 1]");
+    if (flags.Get("device", "cpu").rfind("cuda", 0) != 0)
+      return absl::InvalidArgumentError("--gpu-memory-fraction sizes a CUDA device's KV cache: it needs --device cuda[:N]");
+  }
   return o;
 }
 

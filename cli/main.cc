@@ -18,11 +18,13 @@ void Usage(FILE* out) {
                "           [--exit-layer E|auto] [--speculations D|auto|adaptive] [--max-speculations N]\n"
                "           [--calibration cached|fresh|off] [--draft-vocab K [--draft-vocab-corpus FILE]]\n"
                "           [--stop TEXT]... [--ignore-eos] [--json] [--dtype auto|bf16|f32] [--threads N] [--max-context N]\n"
-               "  inspect  --model DIR\n"
+               "           [--kv-cache-positions N] [--gpu-memory-fraction F]\n"
+               "  inspect  --model DIR [--num-slots N] [--max-context N] [--kv-cache-positions N]  (+ the KV cache's size)\n"
                "  logits   --model DIR --prompt-ids 1,2,3 [--exit-layers all|1,4,8] [--dtype auto|bf16|f32]  (JSON)\n"
                "  bench    (--model DIR | --random llama3.2-1b|llama3-8b|tiny) [--mode autoregressive|self-speculative]\n"
                "           [--prompt-tokens N] [--decode-tokens N] [--exit-layers A-B] [--speculations 1,2,4] [--repeats N]\n"
                "           [--prompts N] [--auto] [--draft-vocab K] [--zero-layers-from E] [--threads N] [--dtype auto|bf16|f32]\n"
+               "           [--kv-cache-positions N] [--gpu-memory-fraction F]\n"
                "  client   --server HOST:PORT (--prompt TEXT | --prompt-ids 1,2,3) [generate's sampling and speculation flags]\n"
                "           [--stop TEXT]... [--auth-token T] [--tls-ca PEM] [--timeout SECONDS] [--json]\n");
 }

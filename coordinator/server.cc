@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/decode/cost_calibration.h"
+#include "engine/runtime/kv_budget.h"
 #include "engine/util/status.h"
 
 namespace layerskip::coordinator {
@@ -162,6 +163,17 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   for (int id : d.eos_ids) info.add_eos_token_ids(id);
   info.set_dtype(o.load.type == WeightType::kBF16 ? "bf16" : "f32");
   info.set_speculation_batch_threshold(o.engine.batch.speculation_batch_threshold);
+  // The KV cache: the host engine's (every slot the whole context, f32 K and V; a pipeline's workers hold
+  // the same, split by layers); the admission budget is --kv-cache-positions or slots x context.
+  KvBudgetRequest kv;
+  kv.num_slots = s->executor_->num_slots();
+  kv.context = d.context;
+  kv.bytes_per_position = int64_t{2} * L * config.kv_dim() * static_cast<int64_t>(sizeof(float));
+  kv.kv_positions = o.engine.kv_positions;
+  kv.full_context_slots = true;
+  LS_ASSIGN_OR_RETURN(KvBudget kv_budget, PlanKvBudget(kv));
+  info.set_kv_cache_positions(kv_budget.total_positions);
+  info.set_kv_cache_bytes(kv_budget.bytes);
   s->service_ = std::make_unique<InferenceService>(s->loop_.get(), &s->defaults_, s->auth_.get(), std::move(info));
 
   std::shared_ptr<grpc::ServerCredentials> creds;

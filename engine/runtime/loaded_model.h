@@ -25,6 +25,10 @@ struct ModelLoadOptions {
   int threads = 0;             // 0: all cores
   int max_context = 4096;      // capped by the model's max_position_embeddings
   bool require_tokenizer = false;
+  // KV-cache sizing (engine/runtime/kv_budget.h): --kv-cache-positions (0: slots x context) and
+  // --gpu-memory-fraction (0: the planner's default; a CUDA device only).
+  int64_t kv_positions = 0;
+  double gpu_memory_fraction = 0;
 };
 
 // Loads `dir` (config.json, safetensors, tokenizer). Errors name the file and field.

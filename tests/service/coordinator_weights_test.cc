@@ -1,4 +1,4 @@
-// Which weights a real layerskip-coordinator loads, and in which dtype. A pipeline's coordinator (--workers,
+// Which weights and KV cache a real layerskip-coordinator holds, and in which dtype. A pipeline's coordinator (--workers,
 // real layerskip-worker processes on loopback) loads none: its peak resident memory stays below the
 // single-process engine's by most of the weights' bytes. --dtype defaults to the checkpoint's own
 // (GetModelInfo.dtype), and the workers compute in that dtype (the same greedy ids as `layerskip generate`).
@@ -86,6 +86,32 @@ TEST_F(CoordinatorWeightsTest, DTypeDefaultsToTheCheckpointsOwn) {
     ASSERT_TRUE(server.ok()) << c.model << ": " << server.stderr_text();
     EXPECT_EQ(ModelDType(server), c.want) << c.model << " --dtype " << c.flag;
   }
+}
+
+// GetModelInfo reports the KV cache: tiny-random has 4 layers of 2 KV heads x 32, f32 K and V -> 2 KiB per
+// position; every slot holds the whole context; --kv-cache-positions bounds what running sequences hold.
+TEST_F(CoordinatorWeightsTest, ModelInfoReportsTheKvCache) {
+  const std::string tiny = kSource + "/models/tiny-random";
+  for (const int64_t budget : {0, 100}) {
+    std::vector<std::string> args = {"--model", tiny, "--threads", "1", "--num-slots", "2", "--max-context", "64"};
+    if (budget) args.insert(args.end(), {"--kv-cache-positions", std::to_string(budget)});
+    CoordinatorProcess server(args);
+    ASSERT_TRUE(server.ok()) << server.stderr_text();
+    grpc::ClientContext ctx;
+    v1::ModelInfo info;
+    ASSERT_TRUE(server.Stub()->GetModelInfo(&ctx, {}, &info).ok());
+    EXPECT_EQ(info.kv_cache_positions(), budget ? budget : 2 * 64);
+    EXPECT_EQ(info.kv_cache_bytes(), 2 * 64 * 2048);
+  }
+}
+
+// --gpu-memory-fraction sizes a CUDA device's cache: on the host it is one clear line and exit 1.
+TEST_F(CoordinatorWeightsTest, GpuMemoryFractionWithoutACudaDeviceIsRefused) {
+  CoordinatorProcess server({"--model", kSource + "/models/tiny-random", "--gpu-memory-fraction", "0.5"});
+  EXPECT_FALSE(server.ok());
+  EXPECT_EQ(server.Wait(30), 1);
+  EXPECT_NE(server.stderr_text().find("--gpu-memory-fraction sizes a CUDA device's KV cache: it needs --device cuda"),
+            std::string::npos) << server.stderr_text();
 }
 
 // The pipeline's coordinator hands its resolved dtype to the workers: an f32 checkpoint without --dtype
