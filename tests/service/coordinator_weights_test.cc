@@ -59,11 +59,12 @@ class CoordinatorWeightsTest : public ::testing::Test {
  protected:
   void SetUp() override { ::setenv("LAYERSKIP_CLUSTER_TOKEN", kToken, 1); }
   // Two workers; the coordinator's flags for a 2-stage pipeline over them.
-  std::vector<std::string> Pipeline(const std::string& model, const std::string& stages, int exit_layer) {
+  std::vector<std::string> Pipeline(const std::string& model, const std::string& stages, int exit_layer,
+                                    const std::vector<std::string>& worker_flags = {}) {
     std::string endpoints;
     for (int i = 0; i < 2; ++i) {
       workers_.push_back(std::make_unique<WorkerProcess>());
-      EXPECT_TRUE(workers_.back()->Start(kToken));
+      EXPECT_TRUE(workers_.back()->Start(kToken, 0, worker_flags));
       endpoints += (i ? "," : "") + workers_.back()->endpoint();
     }
     return {"--model", model, "--threads", "1", "--workers", endpoints, "--stages", stages,
@@ -112,6 +113,24 @@ TEST_F(CoordinatorWeightsTest, GpuMemoryFractionWithoutACudaDeviceIsRefused) {
   EXPECT_EQ(server.Wait(30), 1);
   EXPECT_NE(server.stderr_text().find("--gpu-memory-fraction sizes a CUDA device's KV cache: it needs --device cuda"),
             std::string::npos) << server.stderr_text();
+}
+
+// A worker's --kv-cache-positions caps its shard's cache: 2 slots x 128 positions fit in 256 and serve; in
+// 200 the shard is refused, and the coordinator gives up naming the flag.
+TEST_F(CoordinatorWeightsTest, WorkerKvCachePositionsCapTheShard) {
+  {
+    CoordinatorProcess server(Pipeline(kF32, "0-1,2-3", 2, {"--kv-cache-positions", "256"}));
+    ASSERT_TRUE(server.ok()) << server.stderr_text();
+    ASSERT_TRUE(WaitFor([&] { return server.HealthStatus() == kServing; }, 60)) << server.stderr_text();
+    EXPECT_EQ(GreedyIds(server, {3, 1, 4}, 4).size(), 4u);
+  }
+  workers_.clear();
+  std::vector<std::string> args = Pipeline(kF32, "0-1,2-3", 2, {"--kv-cache-positions", "200"});
+  args.insert(args.end(), {"--workers-wait", "3"});
+  CoordinatorProcess server(args);
+  if (server.ok()) EXPECT_NE(server.HealthStatus(), kServing);
+  EXPECT_EQ(server.Wait(60), 1);
+  EXPECT_NE(server.stderr_text().find("--kv-cache-positions"), std::string::npos) << server.stderr_text();
 }
 
 // The pipeline's coordinator hands its resolved dtype to the workers: an f32 checkpoint without --dtype
