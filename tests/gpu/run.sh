@@ -9,8 +9,15 @@
 #   tests/gpu/run.sh --prebuilt gpu-pack[.tar.xz]   binaries packed here by tests/gpu/pack.sh (the device
 #                                                   machine has no abseil/gRPC); no build
 #   tests/gpu/run.sh [--skip-build] [--arch 90]     build here with CUDA (a machine with the build deps)
-#   options: --dry-run (print the plan, run nothing)  --budget SECONDS (default 450: steps that would start
-#            with less time left than they need are skipped with a WARNING)  --only tests|figures
+#   options: --dry-run (print the plan, run nothing)  --budget SECONDS (default 460: a step gets at most the
+#            time left; one that would start with under 20 s is skipped with a WARNING)
+#            --only SECTION,...  of: tests (tests/gpu/gpu_tests.txt), issue11 (service on cuda:0 at 1/16/64
+#            streams, self-speculative vs autoregressive, Hugging Face transformers), issue17 (the decode
+#            kernels' profile and before/after, tests/gpu/cuda_bench); default all three, in that order;
+#            issue11's parts alone: bench, hf, service
+#            --bin DIR (binaries from elsewhere, e.g. build/bin)  --device D (default cuda:0; `none` passes no
+#            --device flag: the same steps on the CPU build, which is how the CPU figures are taken)
+#            --service-requests N (requests per stream of the service load, default 3)
 #            --model-1b DIR (an existing Llama-3.2-1B-shape checkpoint; default: made by
 #            bench/make_random_model.py into /tmp/ls-rand1b, in the background while the tests run)
 set -uo pipefail
@@ -20,9 +27,12 @@ ARCH=90
 BUILD=1
 PREBUILT=""
 DRY=0
-BUDGET=450
-ONLY=""
+BUDGET=460
+ONLY="tests,issue11,issue17"
 MODEL_1B=""
+BIN_ARG=""
+DEV=cuda:0
+RPS=3
 while [ $# -gt 0 ]; do
   case "$1" in
     --skip-build) BUILD=0 ;;
@@ -32,6 +42,9 @@ while [ $# -gt 0 ]; do
     --budget) BUDGET="$2"; shift ;;
     --only) ONLY="$2"; shift ;;
     --model-1b) MODEL_1B="$2"; shift ;;
+    --bin) BIN_ARG="$2"; BUILD=0; shift ;;
+    --device) DEV="$2"; shift ;;
+    --service-requests) RPS="$2"; shift ;;
     *) echo "run.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
   shift
@@ -41,6 +54,8 @@ LOG=/tmp/ls-gpu-logs        # every log; tarred into $OUTDIR/logs.tar.gz after e
 DEMO=models/layerskip-demo
 DEMO_E=6                    # the demo model's exit layer for the comparisons (L/2)
 [ -n "$MODEL_1B" ] || MODEL_1B=/tmp/ls-rand1b
+[[ ",$ONLY," == *",issue11,"* ]] && ONLY="$ONLY,bench,hf,service"  # issue11's three parts, each selectable
+section() { [[ ",$ONLY," == *",$1,"* ]]; }
 mkdir -p "$OUTDIR"
 rm -rf "$LOG" && mkdir -p "$LOG"
 : > "$OUTDIR/summary.txt"
@@ -109,7 +124,11 @@ if [ -n "$NCCL_DIR" ] && [ -d "$NCCL_DIR" ]; then
 else
   warn "no nvidia.nccl Python package: binaries linked to libnccl may not start"
 fi
+[ -n "$BIN_ARG" ] && BIN="$BIN_ARG"
 [ -d "$BIN" ] && BIN=$(cd "$BIN" && pwd)
+DEVFLAG=(--device "$DEV")
+HFDEV="$DEV"
+[ "$DEV" = none ] && { DEVFLAG=(); HFDEV=cpu; }
 export LAYERSKIP_SOURCE_DIR="$ROOT" LAYERSKIP_BIN_DIR="$BIN"  # the IPC test starts workers from here
 LS_LD="$LS_LD${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 have() { [ -x "$BIN/$1" ] || [ "$DRY" = 1 ]; }
@@ -127,7 +146,7 @@ fi
 
 # The 1B-shape checkpoint (~2.5 GB of bf16 random weights): made on this machine's CPUs while the GPU tests run.
 GEN_PID=""
-if [ "$ONLY" != tests ] && [ ! -f "$MODEL_1B/config.json" ]; then
+if { section hf || section service; } && [ ! -f "$MODEL_1B/config.json" ]; then
   step "making the Llama-3.2-1B shape in $MODEL_1B (background)"
   if [ "$DRY" = 1 ]; then echo "  [plan] python3 bench/make_random_model.py --shape llama3.2-1b --out $MODEL_1B --tokenizer $DEMO"
   else
@@ -138,7 +157,7 @@ fi
 save_logs
 
 # ---- GPU tests: every binary named in tests/gpu/gpu_tests.txt (the label-`gpu` tests; pack.sh packs the same)
-if [ "$ONLY" != figures ]; then
+if section tests; then
   step "GPU tests"
   while read -r t max; do
     case "$t" in ''|'#'*) continue ;; esac
@@ -152,24 +171,19 @@ if [ "$ONLY" != figures ]; then
     save_logs
   done < tests/gpu/gpu_tests.txt
 fi
-[ "$ONLY" = tests ] && { step "done, status $status"; save_logs; exit $status; }
-
-# ---- figures
 fig "# GPU run $(date -u +%Y-%m-%dT%H:%MZ): $(nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | head -1)"
 
+[ "$DRY" = 1 ] || grep -h "bf16 KV vs f32 KV" "$LOG"/cuda_model_test.txt 2>/dev/null | sed 's/^/    /' >> "$OUTDIR/figures.md"
+
+# ---- issue 11: the service on the GPU, self-speculative vs autoregressive, Hugging Face transformers
 # (b) self-speculative vs autoregressive on the GPU, demo model: paired, interleaved runs (docs/self-speculative.md).
-step "layerskip bench --device cuda:0 (demo model)"
-if have layerskip; then
-  run_to bench_demo_cuda.txt 70 "$BIN/layerskip" bench --device cuda:0 --model "$DEMO" --mode self-speculative \
+if section bench && have layerskip; then
+  step "layerskip bench --device $DEV (demo model)"
+  run_to bench_demo_cuda.txt 70 "$BIN/layerskip" bench "${DEVFLAG[@]}" --model "$DEMO" --mode self-speculative \
     --prompts-file bench/code_prompts.txt --exit-layers 6-8 --speculations 2,4 --auto --repeats 3 --decode-tokens 64 \
-    --calibration fresh || fail "layerskip bench --device cuda:0"
-  fig ""; fig "## Self-speculative vs autoregressive, demo model, cuda:0 (layerskip bench, all prompts)"
+    --calibration fresh || fail "layerskip bench --device $DEV"
+  fig ""; fig "## Self-speculative vs autoregressive, demo model, $DEV (layerskip bench, all prompts)"
   [ "$DRY" = 1 ] || sed -n '/^| E /,/^$/p' "$LOG/bench_demo_cuda.txt" | head -20 >> "$OUTDIR/figures.md"
-fi
-if have cuda_bench; then
-  run_to cuda_bench.txt 60 "$BIN/cuda_bench" --steps 64 --model "$DEMO" || fail "cuda_bench"
-  fig ""; fig "## cuda_bench (decode kernels, CudaModel path)"
-  [ "$DRY" = 1 ] || grep -E "tokens/s|GB/s|speedup|\|" "$LOG/cuda_bench.txt" | head -30 >> "$OUTDIR/figures.md"
 fi
 save_logs
 
@@ -179,7 +193,7 @@ PROMPT="def fibonacci(n):"
 ours() {  # ours TAG MODEL TOKENS [generate flags...] -> $LOG/TAG.1.json .. TAG.3.json; prints the comma list
   local tag="$1" model="$2" n="$3" list="" i; shift 3
   for i in 1 2 3; do
-    run_to "$tag.$i.json" 60 "$BIN/layerskip" generate --device cuda:0 --model "$model" --prompt "$PROMPT" \
+    run_to "$tag.$i.json" 60 "$BIN/layerskip" generate "${DEVFLAG[@]}" --model "$model" --prompt "$PROMPT" \
       --max-tokens "$n" --ignore-eos --json --calibration off "$@" >&2 || return 1
     [ "$DRY" = 1 ] || grep -q '"ids"' "$LOG/$tag.$i.json" || return 1
     list="$list${list:+,}$LOG/$tag.$i.json"
@@ -192,33 +206,33 @@ compare() {  # compare TAG MODEL TOKENS E TITLE: ours autoregressive + self-spec
   ss=$(ours "${tag}_ss" "$model" "$n" --mode self-speculative --exit-layer "$e" --speculations 4) ||
     { fail "layerskip generate --device cuda:0 --mode self-speculative ($tag)"; ss=""; }
   run_to "hf_$tag.txt" 150 python3 bench/gpu/hf_compare.py --model "$model" --ours "$ar" --ours-ss "$ss" \
-    --exit-layer "$e" --max-new-tokens "$n" --dtypes bfloat16,float32 --repeats 3 --markdown-out "$LOG/hf_$tag.md" ||
+    --exit-layer "$e" --max-new-tokens "$n" --dtypes bfloat16,float32 --repeats 3 --device "$HFDEV" --markdown-out "$LOG/hf_$tag.md" ||
     fail "hf_compare ($tag)"
   fig ""; fig "## $title"
   [ "$DRY" = 1 ] || cat "$LOG/hf_$tag.md" >> "$OUTDIR/figures.md" 2>/dev/null
 }
 
 # (c) Hugging Face transformers on the demo model.
-step "Hugging Face transformers vs ours (demo model)"
-if have layerskip; then
-  compare demo "$DEMO" 128 "$DEMO_E" "Hugging Face transformers vs ours, demo model, cuda:0, 128 tokens"
+if section hf && have layerskip; then
+  step "Hugging Face transformers vs ours (demo model)"
+  compare demo "$DEMO" 128 "$DEMO_E" "Hugging Face transformers vs ours, demo model, $DEV, 128 tokens"
 fi
 save_logs
 
 # (a) the service on cuda:0, 1B shape: real gRPC on loopback, layerskip-loadgen at 1, 16, 64 streams.
-if [ -n "$GEN_PID" ]; then
+if [ -n "$GEN_PID" ] && { section hf || section service; }; then
   step "waiting for the 1B-shape checkpoint"
   wait "$GEN_PID" || { fail "make_random_model.py"; tail -5 "$LOG/make_1b.txt"; }
 fi
-service() {  # service TAG DEVICE: starts a coordinator on MODEL_1B, runs the load, stops it
-  local tag="$1" dev="$2" port
+service() {  # service TAG: starts a coordinator on MODEL_1B, runs the load, stops it
+  local tag="$1" port
   if [ "$DRY" = 1 ]; then
-    echo "  [plan] $BIN/layerskip-coordinator --model $MODEL_1B --device $dev --listen 127.0.0.1:0 --num-slots 64 --max-batch-size 64 --max-context 1024 --calibration off &"
-    echo "  [plan] $BIN/layerskip-loadgen --server 127.0.0.1:PORT --concurrency 1,16,64 --requests-per-stream 3 --max-tokens 64 --prompt-tokens 32"
+    echo "  [plan] $BIN/layerskip-coordinator --model $MODEL_1B ${DEVFLAG[*]} --listen 127.0.0.1:0 --num-slots 64 --max-batch-size 64 --max-context 512 --calibration off &"
+    echo "  [plan] $BIN/layerskip-loadgen --server 127.0.0.1:PORT --concurrency 1,16,64 --requests-per-stream "$RPS" --max-tokens 64 --prompt-tokens 32"
     return 0
   fi
-  lsx "$BIN/layerskip-coordinator" --model "$MODEL_1B" --device "$dev" --listen 127.0.0.1:0 --num-slots 64 --max-batch-size 64 \
-    --max-context 1024 --calibration off > "$LOG/coordinator_$tag.txt" 2>&1 &
+  lsx "$BIN/layerskip-coordinator" --model "$MODEL_1B" "${DEVFLAG[@]}" --listen 127.0.0.1:0 --num-slots 64 --max-batch-size 64 \
+    --max-context 512 --calibration off > "$LOG/coordinator_$tag.txt" 2>&1 &
   local pid=$!
   for _ in $(seq 1 240); do
     grep -q "serving" "$LOG/coordinator_$tag.txt" && break
@@ -230,16 +244,17 @@ service() {  # service TAG DEVICE: starts a coordinator on MODEL_1B, runs the lo
     tail -5 "$LOG/coordinator_$tag.txt"; kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; return 1
   fi
   run_to "loadgen_$tag.txt" 150 "$BIN/layerskip-loadgen" --server "127.0.0.1:$port" --concurrency 1,16,64 \
-    --requests-per-stream 3 --max-tokens 64 --prompt-tokens 32
+    --requests-per-stream "$RPS" --max-tokens 64 --prompt-tokens 32
   local rc=$?
   kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
   grep -i "warning\|error" "$LOG/coordinator_$tag.txt" | head -5
   return $rc
 }
-step "service on cuda:0, Llama-3.2-1B shape (layerskip-coordinator + layerskip-loadgen over gRPC)"
-if have layerskip-coordinator && have layerskip-loadgen && { [ "$DRY" = 1 ] || [ -f "$MODEL_1B/config.json" ]; }; then
-  service cuda cuda:0 || fail "service on cuda:0"
-  fig ""; fig "## Service tokens/s, Llama-3.2-1B shape (random bf16), cuda:0, 64 tokens per request"
+section service && step "service on $DEV, Llama-3.2-1B shape (layerskip-coordinator + layerskip-loadgen over gRPC)"
+if ! section service; then :
+elif have layerskip-coordinator && have layerskip-loadgen && { [ "$DRY" = 1 ] || [ -f "$MODEL_1B/config.json" ]; }; then
+  service cuda || fail "service on $DEV"
+  fig ""; fig "## Service tokens/s, Llama-3.2-1B shape (random bf16), $DEV, 32 prompt + 64 generated tokens per request, $RPS requests per stream"
   [ "$DRY" = 1 ] || grep -E "^\||^model" "$LOG/loadgen_cuda.txt" >> "$OUTDIR/figures.md"
 else
   warn "service step not run (layerskip-coordinator / layerskip-loadgen / the 1B checkpoint missing)"
@@ -247,11 +262,39 @@ fi
 save_logs
 
 # (c) Hugging Face transformers on the 1B shape.
-step "Hugging Face transformers vs ours (1B shape)"
-if have layerskip && { [ "$DRY" = 1 ] || [ -f "$MODEL_1B/config.json" ]; }; then
-  compare 1b "$MODEL_1B" 64 8 "Hugging Face transformers vs ours, Llama-3.2-1B shape (random weights), cuda:0, 64 tokens"
+if section hf && have layerskip && { [ "$DRY" = 1 ] || [ -f "$MODEL_1B/config.json" ]; }; then
+  step "Hugging Face transformers vs ours (1B shape)"
+  compare 1b "$MODEL_1B" 64 8 "Hugging Face transformers vs ours, Llama-3.2-1B shape (random weights), $DEV, 64 tokens"
 fi
 save_logs
+
+
+# ---- issue 17: the decode kernels (/work/notes/gpu_ready_kernels.md): profile of the 1B and 8B shapes, the
+# demo model, the issue-7 kernels for the before/after rows; bf16 KV on 8B only if time is left.
+if section issue17; then
+step "cuda_bench (issue 17)"
+if have cuda_bench; then
+  kbench() {  # kbench LOGNAME MAXSECONDS ARGS...
+    local name="$1" max="$2"; shift 2
+    run_to "$name" "$max" "$BIN/cuda_bench" "$@" || fail "cuda_bench $*"
+    [ "$DRY" = 1 ] && return
+    grep -q "ids DIFFER" "$LOG/$name" && fail "cuda_bench $*: ids DIFFER"
+    { echo; echo "### cuda_bench $*"; echo
+      grep -E "% of measured|step / batch 1 step|tokens/s|ids (equal|DIFFER)|^step:|launch overhead|gaps between" "$LOG/$name" |
+        head -60 | sed 's/^/    /'; } >> "$OUTDIR/figures.md"
+    save_logs
+  }
+  fig ""; fig "## Decode kernels (issue 17, cuda_bench)"
+  kbench cuda_bench_profile.txt 150 --profile --shapes 1b,8b --batches 1,16 --steps 64 --skip-demo
+  kbench cuda_bench_demo.txt 90 --shapes none --steps 64 --model "$DEMO"
+  kbench cuda_bench_legacy.txt 120 --kernels legacy --shapes 1b,8b --batches 1,16 --steps 64 --skip-demo
+  if [ "$DRY" = 1 ] || [ "$(left)" -gt 150 ]; then
+    kbench cuda_bench_kv_bf16.txt 120 --kv bf16 --shapes 8b --batches 1,16 --steps 64 --skip-demo
+  else
+    warn "cuda_bench --kv bf16 (optional) skipped: $(left)s left"
+  fi
+fi
+fi  # issue17
 
 step "done, status $status (figures in figures.md, logs in logs.tar.gz)"
 save_logs
