@@ -2,8 +2,8 @@
 # Builds, here (CUDA compiles without a GPU), what tests/gpu/run.sh runs on the device machine, and packs it
 # for a machine that has the CUDA driver and Python (torch, transformers, nvidia-nccl-cu13) but none of this
 # project's build dependencies (abseil, gRPC, protobuf, ...):
-#   bin/  the GPU test binaries of tests/gpu/gpu_tests.txt (those built), layerskip, layerskip-coordinator,
-#         layerskip-worker, layerskip-loadgen, cuda_bench; stripped
+#   bin/  the GPU test binaries of tests/gpu/gpu_tests.txt (those built), layerskip, layerskip-client,
+#         layerskip-coordinator, layerskip-worker, layerskip-loadgen, cuda_bench; stripped
 #   lib/  every shared library they load except the C runtime, the GPU driver (libcuda) and libnccl (218 MB;
 #         run.sh finds the device image's nvidia/nccl/lib)
 # then compresses it to DIR.tar.xz (the file to carry: it must stay under 60 MiB) and prints its size. Models,
@@ -26,8 +26,8 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-TOOLS="layerskip layerskip-coordinator layerskip-worker layerskip-loadgen cuda_bench"
-TESTS=$(grep -vE '^\s*(#|$)' tests/gpu/gpu_tests.txt | awk '{print $1}')
+TOOLS="layerskip layerskip-client layerskip-coordinator layerskip-worker layerskip-loadgen cuda_bench"
+TESTS=$(grep -vE '^\s*(#|$)' tests/gpu/gpu_tests.txt | awk '{print $1}' | grep -v '\.sh$')  # scripts travel in the tree
 if [ "$BUILD" = 1 ]; then
   cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLAYERSKIP_CUDA=ON \
     -DCMAKE_CUDA_ARCHITECTURES="$ARCH" >/dev/null

@@ -161,6 +161,17 @@ if section tests; then
   step "GPU tests"
   while read -r t max; do
     case "$t" in ''|'#'*) continue ;; esac
+    if [[ "$t" == *.sh ]]; then
+      if [ ! -f "tests/gpu/$t" ]; then warn "tests/gpu/$t not in this tree: not run"; continue; fi
+      run_to "$t.txt" "${max:-120}" env LD_LIBRARY_PATH="$LS_LD" bash "tests/gpu/$t" "$BIN" "$ROOT"
+      rc=$?
+      [ "$DRY" = 1 ] && continue
+      [ "$rc" = 0 ] || fail "$t (exit $rc)"
+      grep -q "^SKIP" "$LOG/$t.txt" && warn "$t skipped (no device?)"
+      tail -n 3 "$LOG/$t.txt" | sed "s/^/$t: /" >> "$OUTDIR/summary.txt"
+      save_logs
+      continue
+    fi
     if ! have "$t"; then warn "$t not built/packed (no NCCL, or not merged yet): not run"; continue; fi
     run_to "$t.txt" "${max:-120}" "$BIN/$t" --gtest_color=no
     rc=$?
