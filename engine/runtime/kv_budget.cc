@@ -13,6 +13,25 @@ std::string GiB(double bytes) { return absl::StrFormat("%.2f GiB", bytes / (1024
 
 }  // namespace
 
+int64_t KvBytesPerPosition(const LlamaConfig& c, int first_layer, int end_layer, int elem_bytes) {
+  return int64_t{2} * std::max(0, end_layer - first_layer) * c.kv_dim() * elem_bytes;
+}
+
+int64_t WeightBytes(const LlamaConfig& c, int first_layer, int end_layer, bool embedding, bool head, int weight_bytes) {
+  const int64_t D = c.hidden_size, F = c.intermediate_size, V = c.vocab_size;
+  const int64_t per_layer = (D * c.q_dim() * 2 + D * c.kv_dim() * 2 + 3 * D * F) * weight_bytes + 2 * D * 4;
+  int64_t bytes = per_layer * std::max(0, end_layer - first_layer);
+  if (embedding) bytes += V * D * weight_bytes;
+  if (head) bytes += D * 4 + ((c.tie_word_embeddings && embedding) ? 0 : V * D * weight_bytes);
+  return bytes;
+}
+
+int64_t ScratchBytes(const LlamaConfig& c, int max_tokens) {
+  const int64_t per_row = 3LL * c.hidden_size + 2LL * c.q_dim() + 2LL * c.kv_dim() + 2LL * c.intermediate_size +
+                          c.vocab_size;
+  return int64_t{4} * per_row * std::max(1, max_tokens) + kScratchHeadroom;
+}
+
 absl::StatusOr<KvBudget> PlanKvBudget(const KvBudgetRequest& r) {
   if (r.num_slots < 1) return absl::InvalidArgumentError(absl::StrCat("--num-slots must be >= 1, got ", r.num_slots));
   if (r.context < 1) return absl::InvalidArgumentError(absl::StrCat("--max-context must be >= 1, got ", r.context));

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "engine/model/config.h"
 
 namespace layerskip {
 
@@ -39,6 +40,17 @@ struct KvBudget {
 };
 
 inline constexpr double kDefaultGpuMemoryFraction = 0.9;
+
+// Sizes from the shapes, for the planner's inputs (a backend that knows its exact sizes passes those):
+// K and V of layers [first, end) for one position, `elem_bytes` each (4: f32, 2: bf16).
+int64_t KvBytesPerPosition(const LlamaConfig& c, int first_layer, int end_layer, int elem_bytes);
+// Weights of layers [first, end) (+ the embedding, + the exit head: final norm and LM head, shared with the
+// embedding when tied), matrices at `weight_bytes` per element, norms f32.
+int64_t WeightBytes(const LlamaConfig& c, int first_layer, int end_layer, bool embedding, bool head, int weight_bytes);
+// A device backend's scratch for batches of up to `max_tokens` rows (f32 activations, q/k/v, attention, MLP,
+// logits) plus kScratchHeadroom for the runtime's own allocations (graphs, library workspaces).
+int64_t ScratchBytes(const LlamaConfig& c, int max_tokens);
+inline constexpr int64_t kScratchHeadroom = int64_t{256} << 20;
 
 // InvalidArgument for out-of-range inputs (naming the flag); ResourceExhausted when not one slot fits, or
 // the fraction asks for more than is free, naming the sizes in GiB and the flags that would help.

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include "engine/runtime/cuda/cuda_kv_plan.h"
 #include "engine/runtime/kv_budget.h"
 #include "kernels/cuda_common.h"
 
@@ -52,6 +53,34 @@ TEST(DeviceMemoryTest, PlannerOnThisDevice) {
   std::printf("device: %.1f GiB total, %.1f GiB free; 1B shape at 0.5: %d slots x %d positions (%.1f GiB)\n",
               mem->total_bytes / 1073741824.0, mem->free_bytes / 1073741824.0, b->num_slots, b->positions_per_slot,
               b->bytes / 1073741824.0);
+}
+
+// The backend's entry point: the demo model's shapes on this device at fraction 0.5 hold the 8 slots asked
+// for; at a fraction below the weights it is the planner's clear error.
+TEST(DeviceMemoryTest, PlanCudaKvCacheForTheDemoShapes) {
+  if (DeviceCount() == 0) GTEST_SKIP() << "no CUDA device";
+  LlamaConfig c;
+  c.hidden_size = 256;
+  c.intermediate_size = 688;
+  c.num_hidden_layers = 12;
+  c.num_attention_heads = 4;
+  c.num_key_value_heads = 2;
+  c.head_dim = 64;
+  c.vocab_size = 4096;
+  CudaKvPlanRequest r;
+  r.end_layer = 12;
+  r.num_slots = 8;
+  r.context = 2048;
+  r.memory_fraction = 0.5;
+  auto plan = PlanCudaKvCache(c, r);
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  EXPECT_EQ(plan->num_slots, 8);
+  EXPECT_EQ(plan->positions_per_slot, 2048);
+  EXPECT_EQ(plan->bytes, 8LL * 2048 * 2 * 12 * 128 * 4);
+  r.memory_fraction = 1e-6;
+  plan = PlanCudaKvCache(c, r);
+  ASSERT_FALSE(plan.ok());
+  EXPECT_NE(plan.status().message().find("no KV-cache slot fits"), std::string::npos) << plan.status();
 }
 
 }  // namespace

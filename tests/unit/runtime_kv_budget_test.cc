@@ -138,5 +138,26 @@ TEST(KvBudgetTest, BadInputsNameTheFlag) {
   EXPECT_TRUE(absl::IsInvalidArgument(PlanKvBudget(r).status()));
 }
 
+// The Llama-3.2-1B shape: 1.236 B parameters (tied head), 2.47 GB in bf16; 32 KiB of f32 K and V per position
+// for its 16 layers; a worker with half the layers holds half of that.
+TEST(KvBudgetTest, SizesFromTheShapes) {
+  LlamaConfig c;
+  c.hidden_size = 2048;
+  c.intermediate_size = 8192;
+  c.num_hidden_layers = 16;
+  c.num_attention_heads = 32;
+  c.num_key_value_heads = 8;
+  c.head_dim = 64;
+  c.vocab_size = 128256;
+  c.tie_word_embeddings = true;
+  EXPECT_EQ(KvBytesPerPosition(c, 0, 16, 4), kBytes1B);
+  EXPECT_EQ(KvBytesPerPosition(c, 8, 16, 2), kBytes1B / 4);
+  const int64_t all = WeightBytes(c, 0, 16, true, true, 2);
+  EXPECT_NEAR(static_cast<double>(all), 2.0 * 1.2358e9, 0.01e9);
+  EXPECT_EQ(WeightBytes(c, 0, 8, true, false, 2) + WeightBytes(c, 8, 16, false, true, 2) - all,
+            c.vocab_size * int64_t{2048} * 2);  // the second stage holds its own copy of the tied head
+  EXPECT_EQ(ScratchBytes(c, 1) - kScratchHeadroom, 4 * (3 * 2048 + 2 * 2048 + 2 * 512 + 2 * 8192 + 128256));
+}
+
 }  // namespace
 }  // namespace layerskip
