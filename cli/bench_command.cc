@@ -1,5 +1,6 @@
 // layerskip bench: prefill and decode speed against the machine's measured read bandwidth, and the
 // self-speculative sweep (cli/bench_speculative.cc).
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -49,6 +50,8 @@ size_t DecodeBytes(const ModelWeights& w) {
 absl::Status Bench(const Flags& flags) {
   LS_ASSIGN_OR_RETURN(const DeviceSpec device, DeviceFromFlags(flags));
   LS_ASSIGN_OR_RETURN(ModelLoadOptions load, LoadOptionsFromFlags(flags));
+  // --kv-cache-positions N: no sequence holds more than N positions (each slot's cache is that long).
+  if (load.kv_positions > 0) load.max_context = static_cast<int>(std::min<int64_t>(load.max_context, std::max<int64_t>(2, load.kv_positions)));
   LS_ASSIGN_OR_RETURN(int64_t prompt_tokens, flags.GetInt("prompt-tokens", 64));
   LS_ASSIGN_OR_RETURN(int64_t decode_tokens, flags.GetInt("decode-tokens", 32));
   LS_ASSIGN_OR_RETURN(int64_t batch, flags.GetInt("batch", 1));
@@ -157,7 +160,7 @@ int RunBench(int argc, char** argv) {
                             {"model", "random", "mode", "prompt-tokens", "decode-tokens", "batch", "exit-layers",
                              "speculations", "max-speculations", "repeats", "prompts-file", "draft-vocab",
                              "draft-vocab-corpus", "calibration", "calibration-budget", "zero-layers-from", "dtype",
-                             "threads", "max-context", "device"},
+                             "threads", "max-context", "kv-cache-positions", "gpu-memory-fraction", "device"},
                             {"auto", "no-static"});
   if (!flags.ok()) return Fail("bench", flags.status());
   absl::Status s = Bench(*flags);

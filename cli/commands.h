@@ -18,7 +18,8 @@ int RunBench(int argc, char** argv);
 int RunLogits(int argc, char** argv);
 int RunClient(int argc, char** argv);  // cli/client_command.cc: a gRPC client of layerskip-coordinator
 
-// Shared by the commands: --dtype, --threads, --max-context -> load options.
+// Shared by the commands: --dtype, --threads, --max-context -> load options. --dtype auto (the default):
+// the checkpoint's own (--model's config.json torch_dtype; engine/runtime/checkpoint_dtype.h).
 absl::StatusOr<ModelLoadOptions> LoadOptionsFromFlags(const Flags& flags);
 // --device cpu|cuda|cuda:N, checked on this machine (a missing GPU: FailedPrecondition naming the device
 // and the reason, exit 1) before any weights are read.

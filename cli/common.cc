@@ -9,6 +9,7 @@
 #include "engine/decode/cost_model_cache.h"
 #include "engine/decode/draft_vocabulary.h"
 #include "engine/runtime/factory/create_backend.h"
+#include "engine/runtime/checkpoint_dtype.h"
 #include "engine/util/status.h"
 
 namespace layerskip::cli {
@@ -20,16 +21,36 @@ int Fail(const std::string& command, const absl::Status& status) {
 
 absl::StatusOr<ModelLoadOptions> LoadOptionsFromFlags(const Flags& flags) {
   ModelLoadOptions o;
-  const std::string dtype = flags.Get("dtype", "bf16");
-  if (dtype == "bf16") o.type = WeightType::kBF16;
-  else if (dtype == "f32") o.type = WeightType::kF32;
-  else return absl::InvalidArgumentError(absl::StrCat("--dtype: '", dtype, "' is not bf16 or f32"));
+  const std::string dtype = flags.Get("dtype", "auto");
+  if (dtype == "bf16") {
+    o.type = WeightType::kBF16;
+  } else if (dtype == "f32") {
+    o.type = WeightType::kF32;
+  } else if (dtype == "auto") {  // the checkpoint's own (config.json torch_dtype), as transformers' "auto"
+    if (flags.Has("model")) {
+      LS_ASSIGN_OR_RETURN(CheckpointDType d, CheckpointDTypeOf(flags.Get("model")));
+      o.type = d.type;
+      if (!d.notice.empty()) std::fprintf(stderr, "note: %s: %s\n", d.source.c_str(), d.notice.c_str());
+    }
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("--dtype: '", dtype, "' is not auto, bf16 or f32"));
+  }
   LS_ASSIGN_OR_RETURN(int64_t threads, flags.GetInt("threads", 0));
   LS_ASSIGN_OR_RETURN(int64_t context, flags.GetInt("max-context", 4096));
   if (threads < 0 || threads > 1024) return absl::InvalidArgumentError("--threads must be in [0, 1024]");
   if (context < 2 || context > (1 << 20)) return absl::InvalidArgumentError("--max-context must be in [2, 1048576]");
   o.threads = static_cast<int>(threads);
   o.max_context = static_cast<int>(context);
+  LS_ASSIGN_OR_RETURN(o.kv_positions, flags.GetInt("kv-cache-positions", 0));
+  if (o.kv_positions < 0 || o.kv_positions > (int64_t{1} << 40))
+    return absl::InvalidArgumentError("--kv-cache-positions must be in [0, 2^40] (0: slots x context)");
+  LS_ASSIGN_OR_RETURN(o.gpu_memory_fraction, flags.GetDouble("gpu-memory-fraction", 0.0));
+  if (flags.Has("gpu-memory-fraction")) {
+    if (!(o.gpu_memory_fraction > 0 && o.gpu_memory_fraction <= 1))
+      return absl::InvalidArgumentError("--gpu-memory-fraction must be in (0, 1]");
+    if (flags.Get("device", "cpu").rfind("cuda", 0) != 0)
+      return absl::InvalidArgumentError("--gpu-memory-fraction sizes a CUDA device's KV cache: it needs --device cuda[:N]");
+  }
   return o;
 }
 

@@ -1,4 +1,5 @@
 // layerskip generate: one prompt, one completion, optional JSON with statistics.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -39,6 +40,8 @@ absl::Status Generate(const Flags& flags) {
     return absl::InvalidArgumentError("give exactly one of --prompt TEXT or --prompt-ids 1,2,3");
   LS_ASSIGN_OR_RETURN(const DeviceSpec device, DeviceFromFlags(flags));
   LS_ASSIGN_OR_RETURN(ModelLoadOptions load, LoadOptionsFromFlags(flags));
+  // --kv-cache-positions N: no sequence holds more than N positions (each slot's cache is that long).
+  if (load.kv_positions > 0) load.max_context = static_cast<int>(std::min<int64_t>(load.max_context, std::max<int64_t>(2, load.kv_positions)));
   load.require_tokenizer = flags.Has("prompt") || flags.Has("stop");
   LS_ASSIGN_OR_RETURN(auto m, LoadModelDir(flags.Get("model"), load));
   const LlamaConfig& config = m->weights->config;
@@ -147,7 +150,7 @@ int RunGenerate(int argc, char** argv) {
   auto flags = Flags::Parse(argc, argv, 2,
                             {"model", "prompt", "prompt-ids", "max-tokens", "temperature", "top-k", "top-p", "seed",
                              "mode", "exit-layer", "speculations", "max-speculations", "calibration", "calibration-budget",
-                             "draft-vocab", "draft-vocab-corpus", "dtype", "threads", "max-context", "device"},
+                             "draft-vocab", "draft-vocab-corpus", "dtype", "threads", "max-context", "kv-cache-positions", "gpu-memory-fraction", "device"},
                             {"json", "ignore-eos"}, {"stop"});
   if (!flags.ok()) return Fail("generate", flags.status());
   absl::Status s = Generate(*flags);

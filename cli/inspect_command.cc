@@ -1,4 +1,5 @@
 // layerskip inspect: config, parameter count, bytes and dtypes of a checkpoint directory.
+#include <algorithm>
 #include <cstdio>
 #include <map>
 
@@ -6,6 +7,8 @@
 #include "engine/model/checkpoint_limits.h"
 #include "engine/model/config.h"
 #include "engine/model/safetensors.h"
+#include "engine/runtime/checkpoint_dtype.h"
+#include "engine/runtime/kv_budget.h"
 #include "engine/util/status.h"
 
 namespace layerskip::cli {
@@ -44,13 +47,33 @@ absl::Status Inspect(const Flags& flags) {
   std::printf("dtypes:");
   for (const auto& [name, n] : per_dtype) std::printf(" %s=%lld", name.c_str(), static_cast<long long>(n));
   std::printf("\nin memory: bf16 %.1f MiB, f32 %.1f MiB\n", params * 2 / 1048576.0, params * 4 / 1048576.0);
+  // What `generate`, `bench`, `logits` and the service run it as without --dtype (--dtype auto).
+  LS_ASSIGN_OR_RETURN(CheckpointDType d, CheckpointDTypeOf(dir));
+  std::printf("runs as: %s (%s)%s%s\n", WeightTypeName(d.type), d.source.c_str(), d.notice.empty() ? "" : "; ",
+              d.notice.c_str());
+  // The KV cache the host engine allocates (f32 K and V; every slot the whole context), as the service sizes it.
+  LS_ASSIGN_OR_RETURN(int64_t slots, flags.GetInt("num-slots", 1));
+  LS_ASSIGN_OR_RETURN(int64_t context, flags.GetInt("max-context", 4096));
+  if (slots < 1 || slots > 4096) return absl::InvalidArgumentError("--num-slots must be in [1, 4096]");
+  if (context < 2 || context > (1 << 20)) return absl::InvalidArgumentError("--max-context must be in [2, 1048576]");
+  KvBudgetRequest kv;
+  kv.num_slots = static_cast<int>(slots);
+  kv.context = static_cast<int>(std::min<int64_t>(context, c.max_position_embeddings));
+  kv.bytes_per_position = int64_t{2} * c.num_hidden_layers * c.kv_dim() * static_cast<int64_t>(sizeof(float));
+  LS_ASSIGN_OR_RETURN(kv.kv_positions, flags.GetInt("kv-cache-positions", 0));
+  kv.full_context_slots = true;
+  LS_ASSIGN_OR_RETURN(KvBudget b, PlanKvBudget(kv));
+  std::printf("kv cache: %lld bytes per position (f32 K and V, %d layers); %d slots x %d positions = %.1f MiB, "
+              "%lld positions for running sequences\n",
+              static_cast<long long>(kv.bytes_per_position), c.num_hidden_layers, b.num_slots, b.positions_per_slot,
+              b.bytes / 1048576.0, static_cast<long long>(b.total_positions));
   return absl::OkStatus();
 }
 
 }  // namespace
 
 int RunInspect(int argc, char** argv) {
-  auto flags = Flags::Parse(argc, argv, 2, {"model"});
+  auto flags = Flags::Parse(argc, argv, 2, {"model", "num-slots", "max-context", "kv-cache-positions"});
   if (!flags.ok()) return Fail("inspect", flags.status());
   absl::Status s = Inspect(*flags);
   return s.ok() ? 0 : Fail("inspect", s);

@@ -25,6 +25,8 @@ struct ExecutorOptions {
   std::string transport = "tcp";
   std::string dtype = "bf16";
   int max_context = 4096;
+  int64_t kv_positions = 0;          // --kv-cache-positions (0: slots x context); engine/runtime/kv_budget.h
+  double gpu_memory_fraction = 0;    // --gpu-memory-fraction (0: the planner's default); CUDA only
   int fail_after_steps = 0;  // testing: Step fails after this many successful steps (0: never)
   // Pipeline timeouts and liveness (flags of the same names; defaults in docs/pipeline.md).
   absl::Duration rpc_timeout = absl::Seconds(60);

@@ -39,9 +39,12 @@ void Usage() {
       "  --metrics-tls                 serve the metrics port over HTTPS too (--tls-cert/--tls-key)\n"
       "  --model-name NAME             metrics label, ModelInfo and the OpenAI model id (default: the dir name)\n"
       "  --max-batch-size N --max-batched-tokens N --max-queue N --num-slots N --kv-cache-positions N\n"
-      "  --max-context N --threads N --dtype bf16|f32\n"
+      "  --max-context N --threads N --dtype auto|bf16|f32 (auto: the checkpoint's own)\n"
       "  --device cpu|cuda|cuda:N        where the in-process engine computes (default cpu; not with --workers:\n"
       "                                each worker takes its own --device)\n"
+      "  --gpu-memory-fraction F       a CUDA device: the share of its memory for weights, scratch and the KV\n"
+      "                                cache (default 0.9); --kv-cache-positions N: positions all running\n"
+      "                                sequences hold together (default slots x context)\n"
       "  --default-mode autoregressive|early-exit|self-speculative  --default-exit-layer E|auto\n"
       "  --default-speculations D|auto  --default-max-tokens N  --speculation-batch-threshold N\n"
       "  --calibration cached|fresh|off  the cost model behind automatic speculation: cached (default),\n"
@@ -115,6 +118,8 @@ absl::StatusOr<ServerOptions> OptionsFromFlags(const cli::Flags& f) {
   o.executor.tls_ca_file = f.Get("workers-tls-ca");
   o.executor.dtype = o.load.type == WeightType::kF32 ? "f32" : "bf16";
   o.executor.max_context = o.load.max_context;
+  o.executor.kv_positions = o.load.kv_positions;  // a device backend sizes its cache from these
+  o.executor.gpu_memory_fraction = o.load.gpu_memory_fraction;
   if (f.Has("cluster-token-file")) {  // read exactly as the workers read it (cli/token_file.h)
     LS_ASSIGN_OR_RETURN(o.executor.cluster_token, cli::ReadTokenFile(f.Get("cluster-token-file"), "--cluster-token-file"));
   } else if (const char* env = std::getenv("LAYERSKIP_CLUSTER_TOKEN")) {
@@ -172,7 +177,7 @@ int Main(int argc, char** argv) {
   auto flags = cli::Flags::Parse(
       argc, argv, 1,
       {"model", "model-name", "listen", "metrics-port", "http-port", "http-threads", "chat-template", "max-batch-size", "max-batched-tokens", "max-queue", "num-slots",
-       "kv-cache-positions", "max-context", "threads", "dtype", "default-mode", "default-exit-layer",
+       "kv-cache-positions", "gpu-memory-fraction", "max-context", "threads", "dtype", "default-mode", "default-exit-layer",
        "default-speculations", "default-max-tokens", "speculation-batch-threshold", "tls-cert", "tls-key", "auth-token",
        "auth-token-file", "drain-timeout", "workers", "stages", "cluster-token-file", "workers-tls-ca", "transport", "fail-after-steps", "fatal-linger", "restore-timeout",
        "calibration", "workers-wait", "heartbeat-interval", "heartbeat-misses", "step-timeout-floor", "rpc-timeout",

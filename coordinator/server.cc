@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/decode/cost_calibration.h"
+#include "engine/runtime/kv_budget.h"
 #include "engine/util/status.h"
 
 namespace layerskip::coordinator {
@@ -62,22 +63,54 @@ absl::Status LoadChatTemplate(const ServerOptions& o, http::OpenAiApiConfig& api
   return absl::OkStatus();
 }
 
+// The documented default cost model (DefaultCostModel: weight bytes over 20 GB/s, +10% per extra row, prior
+// acceptance E/L) from the shapes alone, for a pipeline's coordinator, which holds no weights to size or time.
+CostModel ShapeCostModel(const LlamaConfig& c, WeightType type) {
+  const double bytes = type == WeightType::kF32 ? 4.0 : 2.0, D = c.hidden_size, bandwidth = 20e9;
+  const double layer_bytes = bytes * D * (2.0 * c.q_dim() + 2.0 * c.kv_dim() + 3.0 * c.intermediate_size);
+  const double head_bytes = bytes * D * c.vocab_size;
+  const int L = c.num_hidden_layers;
+  CostModel m;
+  m.num_layers = L;
+  m.source = "default (from the shapes: a pipeline's coordinator holds no weights)";
+  for (int n = 1; n <= CostModel::kMaxRows; ++n) {
+    const double rows = 1.0 + 0.1 * (n - 1);
+    m.layer_seconds.push_back(std::max(1.0, layer_bytes) / bandwidth * rows);
+    m.head_seconds.push_back(std::max(1.0, head_bytes) / bandwidth * rows);
+    m.draft_head_seconds.push_back(std::max(1.0, head_bytes) / bandwidth * rows);
+  }
+  m.prior_acceptance.assign(L + 1, 0.0);
+  for (int e = 1; e <= L; ++e) m.prior_acceptance[e] = static_cast<double>(e) / L;
+  return m;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   std::unique_ptr<Server> s(new Server());
   s->options_ = o;
-  LS_ASSIGN_OR_RETURN(s->model_, LoadModelDir(o.model_dir, o.load));
-  const LlamaConfig& config = s->model_->weights->config;
+  // A pipeline's coordinator (--workers) computes nothing: config.json and the tokenizer only, no weights.
+  const bool pipeline = !o.executor.workers.empty();
+  if (pipeline) {
+    LS_ASSIGN_OR_RETURN(s->model_, LoadModelConfigAndTokenizer(o.model_dir, o.load));
+  } else {
+    LS_ASSIGN_OR_RETURN(s->model_, LoadModelDir(o.model_dir, o.load));
+  }
+  const LlamaConfig& config = s->model_->config;
   const int L = config.num_hidden_layers;
   if (s->options_.default_options.exit_layer == 0) s->options_.default_options.exit_layer = std::max(1, L / 2);
-  // The cost model behind auto_speculations, measured on this process's copy of the model (the pipeline's
-  // workers run the same shapes on the same kind of machine; --calibration off: the documented default).
-  CostModelRequest cost_request;
-  cost_request.calibration = o.calibration;
-  cost_request.model_id = std::filesystem::absolute(o.model_dir).string();
-  cost_request.probe_tokens = DefaultProbeTokens(s->model_->tokenizer.get(), config.vocab_size);
-  LS_ASSIGN_OR_RETURN(CostModel cost, ObtainCostModel(*s->model_->model, cost_request));
+  // The cost model behind auto_speculations, measured on this process's copy of the model (--calibration off:
+  // the documented default); a pipeline has no copy here: the default, from the shapes.
+  CostModel cost;
+  if (pipeline) {
+    cost = ShapeCostModel(config, o.load.type);
+  } else {
+    CostModelRequest cost_request;
+    cost_request.calibration = o.calibration;
+    cost_request.model_id = std::filesystem::absolute(o.model_dir).string();
+    cost_request.probe_tokens = DefaultProbeTokens(s->model_->tokenizer.get(), config.vocab_size);
+    LS_ASSIGN_OR_RETURN(cost, ObtainCostModel(*s->model_->model, cost_request));
+  }
   s->options_.default_options.cost = std::make_shared<const CostModel>(std::move(cost));
   LS_RETURN_IF_ERROR(ValidateDecodeOptions(s->options_.default_options, L));
   LS_ASSIGN_OR_RETURN(s->executor_, MakeExecutor(s->model_.get(), o.executor));
@@ -88,7 +121,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
 
   ServingDefaults& d = s->defaults_;
   d.num_layers = L;
-  d.vocab_size = s->model_->model->vocab_size();
+  d.vocab_size = s->model_->model ? s->model_->model->vocab_size() : config.vocab_size;
   d.context = s->executor_->context_length();
   d.tokenizer = s->model_->tokenizer.get();
   d.eos_ids = config.eos_token_ids;
@@ -131,6 +164,17 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   info.set_dtype(o.load.type == WeightType::kBF16 ? "bf16" : "f32");
   info.set_speculation_batch_threshold(o.engine.batch.speculation_batch_threshold);
   info.set_device(o.executor.workers.empty() ? o.executor.device.ToString() : "");
+  // The KV cache: the host engine's (every slot the whole context, f32 K and V; a pipeline's workers hold
+  // the same, split by layers); the admission budget is --kv-cache-positions or slots x context.
+  KvBudgetRequest kv;
+  kv.num_slots = s->executor_->num_slots();
+  kv.context = d.context;
+  kv.bytes_per_position = int64_t{2} * L * config.kv_dim() * static_cast<int64_t>(sizeof(float));
+  kv.kv_positions = o.engine.kv_positions;
+  kv.full_context_slots = true;
+  LS_ASSIGN_OR_RETURN(KvBudget kv_budget, PlanKvBudget(kv));
+  info.set_kv_cache_positions(kv_budget.total_positions);
+  info.set_kv_cache_bytes(kv_budget.bytes);
   s->service_ = std::make_unique<InferenceService>(s->loop_.get(), &s->defaults_, s->auth_.get(), std::move(info));
 
   std::shared_ptr<grpc::ServerCredentials> creds;

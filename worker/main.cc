@@ -42,6 +42,9 @@ void Usage() {
       "  --data-tls-ca FILE          roots the next stage's --tls-cert must chain to (default: this worker's\n"
       "                              --tls-cert, i.e. one certificate shared by the cluster)\n"
       "  --recv-timeout SECONDS      how long a Verify waits for its activations, and a send may stall (default 30)\n"
+      "  --kv-cache-positions N      refuse a shard whose KV cache (slots x context) is larger (default: no cap)\n"
+      "  --gpu-memory-fraction F     with --device cuda:N: the share of the device's memory for this worker's\n"
+      "                              weights, scratch and KV cache (default 0.9)\n"
       "  --help                      this text\n");
 }
 
@@ -141,6 +144,16 @@ absl::StatusOr<Config> ConfigFromFlags(const cli::Flags& f) {
     o.device = o.compute_device.index;  // the shard's layers, its KV cache and the device transports
   }
   c.device = o.compute_device.ToString();
+  // KV-cache sizing (engine/runtime/kv_budget.h): a cap on this worker's cache, and a CUDA device's share.
+  LS_ASSIGN_OR_RETURN(o.kv_positions, f.GetInt("kv-cache-positions", 0));
+  if (o.kv_positions < 0) return absl::InvalidArgumentError("--kv-cache-positions must be >= 0 (0: no cap)");
+  LS_ASSIGN_OR_RETURN(o.gpu_memory_fraction, f.GetDouble("gpu-memory-fraction", 0.0));
+  if (f.Has("gpu-memory-fraction")) {
+    if (!(o.gpu_memory_fraction > 0 && o.gpu_memory_fraction <= 1))
+      return absl::InvalidArgumentError("--gpu-memory-fraction must be in (0, 1]");
+    if (o.device < 0)
+      return absl::InvalidArgumentError("--gpu-memory-fraction sizes a CUDA device's KV cache: it needs --device cuda:N");
+  }
 
   if (f.Has("token-file")) {
     LS_ASSIGN_OR_RETURN(o.token, cli::ReadTokenFile(f.Get("token-file"), "--token-file"));
@@ -185,7 +198,8 @@ int Main(int argc, char** argv) {
   DisableSentencePiece("sentencepiece tokenizers are not supported in layerskip-worker");
   auto flags = cli::Flags::Parse(argc, argv, 1,
                                  {"listen", "data-port", "advertise-address", "transport", "device", "token-file",
-                                  "tls-cert", "tls-key", "tls-client-ca", "data-tls-ca", "recv-timeout"},
+                                  "tls-cert", "tls-key", "tls-client-ca", "data-tls-ca", "recv-timeout",
+                                  "kv-cache-positions", "gpu-memory-fraction"},
                                  {"allow-unauthenticated", "help"});
   if (!flags.ok()) return Fail(absl::InvalidArgumentError(absl::StrCat(flags.status().message(), " (see --help)")));
   absl::StatusOr<Config> config = ConfigFromFlags(*flags);

@@ -77,6 +77,12 @@ grpc::Status WorkerService::LoadShard(grpc::ServerContext* ctx, const v1::LoadSh
                           absl::StrCat("worker already holds ", shard_->spec().ToString(), "; refusing ", spec.ToString()));
     shard_.reset();
   }
+  if (options_.kv_positions > 0 && int64_t{spec.num_slots} * spec.context > options_.kv_positions)
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat("this worker holds at most ", options_.kv_positions,
+                                     " KV-cache positions (--kv-cache-positions); the shard asks for ", spec.num_slots,
+                                     " slots x ", spec.context, " positions: lower the coordinator's --num-slots or "
+                                     "--max-context"));
   auto loaded = Shard::Load(spec, options_.compute_device);
   if (!loaded.ok()) return ToGrpc(loaded.status());
   shard_ = std::move(loaded).value();

@@ -26,6 +26,8 @@ struct WorkerOptions {
   std::string transport = "auto"; // transports Connect may choose: auto (any built in) | tcp | nccl | ipc
   LinkTlsOptions data_tls;        // TLS on the data links (cert_file empty: plain TCP)
   absl::Duration recv_timeout = absl::Seconds(30);
+  int64_t kv_positions = 0;         // --kv-cache-positions: the most KV positions a shard may hold (0: no cap)
+  double gpu_memory_fraction = 0;   // --gpu-memory-fraction (0: the planner's default); CUDA devices only
 };
 
 class WorkerService final : public v1::Worker::Service {

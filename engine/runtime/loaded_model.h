@@ -12,7 +12,8 @@
 namespace layerskip {
 
 struct LoadedModel {
-  std::shared_ptr<const ModelWeights> weights;
+  LlamaConfig config;                    // config.json (also weights->config when there are weights)
+  std::shared_ptr<const ModelWeights> weights;  // null from LoadModelConfigAndTokenizer
   std::unique_ptr<Tokenizer> tokenizer;  // null when the directory has no tokenizer
   std::unique_ptr<ThreadPool> pool;
   std::unique_ptr<Model> model;
@@ -24,11 +25,19 @@ struct ModelLoadOptions {
   int threads = 0;             // 0: all cores
   int max_context = 4096;      // capped by the model's max_position_embeddings
   bool require_tokenizer = false;
+  // KV-cache sizing (engine/runtime/kv_budget.h): --kv-cache-positions (0: slots x context) and
+  // --gpu-memory-fraction (0: the planner's default; a CUDA device only).
+  int64_t kv_positions = 0;
+  double gpu_memory_fraction = 0;
 };
 
 // Loads `dir` (config.json, safetensors, tokenizer). Errors name the file and field.
 absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModelDir(const std::filesystem::path& dir,
                                                           const ModelLoadOptions& options);
+
+// config.json and the tokenizer only: no weights, pool or Model (a pipeline's coordinator computes nothing).
+absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModelConfigAndTokenizer(const std::filesystem::path& dir,
+                                                                         const ModelLoadOptions& options);
 
 // Wraps weights already in memory (random models for benchmarks and tests).
 std::unique_ptr<LoadedModel> WrapWeights(std::shared_ptr<const ModelWeights> weights, const ModelLoadOptions& options);

@@ -32,6 +32,10 @@ expect_error "wildcard" --listen 127.0.0.1:0 --allow-unauthenticated --advertise
 expect_error "--transport 'carrier-pigeon'" --listen 127.0.0.1:0 --allow-unauthenticated --transport carrier-pigeon
 expect_error "--device" --listen 127.0.0.1:0 --allow-unauthenticated --device gpu
 expect_error "no cluster token" --listen 127.0.0.1:0
+expect_error "--gpu-memory-fraction sizes a CUDA device's KV cache: it needs --device cuda:N" --listen 127.0.0.1:0 \
+  --allow-unauthenticated --gpu-memory-fraction 0.5
+expect_error "--gpu-memory-fraction must be in (0, 1]" --listen 127.0.0.1:0 --allow-unauthenticated --gpu-memory-fraction 1.5
+expect_error "--kv-cache-positions must be >= 0" --listen 127.0.0.1:0 --allow-unauthenticated --kv-cache-positions -5
 printf '\r\n' > "$tmp/empty"
 expect_error "holds no token" --listen 127.0.0.1:0 --token-file "$tmp/empty"
 expect_error "cannot read" --listen 127.0.0.1:0 --token-file "$tmp/missing"
