@@ -1,7 +1,8 @@
 // CUDA IPC between two pipeline stages on one GPU (label "gpu"; skipped without a device): two real
 // layerskip-worker processes on cuda:0 with --transport ipc, a PipelineExecutor over them, and the ids must
-// equal the single-process CPU engine's (greedy self-speculative = greedy autoregressive). Long prompts
-// make the ring grow (a new IPC handle) mid-run. Has not run yet (no GPU where it was written).
+// equal the single-process engine's on the same device (greedy self-speculative = greedy autoregressive; the
+// GPU and the CPU sum in different orders, so the reference runs on cuda:0 too). Long prompts make the ring
+// grow (a new IPC handle) mid-run.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -10,9 +11,9 @@
 #include <string>
 #include <vector>
 
-#include "engine/runtime/cpu_backend.h"
 #include "coordinator/pipeline/pipeline_executor.h"
 #include "engine/decode/generate.h"
+#include "engine/runtime/factory/create_backend.h"
 #include "engine/runtime/loaded_model.h"
 #include "gtest/gtest.h"
 #include "tests/pipeline/worker_process.h"
@@ -73,11 +74,11 @@ TEST(IpcPipelineGpu, TwoWorkersOnOneGpuMatchTheEngine) {
   lo.max_context = 256;
   auto m = LoadModelDir(kTiny, lo);
   ASSERT_TRUE(m.ok()) << m.status();
-  const LlamaConfig& c = (*m)->weights->config;
-  CpuBackend backend((*m)->model.get(), 4, (*m)->context);
+  auto backend = CreateBackend(**m, DeviceSpec::Cuda(0), 4);
+  ASSERT_TRUE(backend.ok()) << backend.status();
   DecodeOptions ar;
   ar.mode = DecodeMode::kAutoregressive;
-  auto want = GenerateBatch(backend, prompts, std::vector<GenerationParams>(4, p), ar);
+  auto want = GenerateBatch(**backend, prompts, std::vector<GenerationParams>(4, p), ar);
   ASSERT_TRUE(want.ok()) << want.status();
   for (size_t i = 0; i < seqs.size(); ++i) EXPECT_EQ(seqs[i].generated(), (*want)[i].ids) << "sequence " << i;
 }
