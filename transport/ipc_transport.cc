@@ -97,6 +97,9 @@ absl::Status IpcTransport::Send(uint64_t round, uint32_t step, int rows, int hid
   if (bytes > 0) {
     if (absl::Status s = Cuda(cudaMemcpy(ring_ + offset, x, bytes, cudaMemcpyHostToDevice), "copy the rows in"); !s.ok())
       return s;
+    // From pageable memory cudaMemcpy may return before the DMA has landed: the rows must be in the ring
+    // before the header tells the receiver to read them.
+    if (absl::Status s = Cuda(cudaDeviceSynchronize(), "wait for the rows to land"); !s.ok()) return s;
   }
   FrameHeader h;
   h.round = round;

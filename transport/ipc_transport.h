@@ -11,8 +11,9 @@
 //   receiver: on its TCP receiver thread, opens the sender's handle (cached; a new handle closes the old
 //           mapping), copies the rows out, and writes n into the acknowledgement word.
 //
-// Compiled only with CUDA (LAYERSKIP_HAVE_CUDA_IPC); the compute path is CPU today, so rows are copied
-// host -> device on the sender and device -> host on the receiver.
+// Compiled only with CUDA (LAYERSKIP_HAVE_CUDA_IPC). The worker's service hands rows over on the host
+// (Backend::Download / Upload), so they are copied host -> device on the sender and device -> host on the
+// receiver; the sender waits for its copy to land before it sends the header.
 #include <cuda_runtime.h>
 
 #include <array>
