@@ -89,8 +89,36 @@ TEST_F(CudaBackendTest, SelfSpeculativeEqualsAutoregressive) {
   }
   EXPECT_GT(drafted, 0);
   EXPECT_GT(accepted, 0);
-  std::printf("cuda backend: %lld of %lld drafts accepted\n", static_cast<long long>(accepted),
-              static_cast<long long>(drafted));
+  auto* cuda_backend = dynamic_cast<cuda::CudaBackend*>(&gpu);
+  ASSERT_NE(cuda_backend, nullptr);
+  EXPECT_GT(cuda_backend->graphs_captured(), 0) << "decode steps should replay CUDA graphs";
+  std::printf("cuda backend: %lld of %lld drafts accepted; %d step graphs captured\n", static_cast<long long>(accepted),
+              static_cast<long long>(drafted), cuda_backend->graphs_captured());
+}
+
+// The decode fast path's CUDA graphs change nothing: the same ids with graphs off (every step eager), for
+// autoregressive, self-speculative and early-exit decoding of a mixed batch.
+TEST_F(CudaBackendTest, GraphsOffGiveTheSameIds) {
+  auto m = LoadDemo("models/layerskip-demo");
+  ASSERT_TRUE(m);
+  const int V = m->weights->config.vocab_size;
+  std::vector<std::vector<int>> prompts;
+  for (int i = 0; i < 5; ++i) prompts.push_back(RandomIds(2 + 11 * i, V, 80 + i));
+  DecodeOptions ee;
+  ee.mode = DecodeMode::kEarlyExit;
+  ee.exit_layer = 4;
+  for (const DecodeOptions& o : {DecodeOptions{}, SelfSpec(6, 4), SelfSpec(3, 2), ee}) {
+    std::vector<std::vector<int>> got[2];
+    for (int graphs : {0, 1}) {
+      auto made = cuda::CudaBackend::Create(*m->weights, DeviceSpec::Cuda(0), 5, m->context);
+      ASSERT_TRUE(made.ok()) << made.status();
+      (*made)->set_use_graphs(graphs == 1);
+      got[graphs] = testing::Decode(**made, prompts, o, 30);
+      if (graphs == 1) EXPECT_GT((*made)->graphs_captured(), 0);
+      else EXPECT_EQ((*made)->graphs_captured(), 0);
+    }
+    EXPECT_EQ(got[0], got[1]) << DecodeModeName(o.mode) << " E=" << o.exit_layer;
+  }
 }
 
 // Early exit and sampling run through the same code: early exit equals the CPU backend's ids on a model
