@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/decode/cost_calibration.h"
+#include "engine/runtime/factory/create_backend.h"
 #include "engine/util/status.h"
 
 namespace layerskip::coordinator {
@@ -77,7 +78,17 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   cost_request.calibration = o.calibration;
   cost_request.model_id = std::filesystem::absolute(o.model_dir).string();
   cost_request.probe_tokens = DefaultProbeTokens(s->model_->tokenizer.get(), config.vocab_size);
-  LS_ASSIGN_OR_RETURN(CostModel cost, ObtainCostModel(*s->model_->model, cost_request));
+  // On a GPU (--device cuda:N) the calibration measures that GPU, on a one-slot scratch backend freed before
+  // the serving one is made.
+  std::unique_ptr<Backend> scratch;
+  if (o.executor.workers.empty() && !o.executor.device.is_cpu()) {
+    cost_request.device = o.executor.device.ToString();
+    if (o.calibration != Calibration::kOff) {
+      LS_ASSIGN_OR_RETURN(scratch, CreateBackend(*s->model_, o.executor.device, 1));
+    }
+  }
+  LS_ASSIGN_OR_RETURN(CostModel cost, ObtainCostModel(*s->model_->model, cost_request, scratch.get()));
+  scratch.reset();
   s->options_.default_options.cost = std::make_shared<const CostModel>(std::move(cost));
   LS_RETURN_IF_ERROR(ValidateDecodeOptions(s->options_.default_options, L));
   LS_ASSIGN_OR_RETURN(s->executor_, MakeExecutor(s->model_.get(), o.executor));

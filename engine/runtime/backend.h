@@ -86,6 +86,8 @@ class Backend {
   // either way (batch-invariant kernels), same checks and errors as the calls it stands for.
   virtual absl::Status DecodeArgmax(int b, const TokenBatch& batch, absl::Span<const int> ids, bool draft,
                                     absl::Span<const int> head_rows, int* out, std::unique_ptr<Activations>* x_out);
+  // Waits until the device has finished the work enqueued so far (timing; the CPU backend is synchronous).
+  virtual absl::Status Synchronize() { return absl::OkStatus(); }
   // Restricts the draft head to `ids` (distinct, in [0, V); empty: the full head). Call before decoding.
   virtual absl::Status SetDraftVocabulary(std::vector<int> ids) = 0;
   virtual int draft_vocab_size() const = 0;

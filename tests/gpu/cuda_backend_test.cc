@@ -121,6 +121,25 @@ TEST_F(CudaBackendTest, GraphsOffGiveTheSameIds) {
   }
 }
 
+// The cost model of automatic speculation measured on the device itself (what --device cuda:0 uses).
+TEST_F(CudaBackendTest, CalibratesOnTheDevice) {
+  auto m = LoadDemo("models/layerskip-demo");
+  ASSERT_TRUE(m);
+  auto gpu = CreateBackend(*m, DeviceSpec::Cuda(0), 1);
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  CalibrationOptions o;
+  o.probe_tokens = DefaultProbeTokens(m->tokenizer.get(), m->weights->config.vocab_size);
+  o.budget_seconds = 0.5;
+  auto cost = CalibrateCostModel(**gpu, o);
+  ASSERT_TRUE(cost.ok()) << cost.status();
+  EXPECT_TRUE(cost->Valid());
+  EXPECT_EQ(cost->source, "measured on cuda:0");
+  EXPECT_EQ((*gpu)->length(0, 0), 0);  // slot 0 free again
+  std::printf("demo on cuda:0: layer %.1f us (1 row) %.1f us (16 rows), head %.1f us; prior acceptance at E=6: %.2f\n",
+              1e6 * cost->layer_seconds[0], 1e6 * cost->layer_seconds[15], 1e6 * cost->head_seconds[0],
+              cost->prior_acceptance[6]);
+}
+
 // Early exit and sampling run through the same code: early exit equals the CPU backend's ids on a model
 // whose exits are confident (the demo), and a sampled self-speculative run repeats with its seed.
 TEST_F(CudaBackendTest, EarlyExitAndSampling) {

@@ -92,6 +92,11 @@ CudaBackend::~CudaBackend() {
     if (g.exec) cudaGraphExecDestroy(g.exec);
 }
 
+absl::Status CudaBackend::Synchronize() {
+  LS_RETURN_IF_ERROR(Select());
+  return model_->Synchronize();
+}
+
 int CudaBackend::graphs_captured() const {
   int n = 0;
   for (const auto& [key, g] : graphs_) n += g.exec != nullptr;

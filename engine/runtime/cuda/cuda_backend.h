@@ -72,6 +72,7 @@ class CudaBackend : public Backend {
   absl::Status DraftArgmax(const Activations& h, absl::Span<const int> rows, int* ids) override;
   absl::Status DecodeArgmax(int b, const TokenBatch& batch, absl::Span<const int> ids, bool draft,
                             absl::Span<const int> head_rows, int* out, std::unique_ptr<Activations>* x_out) override;
+  absl::Status Synchronize() override;
   absl::Status SetDraftVocabulary(std::vector<int> ids) override;
   int draft_vocab_size() const override;
 
