@@ -11,6 +11,7 @@
 #include "engine/decode/cost_calibration.h"
 #include "engine/runtime/cpu_backend.h"
 #include "engine/runtime/cuda/cuda_backend.h"
+#include "engine/runtime/cuda/cuda_decode.h"
 #include "engine/runtime/factory/create_backend.h"
 #include "engine/util/rng.h"
 #include "gtest/gtest.h"
@@ -119,6 +120,30 @@ TEST_F(CudaBackendTest, GraphsOffGiveTheSameIds) {
     }
     EXPECT_EQ(got[0], got[1]) << DecodeModeName(o.mode) << " E=" << o.exit_layer;
   }
+}
+
+// The backend's decoding (generic step code + the graph fast path) gives the ids of the single-sequence
+// reference loop (cuda_decode.h: one graph per round), autoregressive and self-speculative.
+TEST_F(CudaBackendTest, MatchesTheSingleSequenceLoop) {
+  auto m = LoadDemo("models/layerskip-demo");
+  ASSERT_TRUE(m);
+  const int L = m->weights->config.num_hidden_layers;
+  auto made = cuda::CudaBackend::Create(*m->weights, DeviceSpec::Cuda(0), 1, m->context);
+  ASSERT_TRUE(made.ok()) << made.status();
+  cuda::CudaBackend& b = **made;
+  const std::vector<int> prompt = RandomIds(17, m->weights->config.vocab_size, 99);
+  const auto ours = testing::Decode(b, {prompt}, DecodeOptions{}, 32);
+  ASSERT_EQ(ours.size(), 1u);
+  b.Reset(0);
+  auto ref = cuda::GreedyAutoregressive(b.model(), &b.cache(), 0, prompt, 32, L);
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  EXPECT_EQ(ours[0], *ref);
+  b.Reset(0);
+  auto spec = cuda::GreedySelfSpeculative(b.model(), &b.cache(), 0, prompt, 32, 6, 4, /*use_graph=*/true);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(*spec, *ref);
+  b.Reset(0);
+  EXPECT_EQ(testing::Decode(b, {prompt}, SelfSpec(6, 4), 32)[0], *ref);
 }
 
 // The cost model of automatic speculation measured on the device itself (what --device cuda:0 uses).
