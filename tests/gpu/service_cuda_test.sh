@@ -88,7 +88,7 @@ PY
 
 # 1. The in-process engine on cuda:0.
 "$bin/layerskip-coordinator" --model "$model" --device "$device" --listen "127.0.0.1:$p0" --num-slots 16 \
-  --max-batch-size 16 --calibration off >"$tmp/coord.log" 2>&1 &
+  --max-batch-size 16 --speculation-batch-threshold 0 --calibration off >"$tmp/coord.log" 2>&1 &
 pids+=($!)
 if wait_for "$tmp/coord.log" "layerskip-coordinator: serving" 120; then
   ok
@@ -111,6 +111,7 @@ for port in "$p1" "$p2"; do
 done
 "$bin/layerskip-coordinator" --model "$model" --listen "127.0.0.1:$p0" --workers "127.0.0.1:$p1,127.0.0.1:$p2" \
   --cluster-token-file "$tmp/token" --stages 0-5,6-11 --default-exit-layer 6 --num-slots 16 --max-batch-size 16 \
+  --speculation-batch-threshold 0 \
   --calibration off >"$tmp/pipe.log" 2>&1 &
 pids+=($!)
 if wait_for "$tmp/pipe.log" "health SERVING" 180; then
