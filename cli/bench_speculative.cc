@@ -122,7 +122,7 @@ absl::Status BenchSelfSpeculative(const Flags& flags, LoadedModel& m, Backend& b
   LS_ASSIGN_OR_RETURN(int64_t max_d, flags.GetInt("max-speculations", 8));
   if (max_d < 1 || max_d > 64) return absl::InvalidArgumentError("--max-speculations must be in [1, 64]");
   automatic.policy.max_speculations = static_cast<int>(max_d);
-  LS_RETURN_IF_ERROR(AttachCostModel(flags, model_id, m, automatic, /*want_cost=*/true));
+  LS_RETURN_IF_ERROR(AttachCostModel(flags, model_id, m, automatic, /*want_cost=*/true, backend.device()));
   const CostModel& cost = *automatic.cost;
   const int batch = static_cast<int>(cases.front().size());
   std::printf("load average before: %s; cost model: %s; draft head: %d of %d tokens%s\n", load_before.c_str(),

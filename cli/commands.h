@@ -33,8 +33,9 @@ absl::StatusOr<DecodeOptions> DecodeOptionsFromFlags(const Flags& flags, int num
 absl::Status ApplyDraftVocabulary(const Flags& flags, LoadedModel& m, std::vector<int> corpus = {});
 // For automatic speculation (or when want_cost): the cost model (--calibration cached|fresh|off,
 // --calibration-budget SECONDS) attached to `decode`. `model_id` keys the calibration cache.
+// The calibration runs on `device` (a GPU: a scratch backend there, freed afterwards).
 absl::Status AttachCostModel(const Flags& flags, const std::string& model_id, LoadedModel& m, DecodeOptions& decode,
-                             bool want_cost = false);
+                             bool want_cost = false, const DeviceSpec& device = DeviceSpec::Cpu());
 // Prints "layerskip <command>: <message>" to stderr and returns 1 (2 for usage errors).
 int Fail(const std::string& command, const absl::Status& status);
 

@@ -128,7 +128,7 @@ absl::Status ApplyDraftVocabulary(const Flags& flags, LoadedModel& m, std::vecto
 }
 
 absl::Status AttachCostModel(const Flags& flags, const std::string& model_id, LoadedModel& m, DecodeOptions& decode,
-                             bool want_cost) {
+                             bool want_cost, const DeviceSpec& device) {
   const int V = m.weights->config.vocab_size;
   if (!decode.automatic() && !want_cost) return absl::OkStatus();
   CostModelRequest request;
@@ -138,7 +138,12 @@ absl::Status AttachCostModel(const Flags& flags, const std::string& model_id, Lo
     return absl::InvalidArgumentError("--calibration-budget must be in (0, 600] seconds");
   request.model_id = model_id;
   request.probe_tokens = DefaultProbeTokens(m.tokenizer.get(), V);
-  LS_ASSIGN_OR_RETURN(CostModel cost, ObtainCostModel(*m.model, request));
+  request.device = device.ToString();
+  std::unique_ptr<Backend> scratch;  // the GPU's own timings: a one-slot backend there while calibrating
+  if (!device.is_cpu() && request.calibration != Calibration::kOff) {
+    LS_ASSIGN_OR_RETURN(scratch, CreateBackend(m, device, 1));
+  }
+  LS_ASSIGN_OR_RETURN(CostModel cost, ObtainCostModel(*m.model, request, scratch.get()));
   decode.cost = std::make_shared<const CostModel>(std::move(cost));
   if (decode.automatic()) LS_RETURN_IF_ERROR(ValidateDecodeOptions(decode, m.weights->config.num_hidden_layers));
   return absl::OkStatus();

@@ -47,7 +47,8 @@ absl::Status Generate(const Flags& flags) {
   const LlamaConfig& config = m->weights->config;
   LS_ASSIGN_OR_RETURN(DecodeOptions decode, DecodeOptionsFromFlags(flags, config.num_hidden_layers));
   LS_RETURN_IF_ERROR(ApplyDraftVocabulary(flags, *m));
-  LS_RETURN_IF_ERROR(AttachCostModel(flags, std::filesystem::absolute(flags.Get("model")).string(), *m, decode));
+  LS_RETURN_IF_ERROR(AttachCostModel(flags, std::filesystem::absolute(flags.Get("model")).string(), *m, decode,
+                                     /*want_cost=*/false, device));
 
   std::vector<int> prompt;
   if (flags.Has("prompt")) {

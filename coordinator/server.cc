@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/decode/cost_calibration.h"
 #include "engine/runtime/kv_budget.h"
+#include "engine/runtime/factory/create_backend.h"
 #include "engine/util/status.h"
 
 namespace layerskip::coordinator {
@@ -99,8 +100,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   const LlamaConfig& config = s->model_->config;
   const int L = config.num_hidden_layers;
   if (s->options_.default_options.exit_layer == 0) s->options_.default_options.exit_layer = std::max(1, L / 2);
-  // The cost model behind auto_speculations, measured on this process's copy of the model (--calibration off:
-  // the documented default); a pipeline has no copy here: the default, from the shapes.
+  // The cost model behind auto_speculations: measured on this process's copy of the model (--calibration off:
+  // the documented default); on a GPU (--device cuda:N) on that GPU, with a one-slot scratch backend freed
+  // before the serving one is made; a pipeline has no copy here: the default, from the shapes.
   CostModel cost;
   if (pipeline) {
     cost = ShapeCostModel(config, o.load.type);
@@ -109,7 +111,14 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
     cost_request.calibration = o.calibration;
     cost_request.model_id = std::filesystem::absolute(o.model_dir).string();
     cost_request.probe_tokens = DefaultProbeTokens(s->model_->tokenizer.get(), config.vocab_size);
-    LS_ASSIGN_OR_RETURN(cost, ObtainCostModel(*s->model_->model, cost_request));
+    std::unique_ptr<Backend> scratch;
+    if (!o.executor.device.is_cpu()) {
+      cost_request.device = o.executor.device.ToString();
+      if (o.calibration != Calibration::kOff) {
+        LS_ASSIGN_OR_RETURN(scratch, CreateBackend(*s->model_, o.executor.device, 1));
+      }
+    }
+    LS_ASSIGN_OR_RETURN(cost, ObtainCostModel(*s->model_->model, cost_request, scratch.get()));
   }
   s->options_.default_options.cost = std::make_shared<const CostModel>(std::move(cost));
   LS_RETURN_IF_ERROR(ValidateDecodeOptions(s->options_.default_options, L));

@@ -30,11 +30,12 @@ absl::Status AutoregressiveStep(Backend& backend, const std::vector<Sequence*>& 
     (g ? greedy_rows : sampling_rows).push_back(batch.size() - 1);
   }
   if (batch.size() == 0) return absl::OkStatus();
-  LS_ASSIGN_OR_RETURN(std::unique_ptr<Activations> x, backend.NewActivations(batch.size()));
-  LS_RETURN_IF_ERROR(backend.Embed(ids, *x));
-  LS_RETURN_IF_ERROR(backend.Forward(0, exit_layer, batch, *x));
+  // Embed, forward and the greedy rows' argmax in one call (the backend's decode fast path); the
+  // activations stay only when sampling rows need logits.
+  std::unique_ptr<Activations> x;
   std::vector<int> tokens(greedy.size());
-  if (!greedy.empty()) LS_RETURN_IF_ERROR(backend.ExitArgmax(*x, greedy_rows, tokens.data()));
+  LS_RETURN_IF_ERROR(backend.DecodeArgmax(exit_layer, batch, ids, /*draft=*/false, greedy_rows, tokens.data(),
+                                          sampling.empty() ? nullptr : &x));
   std::vector<float> logits(sampling.size() * static_cast<size_t>(V));
   if (!sampling.empty()) LS_RETURN_IF_ERROR(backend.ExitHead(*x, sampling_rows, logits.data()));
   const int context = backend.context_length();

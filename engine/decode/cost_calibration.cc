@@ -5,7 +5,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include "engine/runtime/kv_cache.h"
+#include "engine/runtime/cpu_backend.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/util/rng.h"
 #include "engine/util/status.h"
@@ -67,19 +67,17 @@ absl::StatusOr<std::vector<double>> MeasureRows(F f, double share) {
 
 }  // namespace
 
-absl::StatusOr<CostModel> CalibrateCostModel(const Model& model, const CalibrationOptions& o) {
-  const ModelWeights& w = model.weights();
-  const int L = model.num_layers(), D = model.hidden_size(), V = model.vocab_size(), R = CostModel::kMaxRows;
-  if (w.first_layer != 0 || w.end_layer != L || !w.embed || !w.lm_head)
+absl::StatusOr<CostModel> CalibrateCostModel(Backend& backend, const CalibrationOptions& o) {
+  const int L = backend.num_layers(), V = backend.vocab_size(), R = CostModel::kMaxRows;
+  if (backend.first_layer() != 0 || backend.end_layer() != L || !backend.has_embedding() || !backend.has_head())
     return absl::FailedPreconditionError("calibration needs the whole model (every layer, the embedding and the head)");
   if (o.probe_tokens.size() < 2) return absl::InvalidArgumentError("calibration needs a probe text of >= 2 tokens");
   for (int id : o.probe_tokens)
     if (id < 0 || id >= V) return absl::InvalidArgumentError(absl::StrCat("calibration probe id ", id, " is outside the vocabulary"));
+  if (backend.length(0, 0) != 0) return absl::FailedPreconditionError("calibration needs slot 0 of the KV cache free");
   const int max_probe = 64;
-  const int ctx = std::min(32, model.max_positions() / 4);
-  const int capacity = std::min(model.max_positions(), ctx + std::max(R, max_probe) + 1);
-  if (capacity < ctx + R + 1) return absl::FailedPreconditionError("the model's context is too short to calibrate");
-  KvCache cache(model.config(), 0, L, 1, capacity);
+  const int ctx = std::min(32, backend.max_positions() / 4);
+  if (backend.context_length() < ctx + R + 1) return absl::FailedPreconditionError("the model's context is too short to calibrate");
   auto ids = [&](int n, int first) {
     std::vector<int> v(n);
     for (int i = 0; i < n; ++i) v[i] = o.probe_tokens[(first + i) % o.probe_tokens.size()];
@@ -90,34 +88,46 @@ absl::StatusOr<CostModel> CalibrateCostModel(const Model& model, const Calibrati
     for (int i = 0; i < n; ++i) b.Add(0, first + i);
     return b;
   };
-  // A context of `ctx` cached positions, as decoding has.
-  std::vector<float> x(static_cast<size_t>(std::max(ctx, R)) * D);
-  LS_RETURN_IF_ERROR(model.Embed(ids(ctx, 0), x.data()));
-  LS_RETURN_IF_ERROR(model.Forward(0, L, batch_at(ctx, 0), x.data(), &cache));
-  std::vector<float> hidden(x.begin(), x.begin() + static_cast<size_t>(std::min(ctx, R)) * D);
-  hidden.resize(static_cast<size_t>(R) * D);
-  for (int i = ctx; i < R; ++i) std::copy_n(hidden.begin(), D, hidden.begin() + static_cast<size_t>(i) * D);
-  std::vector<float> x0(static_cast<size_t>(R) * D), logits(static_cast<size_t>(std::max(R, max_probe)) * V);
-  LS_RETURN_IF_ERROR(model.Embed(ids(R, ctx), x0.data()));
+  auto rows = [](int n) {
+    std::vector<int> r(n);
+    for (int i = 0; i < n; ++i) r[i] = i;
+    return r;
+  };
+  struct FreeSlot {  // slot 0 is free again however calibration ends
+    Backend& b;
+    ~FreeSlot() { b.Reset(0); }
+  } free_slot{backend};
+  // A context of `ctx` cached positions, as decoding has; `hidden`: R rows of final hidden states.
+  LS_ASSIGN_OR_RETURN(std::unique_ptr<Activations> x, backend.NewActivations(std::max(ctx, R)));
+  LS_ASSIGN_OR_RETURN(std::unique_ptr<Activations> prefix, backend.NewActivations(ctx));
+  LS_RETURN_IF_ERROR(backend.Embed(ids(ctx, 0), *prefix));
+  LS_RETURN_IF_ERROR(backend.Forward(0, L, batch_at(ctx, 0), *prefix));
+  LS_ASSIGN_OR_RETURN(std::unique_ptr<Activations> hidden, backend.NewActivations(R));
+  for (int i = 0; i < R; ++i) LS_RETURN_IF_ERROR(backend.CopyRows(*prefix, i % ctx, 1, *hidden, i));
+  LS_ASSIGN_OR_RETURN(std::unique_ptr<Activations> x0, backend.NewActivations(R));
+  LS_RETURN_IF_ERROR(backend.Embed(ids(R, ctx), *x0));
+  std::vector<int> out(std::max(R, max_probe));
 
   CostModel c;
   c.num_layers = L;
-  c.source = "measured";
+  c.source = backend.device().is_cpu() ? "measured" : absl::StrCat("measured on ", backend.device().ToString());
   const double budget = std::max(0.05, o.budget_seconds);
   // One pass over every layer (so large models read their weights from memory, as decoding does), per layer.
   auto layers = [&](int n) -> absl::Status {
-    std::copy_n(x0.begin(), static_cast<size_t>(n) * D, x.begin());
-    absl::Status s = model.Forward(0, L, batch_at(n, ctx), x.data(), &cache);
-    cache.Truncate(0, ctx);
-    return s;
+    LS_ASSIGN_OR_RETURN(std::unique_ptr<Activations> y, backend.NewActivations(n));
+    LS_RETURN_IF_ERROR(backend.CopyRows(*x0, 0, n, *y, 0));
+    absl::Status s = backend.Forward(0, L, batch_at(n, ctx), *y);
+    backend.Truncate(0, ctx);
+    LS_RETURN_IF_ERROR(s);
+    return backend.Synchronize();
   };
   LS_ASSIGN_OR_RETURN(c.layer_seconds, MeasureRows(layers, 0.4 * budget));
   for (double& t : c.layer_seconds) t /= L;
-  LS_ASSIGN_OR_RETURN(c.head_seconds, MeasureRows([&](int n) { return model.ExitHead(hidden.data(), n, logits.data()); },
+  LS_ASSIGN_OR_RETURN(c.head_seconds, MeasureRows([&](int n) { return backend.ExitArgmax(*hidden, rows(n), out.data()); },
                                                   0.15 * budget));
-  if (model.draft_vocab_size() < V) {
+  if (backend.draft_vocab_size() < V) {
     LS_ASSIGN_OR_RETURN(c.draft_head_seconds,
-                        MeasureRows([&](int n) { return model.DraftHead(hidden.data(), n, logits.data()); }, 0.1 * budget));
+                        MeasureRows([&](int n) { return backend.DraftArgmax(*hidden, rows(n), out.data()); }, 0.1 * budget));
   } else {
     c.draft_head_seconds = c.head_seconds;
   }
@@ -127,16 +137,16 @@ absl::StatusOr<CostModel> CalibrateCostModel(const Model& model, const Calibrati
   int T = std::min<int>(max_probe, o.probe_tokens.size());
   auto cost = [&](int t) { return L * c.Layer(t) + (L - 1) * c.DraftHead(t) + c.Head(t); };
   while (T > 8 && cost(T) > 0.35 * budget) T = std::max(8, T / 2);
-  cache.Reset(0);
-  std::vector<float> h(static_cast<size_t>(T) * D);
-  LS_RETURN_IF_ERROR(model.Embed(ids(T, 0), h.data()));
+  T = std::min(T, backend.context_length());
+  backend.Reset(0);
+  LS_ASSIGN_OR_RETURN(std::unique_ptr<Activations> h, backend.NewActivations(T));
+  LS_RETURN_IF_ERROR(backend.Embed(ids(T, 0), *h));
   std::vector<std::vector<int>> guess(L + 1, std::vector<int>(T));
   const TokenBatch all = batch_at(T, 0);
   for (int l = 0; l < L; ++l) {
-    LS_RETURN_IF_ERROR(model.Forward(l, l + 1, all, h.data(), &cache));
-    if (l + 1 < L) LS_RETURN_IF_ERROR(model.DraftHead(h.data(), T, logits.data()));
-    else LS_RETURN_IF_ERROR(model.ExitHead(h.data(), T, logits.data()));
-    for (int i = 0; i < T; ++i) guess[l + 1][i] = cpu::Argmax(logits.data() + static_cast<size_t>(i) * V, V);
+    LS_RETURN_IF_ERROR(backend.Forward(l, l + 1, all, *h));
+    if (l + 1 < L) LS_RETURN_IF_ERROR(backend.DraftArgmax(*h, rows(T), guess[l + 1].data()));
+    else LS_RETURN_IF_ERROR(backend.ExitArgmax(*h, rows(T), guess[l + 1].data()));
   }
   c.prior_acceptance.assign(L + 1, 0.0);
   for (int e = 1; e < L; ++e) {
@@ -146,6 +156,12 @@ absl::StatusOr<CostModel> CalibrateCostModel(const Model& model, const Calibrati
   }
   c.prior_acceptance[L] = 1.0;
   return c;
+}
+
+absl::StatusOr<CostModel> CalibrateCostModel(Model& model, const CalibrationOptions& o) {
+  const int capacity = std::min(model.max_positions(), std::min(32, model.max_positions() / 4) + 64 + 1);
+  CpuBackend backend(&model, 1, capacity);
+  return CalibrateCostModel(backend, o);
 }
 
 CostModel DefaultCostModel(const Model& model) {

@@ -1,11 +1,13 @@
 #pragma once
-// Measures a CostModel on a loaded model: layer passes, the exit head and the draft head for n = 1..16 rows,
-// and the acceptance prior per exit layer (how often each early exit agrees with the full model on a short
-// teacher-forced text). Runs on its own scratch KV cache; bounded to about `budget_seconds`.
+// Measures a CostModel on a backend (the device that will decode: CPU or GPU): layer passes, the exit head and
+// the draft head (argmax, as decoding uses them) for n = 1..16 rows, and the acceptance prior per exit layer
+// (how often each early exit agrees with the full model on a short teacher-forced text). Uses slot 0 of the
+// backend's KV cache and frees it again; bounded to about `budget_seconds`.
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "engine/decode/cost_model.h"
+#include "engine/runtime/backend.h"
 #include "engine/runtime/model.h"
 
 namespace layerskip {
@@ -17,8 +19,10 @@ struct CalibrationOptions {
   double budget_seconds = 1.0;    // rough bound; large models measure fewer row counts and interpolate
 };
 
-// The model must hold every layer, the embedding and the head.
-absl::StatusOr<CostModel> CalibrateCostModel(const Model& model, const CalibrationOptions& options);
+// The backend must hold every layer, the embedding and the head, and slot 0 must be free.
+absl::StatusOr<CostModel> CalibrateCostModel(Backend& backend, const CalibrationOptions& options);
+// The same on a CPU backend over `model` with a scratch KV cache of its own.
+absl::StatusOr<CostModel> CalibrateCostModel(Model& model, const CalibrationOptions& options);
 
 // The model used when calibration is off (documented in docs/self-speculative.md): time proportional to
 // the bytes of weights read (at 20 GB/s), each row past the first adding 10% to a pass, and an acceptance

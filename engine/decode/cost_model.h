@@ -16,7 +16,7 @@ struct CostModel {
   // [L+1]: prior_acceptance[E] = how often the exit after layer E-1 agrees with the full model's greedy
   // token (teacher-forced on a calibration text); [0] and [L] unused.
   std::vector<double> prior_acceptance;
-  std::string source;  // "measured", "cached <path>" or "default"
+  std::string source;  // "measured" (on the CPU), "measured on cuda:N", "cached <path>" or "default"
 
   double Layer(int n) const { return At(layer_seconds, n); }
   double Head(int n) const { return At(head_seconds, n); }

@@ -69,7 +69,7 @@ absl::StatusOr<CostModel> CostModelFromJson(const std::string& text, const std::
   return c;
 }
 
-absl::StatusOr<CostModel> ObtainCostModel(const Model& model, const CostModelRequest& r) {
+absl::StatusOr<CostModel> ObtainCostModel(Model& model, const CostModelRequest& r, Backend* device_backend) {
   if (r.calibration == Calibration::kOff) return DefaultCostModel(model);
   const std::string key = CostModelKey(model, r);
   const std::filesystem::path path = CostModelCachePath(key);
@@ -88,7 +88,8 @@ absl::StatusOr<CostModel> ObtainCostModel(const Model& model, const CostModelReq
   CalibrationOptions options;
   options.probe_tokens = r.probe_tokens;
   options.budget_seconds = r.budget_seconds;
-  LS_ASSIGN_OR_RETURN(CostModel c, CalibrateCostModel(model, options));
+  LS_ASSIGN_OR_RETURN(CostModel c, device_backend ? CalibrateCostModel(*device_backend, options)
+                                                  : CalibrateCostModel(model, options));
   std::error_code ec;
   std::filesystem::create_directories(path.parent_path(), ec);
   const std::filesystem::path tmp = path.string() + ".tmp" + std::to_string(std::hash<std::string>{}(key) ^ ::getpid());

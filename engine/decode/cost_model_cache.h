@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/decode/cost_model.h"
+#include "engine/runtime/backend.h"
 #include "engine/runtime/model.h"
 
 namespace layerskip {
@@ -31,7 +32,10 @@ std::filesystem::path CostModelCachePath(const std::string& key);
 
 // The cost model for `model`: DefaultCostModel when calibration is off; else the cached one for this key
 // (unless kFresh), else a calibration written to the cache (a cache that cannot be written is not an error).
-absl::StatusOr<CostModel> ObtainCostModel(const Model& model, const CostModelRequest& request);
+// The calibration runs on `device_backend` when given (the backend of request.device, slot 0 free), else on
+// a CPU backend over `model`.
+absl::StatusOr<CostModel> ObtainCostModel(Model& model, const CostModelRequest& request,
+                                          Backend* device_backend = nullptr);
 
 // JSON round trip (tests and the cache).
 std::string CostModelToJson(const CostModel& cost, const std::string& key);

@@ -45,9 +45,6 @@ absl::Status DraftAll(Backend& backend, std::vector<DraftState>& drafts, int E, 
       fed.push_back(j);
     }
     if (fed.empty()) break;
-    LS_ASSIGN_OR_RETURN(std::unique_ptr<Activations> x, backend.NewActivations(batch.size()));
-    LS_RETURN_IF_ERROR(backend.Embed(ids, *x));
-    LS_RETURN_IF_ERROR(backend.Forward(0, E, batch, *x));
     const int pass = static_cast<int>(passes.size());
     // Every row is kept for verification; the heads run on the last row of states still drafting, by
     // argmax on the device (greedy, fixed d) or by logits on the host (sampling, adaptive confidence).
@@ -67,10 +64,12 @@ absl::Status DraftAll(Backend& backend, std::vector<DraftState>& drafts, int E, 
         (on_device ? argmax_rows : logit_rows).push_back(row - 1);
       }
     }
+    // Embed, [0, E) and the greedy drafts' argmax in one call (the backend's decode fast path).
+    std::unique_ptr<Activations> x;
+    std::vector<int> argmax(argmax_rows.size());
+    LS_RETURN_IF_ERROR(backend.DecodeArgmax(E, batch, ids, /*draft=*/true, argmax_rows, argmax.data(), &x));
     passes.push_back(std::move(x));
     const Activations& h = *passes.back();
-    std::vector<int> argmax(argmax_rows.size());
-    if (!argmax_rows.empty()) LS_RETURN_IF_ERROR(backend.DraftArgmax(h, argmax_rows, argmax.data()));
     std::vector<float> logits(logit_rows.size() * static_cast<size_t>(V));
     if (!logit_rows.empty()) LS_RETURN_IF_ERROR(backend.DraftHead(h, logit_rows, logits.data()));
     auto take = [&](DraftState& d, int token) {

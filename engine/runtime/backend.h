@@ -79,6 +79,15 @@ class Backend {
   // none is set). Drafting uses it; verification always uses the exit head, so decoding stays lossless.
   virtual absl::Status DraftHead(const Activations& h, absl::Span<const int> rows, float* logits) = 0;
   virtual absl::Status DraftArgmax(const Activations& h, absl::Span<const int> rows, int* ids) = 0;
+  // The decode fast path, one call for: x = Embed(ids); Forward(0, b, batch, x); out[i] = argmax of the
+  // exit head (draft == false) or the draft head (draft == true) on row head_rows[i]; *x_out = x when
+  // x_out is given. The default runs those calls; the CUDA backend replays a CUDA graph captured per
+  // batch-size bucket for decode steps (at most 64 tokens) and runs anything else eagerly. Same results
+  // either way (batch-invariant kernels), same checks and errors as the calls it stands for.
+  virtual absl::Status DecodeArgmax(int b, const TokenBatch& batch, absl::Span<const int> ids, bool draft,
+                                    absl::Span<const int> head_rows, int* out, std::unique_ptr<Activations>* x_out);
+  // Waits until the device has finished the work enqueued so far (timing; the CPU backend is synchronous).
+  virtual absl::Status Synchronize() { return absl::OkStatus(); }
   // Restricts the draft head to `ids` (distinct, in [0, V); empty: the full head). Call before decoding.
   virtual absl::Status SetDraftVocabulary(std::vector<int> ids) = 0;
   virtual int draft_vocab_size() const = 0;

@@ -11,6 +11,7 @@
 #include "engine/decode/cost_calibration.h"
 #include "engine/runtime/cpu_backend.h"
 #include "engine/runtime/cuda/cuda_backend.h"
+#include "engine/runtime/cuda/cuda_decode.h"
 #include "engine/runtime/factory/create_backend.h"
 #include "engine/util/rng.h"
 #include "gtest/gtest.h"
@@ -89,8 +90,79 @@ TEST_F(CudaBackendTest, SelfSpeculativeEqualsAutoregressive) {
   }
   EXPECT_GT(drafted, 0);
   EXPECT_GT(accepted, 0);
-  std::printf("cuda backend: %lld of %lld drafts accepted\n", static_cast<long long>(accepted),
-              static_cast<long long>(drafted));
+  auto* cuda_backend = dynamic_cast<cuda::CudaBackend*>(&gpu);
+  ASSERT_NE(cuda_backend, nullptr);
+  EXPECT_GT(cuda_backend->graphs_captured(), 0) << "decode steps should replay CUDA graphs";
+  std::printf("cuda backend: %lld of %lld drafts accepted; %d step graphs captured\n", static_cast<long long>(accepted),
+              static_cast<long long>(drafted), cuda_backend->graphs_captured());
+}
+
+// The decode fast path's CUDA graphs change nothing: the same ids with graphs off (every step eager), for
+// autoregressive, self-speculative and early-exit decoding of a mixed batch.
+TEST_F(CudaBackendTest, GraphsOffGiveTheSameIds) {
+  auto m = LoadDemo("models/layerskip-demo");
+  ASSERT_TRUE(m);
+  const int V = m->weights->config.vocab_size;
+  std::vector<std::vector<int>> prompts;
+  for (int i = 0; i < 5; ++i) prompts.push_back(RandomIds(2 + 11 * i, V, 80 + i));
+  DecodeOptions ee;
+  ee.mode = DecodeMode::kEarlyExit;
+  ee.exit_layer = 4;
+  for (const DecodeOptions& o : {DecodeOptions{}, SelfSpec(6, 4), SelfSpec(3, 2), ee}) {
+    std::vector<std::vector<int>> got[2];
+    for (int graphs : {0, 1}) {
+      auto made = cuda::CudaBackend::Create(*m->weights, DeviceSpec::Cuda(0), 5, m->context);
+      ASSERT_TRUE(made.ok()) << made.status();
+      (*made)->set_use_graphs(graphs == 1);
+      got[graphs] = testing::Decode(**made, prompts, o, 30);
+      if (graphs == 1) EXPECT_GT((*made)->graphs_captured(), 0);
+      else EXPECT_EQ((*made)->graphs_captured(), 0);
+    }
+    EXPECT_EQ(got[0], got[1]) << DecodeModeName(o.mode) << " E=" << o.exit_layer;
+  }
+}
+
+// The backend's decoding (generic step code + the graph fast path) gives the ids of the single-sequence
+// reference loop (cuda_decode.h: one graph per round), autoregressive and self-speculative.
+TEST_F(CudaBackendTest, MatchesTheSingleSequenceLoop) {
+  auto m = LoadDemo("models/layerskip-demo");
+  ASSERT_TRUE(m);
+  const int L = m->weights->config.num_hidden_layers;
+  auto made = cuda::CudaBackend::Create(*m->weights, DeviceSpec::Cuda(0), 1, m->context);
+  ASSERT_TRUE(made.ok()) << made.status();
+  cuda::CudaBackend& b = **made;
+  const std::vector<int> prompt = RandomIds(17, m->weights->config.vocab_size, 99);
+  const auto ours = testing::Decode(b, {prompt}, DecodeOptions{}, 32);
+  ASSERT_EQ(ours.size(), 1u);
+  b.Reset(0);
+  auto ref = cuda::GreedyAutoregressive(b.model(), &b.cache(), 0, prompt, 32, L);
+  ASSERT_TRUE(ref.ok()) << ref.status();
+  EXPECT_EQ(ours[0], *ref);
+  b.Reset(0);
+  auto spec = cuda::GreedySelfSpeculative(b.model(), &b.cache(), 0, prompt, 32, 6, 4, /*use_graph=*/true);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(*spec, *ref);
+  b.Reset(0);
+  EXPECT_EQ(testing::Decode(b, {prompt}, SelfSpec(6, 4), 32)[0], *ref);
+}
+
+// The cost model of automatic speculation measured on the device itself (what --device cuda:0 uses).
+TEST_F(CudaBackendTest, CalibratesOnTheDevice) {
+  auto m = LoadDemo("models/layerskip-demo");
+  ASSERT_TRUE(m);
+  auto gpu = CreateBackend(*m, DeviceSpec::Cuda(0), 1);
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  CalibrationOptions o;
+  o.probe_tokens = DefaultProbeTokens(m->tokenizer.get(), m->weights->config.vocab_size);
+  o.budget_seconds = 0.5;
+  auto cost = CalibrateCostModel(**gpu, o);
+  ASSERT_TRUE(cost.ok()) << cost.status();
+  EXPECT_TRUE(cost->Valid());
+  EXPECT_EQ(cost->source, "measured on cuda:0");
+  EXPECT_EQ((*gpu)->length(0, 0), 0);  // slot 0 free again
+  std::printf("demo on cuda:0: layer %.1f us (1 row) %.1f us (16 rows), head %.1f us; prior acceptance at E=6: %.2f\n",
+              1e6 * cost->layer_seconds[0], 1e6 * cost->layer_seconds[15], 1e6 * cost->head_seconds[0],
+              cost->prior_acceptance[6]);
 }
 
 // Early exit and sampling run through the same code: early exit equals the CPU backend's ids on a model

@@ -5,12 +5,14 @@
 #      and autoregressive);
 #   2. a 2-stage pipeline whose two workers both use --device cuda:0 gives the same ids.
 # Skipped (exit 0, "SKIP") when there is no GPU. ctest label `gpu` (tests/gpu/CMakeLists.txt).
+# LAYERSKIP_TEST_DEVICE=cpu runs the same checks on the CPU (how the script itself is tested without a GPU).
 #   tests/gpu/service_cuda_test.sh BIN_DIR SOURCE_DIR
 set -uo pipefail
 bin="$1"
 src="$2"
 model="$src/models/layerskip-demo"
-if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
+device="${LAYERSKIP_TEST_DEVICE:-cuda:0}"
+if [[ "$device" == cuda* ]] && { ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; }; then
   echo "SKIP: no GPU (nvidia-smi)"
   exit 0
 fi
@@ -48,12 +50,12 @@ for i in $(seq 0 $((n - 1))); do  # mixed lengths: 1 .. 46 ids
 done
 modes=("--mode self-speculative --exit-layer 6 --speculations 4" "--mode autoregressive")
 
-# The reference: layerskip generate --device cuda:0, one prompt at a time.
+# The reference: layerskip generate --device $device, one prompt at a time.
 t0=$(date +%s.%N)
 for m in 0 1; do
   for i in $(seq 0 $((n - 1))); do
     # shellcheck disable=SC2086
-    "$bin/layerskip" generate --model "$model" --device cuda:0 --prompt-ids "${prompts[$i]}" --max-tokens 48 \
+    "$bin/layerskip" generate --model "$model" --device "$device" --prompt-ids "${prompts[$i]}" --max-tokens 48 \
       --ignore-eos --json ${modes[$m]} >"$tmp/want.$m.$i.json" 2>"$tmp/want.err" || fail "generate $m $i: $(cat "$tmp/want.err")"
   done
 done
@@ -70,7 +72,7 @@ run_streams() {  # run_streams PORT TAG MODE: 16 concurrent clients; their ids v
   local bad=0
   for i in $(seq 0 $((n - 1))); do wait "${cp[$i]}" || { bad=1; fail "$tag stream $i: $(cat "$tmp/$tag.$m.$i.err")"; }; done
   ((bad)) && return
-  python3 - "$tmp" "$tag" "$m" "$n" <<'PY' && ok || fail "$tag mode $m: streams differ from layerskip generate --device cuda:0"
+  python3 - "$tmp" "$tag" "$m" "$n" <<'PY' && ok || fail "$tag mode $m: streams differ from layerskip generate --device $device"
 import json, sys
 tmp, tag, m, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 bad = 0
@@ -85,29 +87,31 @@ PY
 }
 
 # 1. The in-process engine on cuda:0.
-"$bin/layerskip-coordinator" --model "$model" --device cuda:0 --listen "127.0.0.1:$p0" --num-slots 16 \
-  --max-batch-size 16 --calibration off >"$tmp/coord.log" 2>&1 &
+"$bin/layerskip-coordinator" --model "$model" --device "$device" --listen "127.0.0.1:$p0" --num-slots 16 \
+  --max-batch-size 16 --speculation-batch-threshold 0 --calibration off >"$tmp/coord.log" 2>&1 &
 pids+=($!)
 if wait_for "$tmp/coord.log" "layerskip-coordinator: serving" 120; then
   ok
   t0=$(date +%s.%N)
   run_streams "$p0" local 0
   run_streams "$p0" local 1
-  echo "service on cuda:0: 2 x $n streams in $(python3 -c "import time; print(round(time.time() - $t0, 1))") s"
+  echo "service on $device: 2 x $n streams in $(python3 -c "import time; print(round(time.time() - $t0, 1))") s"
 else
-  fail "the coordinator on cuda:0 did not start: $(tail -5 "$tmp/coord.log")"
+  fail "the coordinator on $device did not start: $(tail -5 "$tmp/coord.log")"
 fi
 kill "${pids[-1]}" 2>/dev/null
+wait "${pids[-1]}" 2>/dev/null  # its port is reused below
 
 # 2. Two pipeline stages, both on cuda:0.
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$tmp/token"
 for port in "$p1" "$p2"; do
-  "$bin/layerskip-worker" --listen "127.0.0.1:$port" --device cuda:0 --token-file "$tmp/token" >"$tmp/worker.$port.log" 2>&1 &
+  "$bin/layerskip-worker" --listen "127.0.0.1:$port" --device "$device" --token-file "$tmp/token" >"$tmp/worker.$port.log" 2>&1 &
   pids+=($!)
   wait_for "$tmp/worker.$port.log" listening 60 || fail "worker on $port: $(tail -5 "$tmp/worker.$port.log")"
 done
 "$bin/layerskip-coordinator" --model "$model" --listen "127.0.0.1:$p0" --workers "127.0.0.1:$p1,127.0.0.1:$p2" \
   --cluster-token-file "$tmp/token" --stages 0-5,6-11 --default-exit-layer 6 --num-slots 16 --max-batch-size 16 \
+  --speculation-batch-threshold 0 \
   --calibration off >"$tmp/pipe.log" 2>&1 &
 pids+=($!)
 if wait_for "$tmp/pipe.log" "health SERVING" 180; then

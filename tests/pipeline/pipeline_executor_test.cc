@@ -268,9 +268,10 @@ TEST(Pipeline, StepsStayInFlightAcrossRounds) {
   EXPECT_EQ(ex.FinishStep(12345).code(), absl::StatusCode::kInvalidArgument);
 }
 
-// Rollback rides on the next call: a stage checks the length the coordinator sends against the slot's open
-// round and refuses one outside it (a coordinator that lost track), instead of drifting.
-TEST(Pipeline, LengthOutsideTheOpenRoundIsRefused) {
+// Rollback rides on the next call: a stage checks the length the coordinator sends against the slot's
+// unsettled positions (written by its last step, acceptance not known yet) and refuses one outside them (a
+// coordinator that lost track), instead of drifting.
+TEST(Pipeline, LengthOutsideTheUnsettledPositionsIsRefused) {
   auto cluster = StartCluster(kTiny, "0-1,2-3", 2);
   ASSERT_NE(cluster->executor, nullptr);
   PipelineExecutor& ex = *cluster->executor;
@@ -278,11 +279,11 @@ TEST(Pipeline, LengthOutsideTheOpenRoundIsRefused) {
   Sequence a(0, {5, 6, 7, 8, 9}, Params(20));
   const DecodeOptions o = Options(DecodeMode::kSelfSpeculative, 2, 2);
   ASSERT_TRUE(ex.Step({&a}, o).ok());
-  ASSERT_TRUE(ex.Step({&a}, o).ok());  // slot 0's open round starts past the prompt
+  ASSERT_TRUE(ex.Step({&a}, o).ok());  // slot 0's unsettled positions start past the prompt
   Sequence stale(0, {5}, Params(20));  // slot 0 again, not released: 0 cached positions claimed
   absl::Status st = ex.Step({&stale}, o);
   EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
-  EXPECT_NE(st.message().find("outside the open round"), std::string::npos) << st;
+  EXPECT_NE(st.message().find("outside the unsettled positions"), std::string::npos) << st;
   ex.Release(0);
   Sequence fresh(0, prompts[0], Params(6));  // after Release the slot is clean again
   EXPECT_TRUE(ex.Step({&fresh}, o).ok());

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "engine/util/status.h"
@@ -70,11 +72,106 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelWeig
     LS_ASSIGN_OR_RETURN(b->logits_, DeviceBuffer<float>::Alloc(static_cast<size_t>(kHeadChunk) * weights.config.vocab_size));
     LS_ASSIGN_OR_RETURN(b->ids_, DeviceBuffer<int>::Alloc(kHeadChunk));
   }
+  const char* graphs = std::getenv("LAYERSKIP_CUDA_GRAPHS");
+  b->use_graphs_ = !(graphs && std::string(graphs) == "0");
+  if (b->has_embedding_ && b->has_head_) {
+    const size_t T = kDecodeAttentionMaxTokens;
+    LS_ASSIGN_OR_RETURN(b->step_ids_, DeviceBuffer<int>::Alloc(T));
+    LS_ASSIGN_OR_RETURN(b->step_slots_, DeviceBuffer<int>::Alloc(T));
+    LS_ASSIGN_OR_RETURN(b->step_positions_, DeviceBuffer<int>::Alloc(T));
+    LS_ASSIGN_OR_RETURN(b->step_out_, DeviceBuffer<int>::Alloc(T));
+    LS_ASSIGN_OR_RETURN(b->step_x_, DeviceBuffer<float>::Alloc(T * weights.config.hidden_size));
+    LS_ASSIGN_OR_RETURN(b->step_logits_, DeviceBuffer<float>::Alloc(T * weights.config.vocab_size));
+  }
   return b;
 }
 
 CudaBackend::~CudaBackend() {
   if (Select().ok() && model_) model_->Synchronize().IgnoreError();
+  for (auto& [key, g] : graphs_)
+    if (g.exec) cudaGraphExecDestroy(g.exec);
+}
+
+absl::Status CudaBackend::Synchronize() {
+  LS_RETURN_IF_ERROR(Select());
+  return model_->Synchronize();
+}
+
+int CudaBackend::graphs_captured() const {
+  int n = 0;
+  for (const auto& [key, g] : graphs_) n += g.exec != nullptr;
+  return n;
+}
+
+absl::Status CudaBackend::EnqueueStep(int b, int bucket) {
+  LS_RETURN_IF_ERROR(model_->EmbedDevice(step_ids_.get(), bucket, step_x_.get()));
+  LS_RETURN_IF_ERROR(model_->ForwardDevice(0, b, bucket, step_slots_.get(), step_positions_.get(), step_x_.get(),
+                                           cache_.get()));
+  LS_RETURN_IF_ERROR(model_->ExitHead(step_x_.get(), bucket, step_logits_.get()));
+  return model_->Argmax(step_logits_.get(), bucket, step_out_.get());
+}
+
+absl::Status CudaBackend::DecodeArgmax(int b, const TokenBatch& batch, absl::Span<const int> ids, bool draft,
+                                       absl::Span<const int> head_rows, int* out, std::unique_ptr<Activations>* x_out) {
+  const int n = batch.size();
+  if (!use_graphs_ || n == 0 || n > kDecodeAttentionMaxTokens || n > model_->max_batch() || b < 1 ||
+      static_cast<int>(ids.size()) != n || !step_x_.get() || (draft && !draft_ids_.empty()))
+    return Backend::DecodeArgmax(b, batch, ids, draft, head_rows, out, x_out);
+  LS_RETURN_IF_ERROR(Select());
+  // The checks of Embed, Forward and the heads, before any work.
+  for (int id : ids)
+    if (id < 0 || id >= vocab_size())
+      return absl::InvalidArgumentError(absl::StrCat("token id ", id, " is outside the vocabulary [0, ", vocab_size(), ")"));
+  std::map<int, int> next;
+  LS_RETURN_IF_ERROR(CheckTokenBatch(batch, 0, b, num_layers(), first_layer_, end_layer_, max_positions(), *cache_, &next));
+  for (int r : head_rows)
+    if (r < 0 || r >= n) return absl::InvalidArgumentError(absl::StrCat("head row ", r, " is outside the step's ", n, " rows"));
+  int bucket = 1;
+  while (bucket < n) bucket *= 2;
+  // Pad rows repeat the last token: the same K/V to the same place, a result nobody reads.
+  std::vector<int> h_ids(bucket), h_slots(bucket), h_positions(bucket);
+  for (int i = 0; i < bucket; ++i) {
+    const int s = std::min(i, n - 1);
+    h_ids[i] = ids[s];
+    h_slots[i] = batch.slots[s];
+    h_positions[i] = batch.positions[s];
+  }
+  cudaStream_t stream = model_->stream();
+  const size_t bytes = sizeof(int) * bucket;
+  LS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(step_ids_.get(), h_ids.data(), bytes, cudaMemcpyHostToDevice, stream));
+  LS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(step_slots_.get(), h_slots.data(), bytes, cudaMemcpyHostToDevice, stream));
+  LS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(step_positions_.get(), h_positions.data(), bytes, cudaMemcpyHostToDevice, stream));
+  StepGraph& g = graphs_[{bucket, b}];
+  if (!g.exec && g.warmed && !g.failed) {  // second use: capture
+    cudaGraph_t graph = nullptr;
+    if (cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal) == cudaSuccess) {
+      const absl::Status enqueued = EnqueueStep(b, bucket);
+      const cudaError_t end = cudaStreamEndCapture(stream, &graph);
+      if (!enqueued.ok() || end != cudaSuccess || cudaGraphInstantiate(&g.exec, graph, 0) != cudaSuccess) g.exec = nullptr;
+      if (graph) cudaGraphDestroy(graph);
+    }
+    (void)cudaGetLastError();  // a failed capture leaves a sticky-free error; eager from now on
+    g.failed = g.exec == nullptr;
+  }
+  if (g.exec) {
+    LS_CUDA_RETURN_IF_ERROR(cudaGraphLaunch(g.exec, stream));
+  } else {
+    LS_RETURN_IF_ERROR(EnqueueStep(b, bucket));
+    g.warmed = true;
+  }
+  std::vector<int> all(bucket);
+  LS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(all.data(), step_out_.get(), bytes, cudaMemcpyDeviceToHost, stream));
+  if (x_out) {
+    LS_ASSIGN_OR_RETURN(*x_out, NewActivations(n));
+    LS_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(AsCuda(**x_out)->data(), step_x_.get(),
+                                            sizeof(float) * static_cast<size_t>(n) * hidden_size(),
+                                            cudaMemcpyDeviceToDevice, stream));
+  }
+  LS_RETURN_IF_ERROR(model_->Synchronize());
+  for (size_t i = 0; i < head_rows.size(); ++i) out[i] = all[head_rows[i]];
+  for (const auto& [slot, len] : next)
+    for (int l = 0; l < b; ++l) cache_->set_length(l, slot, len);
+  return absl::OkStatus();
 }
 
 absl::Status CudaBackend::Select() const { return CudaStatus(cudaSetDevice(device_.index), "cudaSetDevice"); }

@@ -4,6 +4,13 @@
 // ids come back; logits come to the host only when asked (sampling, adaptive drafting). All work runs on
 // the model's stream; each call selects the backend's device first, so any thread may drive it (one at a
 // time).
+//
+// Fast path (DecodeArgmax): a step of at most 64 tokens (a decode step of up to 64 sequences, a drafting
+// pass) is padded to a batch-size bucket (1, 2, 4, ..., 64; the pad rows repeat the last token, so they
+// write the same K/V to the same place) and runs as one CUDA graph captured per (bucket, layer count):
+// embed, layers [0, b), exit head, argmax. The first use of a bucket runs eagerly (kernel set-up), the
+// second captures. Longer steps (prefill) run eagerly. LAYERSKIP_CUDA_GRAPHS=0 turns the graphs off.
+#include <map>
 #include <memory>
 #include <vector>
 
@@ -63,6 +70,9 @@ class CudaBackend : public Backend {
   absl::Status ExitArgmax(const Activations& h, absl::Span<const int> rows, int* ids) override;
   absl::Status DraftHead(const Activations& h, absl::Span<const int> rows, float* logits) override;
   absl::Status DraftArgmax(const Activations& h, absl::Span<const int> rows, int* ids) override;
+  absl::Status DecodeArgmax(int b, const TokenBatch& batch, absl::Span<const int> ids, bool draft,
+                            absl::Span<const int> head_rows, int* out, std::unique_ptr<Activations>* x_out) override;
+  absl::Status Synchronize() override;
   absl::Status SetDraftVocabulary(std::vector<int> ids) override;
   int draft_vocab_size() const override;
 
@@ -75,6 +85,9 @@ class CudaBackend : public Backend {
 
   CudaModel& model() { return *model_; }
   CudaKvCache& cache() { return *cache_; }
+  // The decode fast path's CUDA graphs: on by default (LAYERSKIP_CUDA_GRAPHS=0: off); how many were captured.
+  void set_use_graphs(bool on) { use_graphs_ = on; }
+  int graphs_captured() const;
 
  private:
   friend class CudaActivations;
@@ -89,6 +102,14 @@ class CudaBackend : public Backend {
   template <typename Each>
   absl::Status HeadChunks(const float* h, int n, Each each);
   void Recycle(DeviceBuffer<float> buffer);
+  // The fast path's device work on the step_* buffers for `bucket` rows: capturable (device pointers only).
+  absl::Status EnqueueStep(int b, int bucket);
+
+  // A step's graph per (bucket, b): run eagerly once, then captured; failed: eager from then on.
+  struct StepGraph {
+    cudaGraphExec_t exec = nullptr;
+    bool warmed = false, failed = false;
+  };
 
   static constexpr int kHeadChunk = 32;
   DeviceSpec device_;
@@ -101,6 +122,11 @@ class CudaBackend : public Backend {
   std::vector<DeviceBuffer<float>> pool_;  // free activation buffers
   std::vector<int> draft_ids_;             // the draft vocabulary (empty: the full head)
   std::vector<char> in_draft_;             // [V]: 1 for ids in the draft vocabulary
+  bool use_graphs_ = true;
+  std::map<std::pair<int, int>, StepGraph> graphs_;  // (bucket, b)
+  // The fast path's buffers, shared by every graph (one stream orders their uses).
+  DeviceBuffer<int> step_ids_, step_slots_, step_positions_, step_out_;  // [kDecodeAttentionMaxTokens]
+  DeviceBuffer<float> step_x_, step_logits_;  // [kDecodeAttentionMaxTokens, D], [kDecodeAttentionMaxTokens, V]
 };
 
 }  // namespace layerskip::cuda

@@ -5,6 +5,11 @@
 // round after the first is one CUDA graph launch. No eos handling: exactly max_new_tokens are produced
 // (tests and benchmarks). Greedy self-speculative ids equal autoregressive ids because every kernel is
 // batch-invariant (docs/cuda.md).
+//
+// Nothing serves through this loop: the CLI, the coordinator and the workers decode on the CUDA backend
+// (cuda_backend.h) through the shared decoding code (engine/decode/), whose decode steps replay CUDA graphs
+// per batch-size bucket. This single-sequence loop (a whole round in one graph) stays as the reference that
+// tests/gpu/cuda_bench.cc and tests/gpu/cuda_model_test.cc measure and check the backend's fast path against.
 #include <vector>
 
 #include "absl/status/statusor.h"
