@@ -93,9 +93,11 @@ def main():
         except TypeError:  # transformers < 4.56 spells it torch_dtype
             model = AutoModelForCausalLM.from_pretrained(args.model, torch_dtype=dtype)
         model.to(dev).eval()
+        # Like ours with --ignore-eos: EOS neither stops generation nor is masked (min_new_tokens would mask it).
+        model.generation_config.eos_token_id = None
         for mode, extra in [("autoregressive", {}), (f"assistant_early_exit={args.exit_layer}",
                                                      {"assistant_early_exit": args.exit_layer})]:
-            kw = dict(max_new_tokens=n, min_new_tokens=n, do_sample=False, num_beams=1, temperature=None, top_p=None,
+            kw = dict(max_new_tokens=n, do_sample=False, num_beams=1, temperature=None, top_p=None,
                       top_k=None, attention_mask=torch.ones_like(ids_in), pad_token_id=0, **extra)
             times, out = [], None
             try:

@@ -18,6 +18,7 @@
 #            --bin DIR (binaries from elsewhere, e.g. build/bin)  --device D (default cuda:0; `none` passes no
 #            --device flag: the same steps on the CPU build, which is how the CPU figures are taken)
 #            --service-requests N (requests per stream of the service load, default 3)
+#            --service-timeout S (the load's time limit, default 150 s)
 #            --model-1b DIR (an existing Llama-3.2-1B-shape checkpoint; default: made by
 #            bench/make_random_model.py into /tmp/ls-rand1b, in the background while the tests run)
 set -uo pipefail
@@ -33,6 +34,7 @@ MODEL_1B=""
 BIN_ARG=""
 DEV=cuda:0
 RPS=3
+SERVICE_MAX=150
 while [ $# -gt 0 ]; do
   case "$1" in
     --skip-build) BUILD=0 ;;
@@ -45,6 +47,7 @@ while [ $# -gt 0 ]; do
     --bin) BIN_ARG="$2"; BUILD=0; shift ;;
     --device) DEV="$2"; shift ;;
     --service-requests) RPS="$2"; shift ;;
+    --service-timeout) SERVICE_MAX="$2"; shift ;;
     *) echo "run.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
   shift
@@ -115,7 +118,7 @@ if [ -n "$PREBUILT" ]; then
       python3 -c "import sys, tarfile; tarfile.open(sys.argv[1]).extractall('.')" "$PACK.tar.xz" || { say "cannot unpack"; exit 1; }
   fi
   BIN="$PACK/bin"
-  LS_LD="$ROOT/$PACK/lib"
+  LS_LD="$(cd "$PACK" 2>/dev/null && pwd)/lib"
 fi
 # libnccl is not packed (218 MB): the device image's Python has nvidia-nccl-cu13.
 NCCL_DIR=$(python3 -c 'import nvidia.nccl as m, os; print(os.path.join(list(m.__path__)[0], "lib"))' 2>/dev/null)
@@ -254,7 +257,7 @@ service() {  # service TAG: starts a coordinator on MODEL_1B, runs the load, sto
   if [ -z "$port" ] || ! kill -0 "$pid" 2>/dev/null; then
     tail -5 "$LOG/coordinator_$tag.txt"; kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; return 1
   fi
-  run_to "loadgen_$tag.txt" 150 "$BIN/layerskip-loadgen" --server "127.0.0.1:$port" --concurrency 1,16,64 \
+  run_to "loadgen_$tag.txt" "$SERVICE_MAX" "$BIN/layerskip-loadgen" --server "127.0.0.1:$port" --concurrency 1,16,64 \
     --requests-per-stream "$RPS" --max-tokens 64 --prompt-tokens 32
   local rc=$?
   kill -TERM "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
