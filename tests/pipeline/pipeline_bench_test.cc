@@ -7,7 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 
-#include "coordinator/pipeline/pipeline_executor.h"
+#include "coordinator/execution/pipeline/pipeline_executor.h"
 #include "engine/decode/generate.h"
 #include "engine/runtime/loaded_model.h"
 #include "gtest/gtest.h"
