@@ -10,20 +10,15 @@ namespace {
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
-size_t LongestStop(const std::vector<std::string>& stops) {
-  size_t n = 0;
-  for (const std::string& s : stops) n = std::max(n, s.size());
-  return n;
-}
-
 }  // namespace
 
 EngineLoop::EngineLoop(Executor* executor, const Tokenizer* tokenizer, ServiceMetrics* metrics,
                        EngineLoopOptions options)
     : executor_(executor),
       tokenizer_(tokenizer),
-      metrics_(metrics),
+      accounting_(metrics),
       options_(options),
+      health_(executor, options.restore_timeout),
       capacity_(executor->num_slots(), executor->context_length(), options.kv_positions),
       micro_(options.batch),
       waiting_(static_cast<size_t>(std::max(0, options.max_queue))) {}
@@ -48,7 +43,7 @@ absl::Status EngineLoop::Submit(std::shared_ptr<Request> request) {
   {
     std::lock_guard<std::mutex> l(mu_);
     if (failed_) status = absl::UnavailableError("the engine has failed");
-    else if (degraded_) status = absl::UnavailableError("a pipeline stage is down; retry when health is SERVING");
+    else if (health_.degraded()) status = absl::UnavailableError("a pipeline stage is down; retry when health is SERVING");
     else if (!live.ok()) status = absl::UnavailableError(absl::StrCat(live.message(), "; retry when health is SERVING"));
     else if (!accepting_) status = absl::UnavailableError("the server is shutting down");
     if (status.ok()) {
@@ -60,7 +55,7 @@ absl::Status EngineLoop::Submit(std::shared_ptr<Request> request) {
     if (status.ok()) UpdateGauges();
   }
   if (!status.ok()) {
-    metrics_->rejected->Add(1);
+    accounting_.Rejected();
     return status;
   }
   cv_.notify_all();
@@ -93,9 +88,7 @@ void EngineLoop::CancelAll() {
 }
 
 void EngineLoop::UpdateGauges() {
-  metrics_->running->Set(static_cast<double>(running_.size()));
-  metrics_->waiting->Set(static_cast<double>(waiting_.size()));
-  metrics_->kv_usage->Set(capacity_.usage());
+  accounting_.Gauges(running_.size(), waiting_.size(), capacity_.usage());
 }
 
 void EngineLoop::Run() {
@@ -106,13 +99,13 @@ void EngineLoop::Run() {
       // requests wait) deadlines.
       cv_.wait_for(l, std::chrono::milliseconds(20), [&] {
         if (stop_ || cancel_all_) return true;
-        if (degraded_) return false;  // probe every 20 ms tick
+        if (health_.degraded()) return false;  // probe every 20 ms tick
         if (!running_.empty()) return true;
         if (waiting_.empty()) return false;
         return capacity_.free_slots() > 0 || waiting_.front()->cancelled.load();
       });
       if (stop_) break;
-      if (!degraded_) {
+      if (!health_.degraded()) {
         // A stage that stopped answering heartbeats (or a pipeline not wired yet): like a failed step.
         if (absl::Status live = executor_->Liveness(); !live.ok()) {
           l.unlock();
@@ -120,12 +113,12 @@ void EngineLoop::Run() {
           continue;
         }
       }
-      if (degraded_) {
+      if (health_.degraded()) {
         l.unlock();
         ProbeHealth();
         if (failed_) break;
         l.lock();
-        if (degraded_) {
+        if (health_.degraded()) {
           ExpireSuspendedLocked();
           continue;
         }
@@ -153,12 +146,9 @@ void EngineLoop::Run() {
 }
 
 void EngineLoop::Degrade(const absl::Status& status) {
-  degraded_ = true;
-  degraded_since_ = last_probe_ = Clock::now();
-  degraded_cause_ = status;
-  if (on_health_) on_health_(false);
+  health_.Degrade(status);
   std::lock_guard<std::mutex> l(mu_);
-  if (options_.restore_timeout > Clock::duration::zero()) {
+  if (health_.suspends()) {
     // Suspend: every slot's cache is suspect once a stage restarts, so each sequence will re-prefill its
     // prompt and the tokens it has generated (batch-invariant kernels: the same next tokens).
     for (auto& r : running_) {
@@ -180,7 +170,7 @@ void EngineLoop::Degrade(const absl::Status& status) {
 void EngineLoop::FailRunningLocked(const absl::Status& status) {
   for (auto& r : running_) {
     ReleaseSlot(*r);
-    metrics_->aborted->Add(1);
+    accounting_.Aborted();
     Fail(*r, status, false);
   }
   running_.clear();
@@ -204,25 +194,17 @@ void EngineLoop::DropLeavingLocked(Clock::time_point now) {
 void EngineLoop::ExpireSuspendedLocked() {
   const Clock::time_point now = Clock::now();
   DropLeavingLocked(now);
-  if (!running_.empty() && now - degraded_since_ >= options_.restore_timeout)
-    FailRunningLocked(absl::UnavailableError(absl::StrCat("the engine lost a stage and it was not restored within ",
-                                                          Seconds(options_.restore_timeout),
-                                                          " s: ", degraded_cause_.message())));
+  if (!running_.empty() && health_.RestoreTimedOut(now)) FailRunningLocked(health_.RestoreFailed());
   UpdateGauges();
   cv_.notify_all();
 }
 
 void EngineLoop::ProbeHealth() {
-  const Clock::time_point now = Clock::now();
-  if (now - last_probe_ < std::chrono::milliseconds(200)) return;
-  last_probe_ = now;
-  if (absl::Status h = executor_->Health(); !h.ok()) {
-    if (!absl::IsUnavailable(h)) StepFailed(h);  // e.g. the workers refused the token at start: fatal
+  if (absl::Status h = health_.Probe(); !h.ok()) {
+    StepFailed(h);  // e.g. the workers refused the token at start: fatal
     return;
   }
-  degraded_ = false;
-  if (on_health_) on_health_(true);
-  cv_.notify_all();
+  if (!health_.degraded()) cv_.notify_all();  // restored
 }
 
 void EngineLoop::AdmitLocked() {
@@ -245,22 +227,12 @@ void EngineLoop::AdmitLocked() {
     req->reserved_positions = need;
     req->admitted = now;
     GenerationParams params = req->spec.params;
-    if (!req->spec.stop.empty() && tokenizer_) {
-      const Tokenizer* tok = tokenizer_;
-      std::vector<std::string> stops = req->spec.stop;
-      params.stop_check = [tok, stops](const std::vector<int>& ids) {
-        const std::string text = tok->Decode(ids, /*skip_special_tokens=*/true);
-        for (const std::string& s : stops)
-          if (!s.empty() && text.find(s) != std::string::npos) return true;
-        return false;
-      };
-    }
+    const StopStrings stops(req->spec.stop);
+    if (!stops.empty() && tokenizer_) params.stop_check = MakeStopCheck(tokenizer_, stops);
     executor_->Release(*slot);
     req->seq = std::make_unique<Sequence>(*slot, req->spec.prompt, std::move(params));
-    if (tokenizer_) req->decoder = std::make_unique<IncrementalDecoder>(*tokenizer_, /*skip_special_tokens=*/true);
-    metrics_->queue_time->Observe(Seconds(now - req->arrival));
-    metrics_->prompt_tokens->Add(static_cast<double>(req->spec.prompt.size()));
-    metrics_->prompt_len->Observe(static_cast<double>(req->spec.prompt.size()));
+    if (tokenizer_) req->output = std::make_unique<OutputProcessor>(tokenizer_, stops);
+    accounting_.Admitted(*req, now);
     running_.push_back(std::move(req));
   }
   UpdateGauges();
@@ -293,7 +265,8 @@ void EngineLoop::Round() {
     return;
   }
   for (Request* r : f.group.requests) {
-    Account(*r, f.group);
+    ObservePolicy(*r, f.group);
+    accounting_.Stepped(*r, f.group);
     EmitNew(*r);
   }
 
@@ -361,7 +334,7 @@ void EngineLoop::StepFailed(const absl::Status& s) {
   {
     std::lock_guard<std::mutex> l(mu_);
     for (auto& r : running_) {
-      metrics_->aborted->Add(1);
+      accounting_.Aborted();
       Fail(*r, err, false);
     }
     running_.clear();
@@ -385,9 +358,7 @@ void EngineLoop::ApplyPolicy(StepGroup& g) {
   const SpeculationChoice c = policy_->Choose(batch, o.auto_exit_layer ? 0 : o.exit_layer,
                                               o.auto_speculations ? 0 : o.speculation.speculations);
   for (Request* r : g.requests) r->seq->stats().RecordChoice(c.speculations ? c.exit_layer : 0, c.speculations, c.predicted_speedup);
-  metrics_->draft_length->Set(c.speculations);
-  metrics_->exit_layer->Set(c.exit_layer);
-  metrics_->predicted_speedup->Set(c.predicted_speedup);
+  accounting_.Choice(c);
   // Time the step against the prediction unless it prefills a prompt (not what the cost model predicts) or
   // overlaps other steps (a pipeline keeps several in flight, so its wall time is not the step's cost).
   bool prefill = false;
@@ -418,74 +389,16 @@ void EngineLoop::ObservePolicy(Request& r, const StepGroup& group) {
   if (group.policy_d >= 0 && &r == group.requests.front()) {  // once per step, before any token is streamed
     policy_->ObserveTime(group.policy_timed_exit_layer, group.policy_d, group.policy_batch,
                          Seconds(Clock::now() - group.policy_started));
-    metrics_->round_time_ratio->Set(policy_->speculative_scale());
-    metrics_->autoregressive_time_ratio->Set(policy_->autoregressive_scale());
+    accounting_.PolicyScales(policy_->speculative_scale(), policy_->autoregressive_scale());
   }
-}
-
-void EngineLoop::Account(Request& r, const StepGroup& group) {
-  ObservePolicy(r, group);
-  if (group.speculation_off) {
-    ++r.autoregressive_steps;
-    metrics_->autoregressive_fallback_steps->Add(1);
-  }
-  const SpecStats& s = r.seq->stats();
-  SpecStats& done = r.reported;
-  if (s.rounds == done.rounds && s.drafted == done.drafted) return;
-  metrics_->num_drafts->Add(static_cast<double>(s.rounds - done.rounds));
-  metrics_->num_draft_tokens->Add(static_cast<double>(s.drafted - done.drafted));
-  metrics_->num_accepted_tokens->Add(static_cast<double>(s.accepted - done.accepted));
-  done.accepted_per_position.resize(s.accepted_per_position.size(), 0);
-  for (size_t i = 0; i < s.accepted_per_position.size(); ++i) {
-    const int64_t d = s.accepted_per_position[i] - done.accepted_per_position[i];
-    metrics_->AddAcceptedAtPosition(static_cast<int>(i), static_cast<double>(d));
-  }
-  done.rounds = s.rounds;
-  done.drafted = s.drafted;
-  done.accepted = s.accepted;
-  done.accepted_per_position = s.accepted_per_position;
 }
 
 void EngineLoop::EmitNew(Request& r) {
   const std::vector<int>& gen = r.seq->generated();
-  const Clock::time_point now = Clock::now();
   std::vector<int> ids(gen.begin() + static_cast<std::ptrdiff_t>(r.streamed_ids), gen.end());
   r.streamed_ids = gen.size();
-  if (!ids.empty()) {
-    metrics_->generation_tokens->Add(static_cast<double>(ids.size()));
-    if (r.first_token == Clock::time_point{}) {
-      r.first_token = now;
-      metrics_->ttft->Observe(Seconds(now - r.arrival));
-      for (size_t i = 1; i < ids.size(); ++i) metrics_->itl->Observe(0.0);
-    } else {
-      // k tokens accepted in one round: each gets an equal share of the time since the last ones.
-      const double each = Seconds(now - r.last_token) / static_cast<double>(ids.size());
-      for (size_t i = 0; i < ids.size(); ++i) metrics_->itl->Observe(each);
-    }
-    r.last_token = now;
-  }
-  std::string delta;
-  if (r.decoder) {
-    for (int id : ids) r.text += r.decoder->Feed(id);
-    size_t limit = r.text.size();
-    if (r.seq->finished()) {
-      r.text += r.decoder->Flush();
-      limit = r.text.size();
-      for (const std::string& s : r.spec.stop) {  // the text ends before the first stop sequence
-        const size_t at = s.empty() ? std::string::npos : r.text.find(s);
-        if (at != std::string::npos) limit = std::min(limit, at);
-      }
-    } else {
-      // Hold back a tail that could be the start of a stop sequence, on a UTF-8 character boundary.
-      const size_t hold = LongestStop(r.spec.stop);
-      limit = hold > 1 ? (r.text.size() > hold - 1 ? r.text.size() - (hold - 1) : 0) : r.text.size();
-      while (limit > r.sent_text && limit < r.text.size() && (static_cast<unsigned char>(r.text[limit]) & 0xC0) == 0x80) --limit;
-    }
-    if (limit > r.sent_text) {
-      delta = r.text.substr(r.sent_text, limit - r.sent_text);
-      r.sent_text = limit;
-    }
-  }
+  accounting_.Streamed(r, ids.size(), Clock::now());
+  const std::string delta = r.output ? r.output->Feed(ids, r.seq->finished()) : std::string();
   if (!ids.empty() || !delta.empty()) r.sink->OnTokens(ids, delta);
 }
 
@@ -497,27 +410,11 @@ void EngineLoop::ReleaseSlot(Request& r) {
 }
 
 void EngineLoop::Retire(Request& r, FinishReason reason) {
-  const Clock::time_point now = Clock::now();
-  RequestSummary s;
-  s.finish_reason = reason;
-  s.prompt_tokens = static_cast<int>(r.spec.prompt.size());
-  s.completion_tokens = r.seq ? static_cast<int>(r.seq->generated().size()) : 0;
-  if (r.seq) s.spec = r.seq->stats();
-  s.autoregressive_steps = r.autoregressive_steps;
-  s.queue_seconds = Seconds((r.seq ? r.admitted : now) - r.arrival);
-  s.ttft_seconds = r.first_token == Clock::time_point{} ? 0.0 : Seconds(r.first_token - r.arrival);
-  s.e2e_seconds = Seconds(now - r.arrival);
-  s.options = r.spec.options;
-  metrics_->e2e->Observe(s.e2e_seconds);
-  metrics_->generation_len->Observe(s.completion_tokens);
-  if (reason == FinishReason::kLength) metrics_->success_length->Add(1);
-  else if (reason == FinishReason::kStop) metrics_->success_stop->Add(1);
-  else metrics_->cancelled->Add(1);
-  r.sink->OnFinish(s);
+  r.sink->OnFinish(accounting_.Finished(r, reason, Clock::now()));
 }
 
 void EngineLoop::Fail(Request& r, const absl::Status& status, bool cancelled) {
-  if (cancelled) metrics_->cancelled->Add(1);
+  accounting_.Failed(cancelled);
   r.sink->OnError(status);
 }
 

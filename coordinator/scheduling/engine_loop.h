@@ -5,6 +5,9 @@
 // micro-batch scheduler forms while the executor takes more (one at a time in-process; one per stage for a
 // pipeline, each with its share of the running requests, oldest first), finish the oldest step, stream its
 // new tokens and text, retire finished sequences and Release their slots.
+// Beside it, one concern each: the output processor (engine/decode/output_processor.h: detokenisation, stop
+// strings), the executor's health (coordinator/execution/executor_health.h: degrade, probe, restore) and
+// request accounting (request_accounting.h: metrics and summaries).
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -15,10 +18,12 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "coordinator/execution/executor_health.h"
 #include "coordinator/scheduling/capacity_scheduler.h"
 #include "coordinator/scheduling/metrics.h"
 #include "coordinator/scheduling/micro_batch_scheduler.h"
 #include "coordinator/scheduling/request.h"
+#include "coordinator/scheduling/request_accounting.h"
 #include "coordinator/scheduling/request_queue.h"
 #include "engine/decode/executor.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -46,7 +51,7 @@ class EngineLoop {
   void SetFatalHandler(std::function<void(const absl::Status&)> handler) { on_fatal_ = std::move(handler); }
   // Called from the loop thread when the executor loses a part (a Step returned UNAVAILABLE: false) and
   // when probing finds it restored (true).
-  void SetHealthHandler(std::function<void(bool)> handler) { on_health_ = std::move(handler); }
+  void SetHealthHandler(std::function<void(bool)> handler) { health_.SetHandler(std::move(handler)); }
   void Start();
 
   // Queues a validated request. RESOURCE_EXHAUSTED when the queue is full or the request could never fit
@@ -66,7 +71,7 @@ class EngineLoop {
   int context_length() const { return executor_->context_length(); }
   const EngineLoopOptions& options() const { return options_; }
   bool failed() const { return failed_.load(); }
-  bool degraded() const { return degraded_.load(); }
+  bool degraded() const { return health_.degraded(); }
 
  private:
   void Run();
@@ -77,7 +82,6 @@ class EngineLoop {
   void Fail(Request& r, const absl::Status& status, bool cancelled);  // client cancel / deadline / error
   void ReleaseSlot(Request& r);
   void EmitNew(Request& r);
-  void Account(Request& r, const StepGroup& group);
   // Automatic speculation: the policy picks this group's E and d (those the requests leave to the server)
   // for its size, or an autoregressive step, and marks the step for timing.
   void ApplyPolicy(StepGroup& group);
@@ -88,7 +92,7 @@ class EngineLoop {
   // A step returned UNAVAILABLE: admission pauses until ProbeHealth finds the executor restored. Running
   // requests are suspended (their caches forgotten) for up to restore_timeout, or end with the error.
   void Degrade(const absl::Status& status);
-  void ProbeHealth();
+  void ProbeHealth();  // while degraded: health_.Probe(); a fatal answer fails everything
   // While degraded (mu_ held): suspended requests that were cancelled, expired, or outlived the
   // restore timeout end.
   void ExpireSuspendedLocked();
@@ -103,12 +107,12 @@ class EngineLoop {
 
   Executor* executor_;
   const Tokenizer* tokenizer_;
-  ServiceMetrics* metrics_;
+  RequestAccounting accounting_;
   EngineLoopOptions options_;
+  ExecutorHealth health_;
   CapacityScheduler capacity_;
   MicroBatchScheduler micro_;
   std::function<void(const absl::Status&)> on_fatal_;
-  std::function<void(bool)> on_health_;
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -116,10 +120,6 @@ class EngineLoop {
   std::vector<std::shared_ptr<Request>> running_;  // guarded by mu_ (written by the loop thread only)
   bool stop_ = false, accepting_ = true, cancel_all_ = false;
   std::atomic<bool> failed_{false};
-  std::atomic<bool> degraded_{false};
-  Clock::time_point last_probe_{};
-  Clock::time_point degraded_since_{};
-  absl::Status degraded_cause_;
   uint64_t next_id_ = 1;
   struct Flight {
     uint64_t id = 0;  // the executor's step id

@@ -11,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "engine/decode/generate.h"
+#include "engine/decode/output_processor.h"
 #include "engine/decode/sequence.h"
 #include "engine/tokenizer/tokenizer.h"
 
@@ -64,9 +65,7 @@ struct Request {
   int64_t reserved_positions = 0;
   Clock::time_point admitted, first_token, last_token;
   size_t streamed_ids = 0;  // generated ids already sent
-  std::unique_ptr<IncrementalDecoder> decoder;
-  std::string text;        // decoded text so far
-  size_t sent_text = 0;    // bytes of `text` already sent
+  std::unique_ptr<OutputProcessor> output;  // detokenisation and stop strings (null without a tokenizer)
   int64_t autoregressive_steps = 0;
   SpecStats reported;      // spec stats already added to the metrics
   bool in_flight = false;  // in a step the executor has started and not finished
