@@ -9,7 +9,7 @@ file(GLOB LAYERSKIP_CUDA_SOURCES CONFIGURE_DEPENDS
   ${CMAKE_SOURCE_DIR}/engine/runtime/cuda/*.cu)
 add_library(layerskip_cuda STATIC ${LAYERSKIP_CUDA_SOURCES})
 target_include_directories(layerskip_cuda PUBLIC ${CMAKE_SOURCE_DIR})
-target_link_libraries(layerskip_cuda PUBLIC layerskip_runtime layerskip_kernels layerskip_model CUDA::cudart)
+target_link_libraries(layerskip_cuda PUBLIC layerskip_decode layerskip_runtime layerskip_kernels layerskip_model CUDA::cudart)
 target_compile_options(layerskip_cuda PRIVATE
   $<$<COMPILE_LANGUAGE:CUDA>:-fmad=false;--Werror=all-warnings;-Xcompiler=-Wall,-Wextra,-Wno-unused-parameter>)
 set_target_properties(layerskip_cuda PROPERTIES CUDA_SEPARABLE_COMPILATION OFF)

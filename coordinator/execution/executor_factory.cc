@@ -4,29 +4,6 @@
 #include "coordinator/execution/pipeline/pipeline_executor.h"
 
 namespace layerskip::coordinator {
-namespace {
-
-// Fault injection for the service tests: behaves like `inner` until `steps` steps have run, then fails.
-class FailingExecutor : public Executor {
- public:
-  FailingExecutor(std::unique_ptr<Executor> inner, int steps) : inner_(std::move(inner)), left_(steps) {}
-  const LlamaConfig& config() const override { return inner_->config(); }
-  int num_slots() const override { return inner_->num_slots(); }
-  int context_length() const override { return inner_->context_length(); }
-  absl::Status Step(const std::vector<Sequence*>& seqs, const DecodeOptions& options) override {
-    if (left_-- <= 0) return absl::InternalError("injected engine failure (--fail-after-steps)");
-    return inner_->Step(seqs, options);
-  }
-  void Release(int slot) override { inner_->Release(slot); }
-  absl::Status Health() override { return inner_->Health(); }
-  absl::Status Liveness() override { return inner_->Liveness(); }
-
- private:
-  std::unique_ptr<Executor> inner_;
-  int left_;
-};
-
-}  // namespace
 
 absl::StatusOr<std::unique_ptr<Executor>> MakeExecutor(const LoadedModel* model, const ExecutorOptions& options) {
   if (options.num_slots < 1 || options.num_slots > 4096)
@@ -58,8 +35,7 @@ absl::StatusOr<std::unique_ptr<Executor>> MakeExecutor(const LoadedModel* model,
   } else {
     executor = std::make_unique<LocalExecutor>(model, options.num_slots);
   }
-  if (options.fail_after_steps > 0)
-    executor = std::make_unique<FailingExecutor>(std::move(executor), options.fail_after_steps);
+  if (options.wrap) executor = options.wrap(std::move(executor));
   return executor;
 }
 

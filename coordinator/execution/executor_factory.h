@@ -1,6 +1,7 @@
 #pragma once
 // The one place the coordinator constructs its Executor: the engine in this process today; a pipeline of
 // remote workers (coordinator/pipeline/, --workers) plugs in here behind the same interface.
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -23,7 +24,8 @@ struct ExecutorOptions {
   std::string transport = "tcp";
   std::string dtype = "bf16";
   int max_context = 4096;
-  int fail_after_steps = 0;  // testing: Step fails after this many successful steps (0: never)
+  // Wraps the executor once built (tests/service/failing_executor.h injects faults this way); null: none.
+  std::function<std::unique_ptr<Executor>(std::unique_ptr<Executor>)> wrap;
   // Pipeline timeouts and liveness (flags of the same names; defaults in docs/pipeline.md).
   absl::Duration rpc_timeout = absl::Seconds(60);
   absl::Duration step_timeout_floor = absl::Seconds(10);

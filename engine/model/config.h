@@ -54,4 +54,8 @@ absl::StatusOr<LlamaConfig> LoadLlamaConfig(const std::filesystem::path& dir);
 // Serialises a config as Hugging Face config.json text (used to write random / exported models).
 std::string LlamaConfigToJson(const LlamaConfig& config);
 
+// FNV-1a 64 of `dir`/config.json's bytes (0 when unreadable): the coordinator and its workers compare it to
+// know they serve the same model.
+uint64_t ConfigFingerprint(const std::filesystem::path& dir);
+
 }  // namespace layerskip

@@ -11,7 +11,7 @@
 #include "engine/decode/speculative_phases.h"
 #include "engine/decode/step.h"
 #include "engine/util/status.h"
-#include "worker/shard.h"
+#include "engine/model/config.h"
 
 namespace layerskip::pipeline {
 
@@ -24,7 +24,7 @@ std::vector<std::string> ParseWorkerList(const std::string& flag) {
 absl::StatusOr<std::unique_ptr<PipelineExecutor>> PipelineExecutor::Create(const PipelineOptions& options) {
   std::unique_ptr<PipelineExecutor> p(new PipelineExecutor(options));
   LS_ASSIGN_OR_RETURN(p->config_, LoadLlamaConfig(options.model_path));
-  p->fingerprint_ = worker::ConfigFingerprint(options.model_path);
+  p->fingerprint_ = ConfigFingerprint(options.model_path);
   p->context_ = std::max(2, std::min(options.max_context, p->config_.max_position_embeddings));
   if (options.transport != "tcp" && options.transport != "nccl" && options.transport != "ipc")
     return absl::InvalidArgumentError(absl::StrCat("transport '", options.transport, "' is not tcp, nccl or ipc"));

@@ -11,7 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "cli/token_file.h"
+#include "flags/token_file.h"
 #include "coordinator/execution/pipeline/stage_plan.h"
 #include "layerskip/v1/worker.grpc.pb.h"
 
@@ -48,7 +48,7 @@ struct PendingCall {
 inline std::unique_ptr<grpc::ClientContext> MakeContext(const std::string& token, absl::Duration timeout,
                                                         bool wait_for_ready = false) {
   auto c = std::make_unique<grpc::ClientContext>();
-  if (!token.empty()) c->AddMetadata(cli::kClusterTokenMetadataKey, token);
+  if (!token.empty()) c->AddMetadata(flags::kClusterTokenMetadataKey, token);
   c->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
   c->set_wait_for_ready(wait_for_ready);
   return c;

@@ -1,11 +1,11 @@
-#include "cli/token_file.h"
+#include "flags/token_file.h"
 
 #include <fstream>
 #include <sstream>
 
 #include "absl/strings/str_cat.h"
 
-namespace layerskip::cli {
+namespace layerskip::flags {
 
 absl::StatusOr<std::string> ReadTokenFile(const std::string& path, const std::string& flag) {
   std::ifstream in(path, std::ios::binary);
@@ -19,4 +19,4 @@ absl::StatusOr<std::string> ReadTokenFile(const std::string& path, const std::st
   return token;
 }
 
-}  // namespace layerskip::cli
+}  // namespace layerskip::flags

@@ -7,11 +7,11 @@
 
 #include "absl/status/statusor.h"
 
-namespace layerskip::cli {
+namespace layerskip::flags {
 
 inline constexpr char kClusterTokenMetadataKey[] = "x-layerskip-cluster-token";
 
 // The token in `path`. INVALID_ARGUMENT naming `flag` when the file cannot be read or holds only whitespace.
 absl::StatusOr<std::string> ReadTokenFile(const std::string& path, const std::string& flag);
 
-}  // namespace layerskip::cli
+}  // namespace layerskip::flags

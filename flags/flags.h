@@ -1,5 +1,5 @@
 #pragma once
-// A small command-line flag parser: --name value, --name=value, and boolean --name.
+// The command-line flag parser every binary uses: --name value, --name=value, and boolean --name.
 #include <map>
 #include <optional>
 #include <set>
@@ -8,7 +8,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace layerskip::cli {
+namespace layerskip::flags {
 
 class Flags {
  public:
@@ -28,7 +28,11 @@ class Flags {
   std::multimap<std::string, std::string> values_;
 };
 
+// Whether argv[first..] asks for --help (or -h) anywhere: binaries print their usage then, whatever else
+// the command line holds.
+bool HelpRequested(int argc, char** argv, int first);
+
 // "1,2,3" -> {1,2,3}; errors name `what`.
 absl::StatusOr<std::vector<int>> ParseIntList(const std::string& text, const std::string& what);
 
-}  // namespace layerskip::cli
+}  // namespace layerskip::flags

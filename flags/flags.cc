@@ -1,4 +1,4 @@
-#include "cli/flags.h"
+#include "flags/flags.h"
 
 #include <cstdlib>
 
@@ -6,7 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 
-namespace layerskip::cli {
+namespace layerskip::flags {
 
 absl::StatusOr<Flags> Flags::Parse(int argc, char** argv, int first, const std::set<std::string>& known,
                                    const std::set<std::string>& booleans, const std::set<std::string>& repeated) {
@@ -79,4 +79,12 @@ absl::StatusOr<std::vector<int>> ParseIntList(const std::string& text, const std
   return out;
 }
 
-}  // namespace layerskip::cli
+bool HelpRequested(int argc, char** argv, int first) {
+  for (int i = first; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--help" || a == "-h") return true;
+  }
+  return false;
+}
+
+}  // namespace layerskip::flags

@@ -1,5 +1,7 @@
-// layerskip-coordinator: the gRPC inference service with continuous batching over the engine in this
-// process. Flags -> ServerOptions; SIGTERM / SIGINT drain and exit 0; a fatal engine error exits 1.
+// layerskip-coordinator's process (coordinator_main.h): flags -> ServerOptions; SIGTERM / SIGINT drain and
+// exit 0; a fatal engine error exits 1.
+#include "coordinator/coordinator_main.h"
+
 #include <pthread.h>
 #include <signal.h>
 
@@ -9,15 +11,15 @@
 #include <fstream>
 #include <mutex>
 #include <sstream>
+#include <set>
 #include <string>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "cli/commands.h"
-#include "cli/token_file.h"
+#include "flags/token_file.h"
 #include "engine/tokenizer/tokenizer.h"
-#include "cli/flags.h"
-#include "coordinator/server.h"
+#include "flags/flags.h"
 #include "engine/util/status.h"
 
 namespace layerskip::coordinator {
@@ -55,21 +57,21 @@ void Usage() {
       "    --rpc-timeout S (60) --connect-timeout S (5) --load-timeout S (600)\n");
 }
 
-absl::StatusOr<int> IntFlag(const cli::Flags& f, const char* name, int64_t fallback, int64_t lo, int64_t hi) {
+absl::StatusOr<int> IntFlag(const flags::Flags& f, const char* name, int64_t fallback, int64_t lo, int64_t hi) {
   LS_ASSIGN_OR_RETURN(int64_t v, f.GetInt(name, fallback));
   if (v < lo || v > hi) return absl::InvalidArgumentError(absl::StrCat("--", name, " must be in [", lo, ", ", hi, "]"));
   return static_cast<int>(v);
 }
 
 // A duration flag in seconds within [lo, hi].
-absl::StatusOr<absl::Duration> SecondsFlag(const cli::Flags& f, const char* name, double fallback, double lo, double hi) {
+absl::StatusOr<absl::Duration> SecondsFlag(const flags::Flags& f, const char* name, double fallback, double lo, double hi) {
   LS_ASSIGN_OR_RETURN(double v, f.GetDouble(name, fallback));
   if (!(v >= lo && v <= hi)) return absl::InvalidArgumentError(absl::StrCat("--", name, " must be in [", lo, ", ", hi, "] seconds"));
   return absl::Seconds(v);
 }
 
 // The pipeline's timeouts and liveness (docs/pipeline.md, "Liveness and timeouts").
-absl::Status PipelineTimeoutsFromFlags(const cli::Flags& f, ExecutorOptions* e) {
+absl::Status PipelineTimeoutsFromFlags(const flags::Flags& f, ExecutorOptions* e) {
   LS_ASSIGN_OR_RETURN(e->rpc_timeout, SecondsFlag(f, "rpc-timeout", 60, 0.1, 86400));
   LS_ASSIGN_OR_RETURN(e->step_timeout_floor, SecondsFlag(f, "step-timeout-floor", 10, 0.01, 86400));
   LS_ASSIGN_OR_RETURN(e->connect_timeout, SecondsFlag(f, "connect-timeout", 5, 0.01, 3600));
@@ -80,7 +82,7 @@ absl::Status PipelineTimeoutsFromFlags(const cli::Flags& f, ExecutorOptions* e) 
   return absl::OkStatus();
 }
 
-absl::StatusOr<ServerOptions> OptionsFromFlags(const cli::Flags& f) {
+absl::StatusOr<ServerOptions> OptionsFromFlags(const flags::Flags& f) {
   ServerOptions o;
   if (!f.Has("model")) return absl::InvalidArgumentError("--model DIR is required");
   o.model_dir = f.Get("model");
@@ -112,12 +114,11 @@ absl::StatusOr<ServerOptions> OptionsFromFlags(const cli::Flags& f) {
   o.executor.tls_ca_file = f.Get("workers-tls-ca");
   o.executor.dtype = o.load.type == WeightType::kF32 ? "f32" : "bf16";
   o.executor.max_context = o.load.max_context;
-  if (f.Has("cluster-token-file")) {  // read exactly as the workers read it (cli/token_file.h)
-    LS_ASSIGN_OR_RETURN(o.executor.cluster_token, cli::ReadTokenFile(f.Get("cluster-token-file"), "--cluster-token-file"));
+  if (f.Has("cluster-token-file")) {  // read exactly as the workers read it (flags/token_file.h)
+    LS_ASSIGN_OR_RETURN(o.executor.cluster_token, flags::ReadTokenFile(f.Get("cluster-token-file"), "--cluster-token-file"));
   } else if (const char* env = std::getenv("LAYERSKIP_CLUSTER_TOKEN")) {
     o.executor.cluster_token = env;
   }
-  LS_ASSIGN_OR_RETURN(o.executor.fail_after_steps, IntFlag(f, "fail-after-steps", 0, 0, 1 << 30));
   LS_RETURN_IF_ERROR(PipelineTimeoutsFromFlags(f, &o.executor));
   LS_ASSIGN_OR_RETURN(o.default_max_tokens, IntFlag(f, "default-max-tokens", 64, 1, 1 << 24));
 
@@ -146,8 +147,8 @@ absl::StatusOr<ServerOptions> OptionsFromFlags(const cli::Flags& f) {
   if (f.Has("auth-token") && f.Has("auth-token-file"))
     return absl::InvalidArgumentError("give --auth-token or --auth-token-file, not both");
   o.auth_token = f.Get("auth-token");
-  if (f.Has("auth-token-file")) {  // read like every token file (cli/token_file.h)
-    LS_ASSIGN_OR_RETURN(o.auth_token, cli::ReadTokenFile(f.Get("auth-token-file"), "--auth-token-file"));
+  if (f.Has("auth-token-file")) {  // read like every token file (flags/token_file.h)
+    LS_ASSIGN_OR_RETURN(o.auth_token, flags::ReadTokenFile(f.Get("auth-token-file"), "--auth-token-file"));
   }
   LS_ASSIGN_OR_RETURN(o.calibration, ParseCalibration(f.Get("calibration", "cached")));
   o.tls_cert_file = f.Get("tls-cert");
@@ -155,20 +156,26 @@ absl::StatusOr<ServerOptions> OptionsFromFlags(const cli::Flags& f) {
   return o;
 }
 
-int Main(int argc, char** argv) {
+}  // namespace
+
+int RunCoordinator(int argc, char** argv, const CoordinatorHooks& hooks) {
+  // This process links libprotobuf (gRPC): sentencepiece's bundled protobuf would abort it.
+  DisableSentencePiece(
+      "sentencepiece tokenizers are not supported by layerskip-coordinator (Debian's libsentencepiece bundles a "
+      "protobuf that clashes with gRPC's); give the model a tokenizer.json (transformers writes one with "
+      "AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR))");
   if (argc >= 2 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h")) {
     Usage();
     return 0;
   }
-  auto flags = cli::Flags::Parse(
-      argc, argv, 1,
-      {"model", "model-name", "listen", "metrics-port", "http-port", "http-threads", "chat-template", "max-batch-size", "max-batched-tokens", "max-queue", "num-slots",
+  std::set<std::string> names = {"model", "model-name", "listen", "metrics-port", "http-port", "http-threads", "chat-template", "max-batch-size", "max-batched-tokens", "max-queue", "num-slots",
        "kv-cache-positions", "max-context", "threads", "dtype", "default-mode", "default-exit-layer",
        "default-speculations", "default-max-tokens", "speculation-batch-threshold", "tls-cert", "tls-key", "auth-token",
-       "auth-token-file", "drain-timeout", "workers", "stages", "cluster-token-file", "workers-tls-ca", "transport", "fail-after-steps", "fatal-linger", "restore-timeout",
+       "auth-token-file", "drain-timeout", "workers", "stages", "cluster-token-file", "workers-tls-ca", "transport", "fatal-linger", "restore-timeout",
        "calibration", "workers-wait", "heartbeat-interval", "heartbeat-misses", "step-timeout-floor", "rpc-timeout",
-       "connect-timeout", "load-timeout"},
-      /*booleans=*/{"metrics-tls"});
+       "connect-timeout", "load-timeout"};
+  names.insert(hooks.extra_flags.begin(), hooks.extra_flags.end());
+  auto flags = ::layerskip::flags::Flags::Parse(argc, argv, 1, names, /*booleans=*/{"metrics-tls"});
   auto fail = [](const absl::Status& s) {
     std::fprintf(stderr, "layerskip-coordinator: %s\n", std::string(s.message()).c_str());
     return 1;
@@ -176,6 +183,9 @@ int Main(int argc, char** argv) {
   if (!flags.ok()) return fail(flags.status());
   absl::StatusOr<ServerOptions> options = OptionsFromFlags(*flags);
   if (!options.ok()) return fail(options.status());
+  if (hooks.configure) {
+    if (absl::Status s = hooks.configure(*flags, &*options); !s.ok()) return fail(s);
+  }
   absl::StatusOr<double> drain = flags->GetDouble("drain-timeout", 30.0);
   if (!drain.ok()) return fail(drain.status());
   absl::StatusOr<double> linger = flags->GetDouble("fatal-linger", 1.0);
@@ -235,14 +245,4 @@ int Main(int argc, char** argv) {
   }
 }
 
-}  // namespace
 }  // namespace layerskip::coordinator
-
-int main(int argc, char** argv) {
-  // This process links libprotobuf (gRPC): sentencepiece's bundled protobuf would abort it.
-  layerskip::DisableSentencePiece(
-      "sentencepiece tokenizers are not supported by layerskip-coordinator (Debian's libsentencepiece bundles a "
-      "protobuf that clashes with gRPC's); give the model a tokenizer.json (transformers writes one with "
-      "AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR))");
-  return layerskip::coordinator::Main(argc, argv);
-}
