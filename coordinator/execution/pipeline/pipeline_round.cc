@@ -152,7 +152,7 @@ absl::Status PipelineExecutor::StartSpeculative(Round& r, const DecodeOptions& o
     d->mutable_pending()->Add(s->pending().begin(), s->pending().end());
     d->set_max_drafts(MaxDrafts(*s, cfg, context_));
     d->mutable_eos_ids()->Add(s->params().eos_ids.begin(), s->params().eos_ids.end());
-    const cpu::SamplingParams& sp = s->params().sampling;
+    const SamplingParams& sp = s->params().sampling;
     d->mutable_sampling()->set_temperature(sp.temperature);
     d->mutable_sampling()->set_top_k(sp.top_k);
     d->mutable_sampling()->set_top_p(sp.top_p);
