@@ -24,14 +24,14 @@
 #include <grpcpp/grpcpp.h>
 
 #include "bench/soak_load.h"
-#include "cli/flags.h"
-#include "cli/token_file.h"
+#include "flags/flags.h"
+#include "flags/token_file.h"
 #include "layerskip/v1/inference.grpc.pb.h"
 
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using layerskip::cli::Flags;
+using layerskip::flags::Flags;
 namespace v1 = layerskip::v1;
 
 double Percentile(std::vector<double> v, double p) {
@@ -153,8 +153,8 @@ int Main(int argc, char** argv) {
   if (!flags->Has("server")) return fail("--server HOST:PORT is required");
   if (flags->Has("auth-token") && flags->Has("auth-token-file")) return fail("give --auth-token or --auth-token-file, not both");
   std::string token = flags->Get("auth-token");
-  if (flags->Has("auth-token-file")) {  // read like every token file (cli/token_file.h)
-    absl::StatusOr<std::string> read = layerskip::cli::ReadTokenFile(flags->Get("auth-token-file"), "--auth-token-file");
+  if (flags->Has("auth-token-file")) {  // read like every token file (flags/token_file.h)
+    absl::StatusOr<std::string> read = layerskip::flags::ReadTokenFile(flags->Get("auth-token-file"), "--auth-token-file");
     if (!read.ok()) return fail(std::string(read.status().message()));
     token = *read;
   }
@@ -168,7 +168,7 @@ int Main(int argc, char** argv) {
     ssl.pem_root_certs = ss.str();
     creds = grpc::SslCredentials(ssl);
   }
-  auto levels = layerskip::cli::ParseIntList(flags->Get("concurrency", "1,4,16,64"), "--concurrency");
+  auto levels = layerskip::flags::ParseIntList(flags->Get("concurrency", "1,4,16,64"), "--concurrency");
   auto per_stream = flags->GetInt("requests-per-stream", 4);
   auto max_tokens = flags->GetInt("max-tokens", 64);
   auto prompt_tokens = flags->GetInt("prompt-tokens", 16);

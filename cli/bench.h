@@ -4,12 +4,15 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "cli/flags.h"
+#include "flags/flags.h"
 #include "engine/decode/generate.h"
 #include "engine/runtime/backend.h"
 #include "engine/runtime/loaded_model.h"
 
 namespace layerskip::cli {
+
+using flags::Flags;  // flags/flags.h
+using flags::ParseIntList;
 
 struct BenchRun {
   double prefill_tps = 0, decode_tps = 0, acceptance = 0, tokens_per_round = 0;

@@ -4,13 +4,16 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "cli/flags.h"
+#include "flags/flags.h"
 #include "engine/decode/generate.h"
 #include "engine/runtime/backend.h"
 #include "engine/runtime/device.h"
 #include "engine/runtime/loaded_model.h"
 
 namespace layerskip::cli {
+
+using flags::Flags;  // flags/flags.h
+using flags::ParseIntList;
 
 int RunGenerate(int argc, char** argv);
 int RunInspect(int argc, char** argv);

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "cli/commands.h"
+#include "engine/decode/output_processor.h"
 #include "engine/util/status.h"
 #include "nlohmann/json.hpp"
 
@@ -79,25 +80,15 @@ absl::Status Generate(const Flags& flags) {
       for (int id : m->tokenizer->eos_ids())
         if (std::find(params.eos_ids.begin(), params.eos_ids.end(), id) == params.eos_ids.end()) params.eos_ids.push_back(id);
   }
-  const std::vector<std::string> stops = flags.GetAll("stop");
+  const StopStrings stops(flags.GetAll("stop"));
   const Tokenizer* tok = m->tokenizer.get();
-  if (!stops.empty()) {
-    params.stop_check = [tok, stops](const std::vector<int>& ids) {
-      const std::string text = tok->Decode(ids, /*skip_special_tokens=*/true);
-      for (const std::string& s : stops)
-        if (!s.empty() && text.find(s) != std::string::npos) return true;
-      return false;
-    };
-  }
+  if (!stops.empty()) params.stop_check = MakeStopCheck(tok, stops);
 
   LS_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, BackendFromFlags(*m, device, /*num_slots=*/1));
   LS_ASSIGN_OR_RETURN(auto results, GenerateBatch(*backend, {prompt}, {params}, decode));
   const GenerateResult& r = results[0];
-  std::string text = tok ? tok->Decode(r.ids, /*skip_special_tokens=*/true) : "";
-  for (const std::string& s : stops) {  // the text ends before the stop sequence
-    const size_t at = s.empty() ? std::string::npos : text.find(s);
-    if (at != std::string::npos) text.resize(at);
-  }
+  // The same output processing as the service's streams: the text ends before the first stop string.
+  const std::string text = OutputProcessor(tok, stops).Feed(r.ids, /*finished=*/true);
   const double tps = r.decode_seconds > 0 ? (r.ids.size() - 1) / r.decode_seconds : 0.0;
   if (flags.Has("json")) {
     nlohmann::json out = {{"prompt_ids", prompt},

@@ -13,15 +13,15 @@
 #include <grpcpp/grpcpp.h>
 
 #include "absl/status/statusor.h"
-#include "coordinator/auth.h"
-#include "coordinator/engine_loop.h"
-#include "coordinator/executor_factory.h"
-#include "coordinator/inference_service.h"
+#include "coordinator/api/auth.h"
+#include "coordinator/scheduling/engine_loop.h"
+#include "coordinator/execution/executor_factory.h"
+#include "coordinator/api/inference_service.h"
 #include "engine/decode/cost_model_cache.h"
-#include "coordinator/metrics.h"
-#include "coordinator/http/http_server.h"
-#include "coordinator/http/openai_api.h"
-#include "coordinator/validation.h"
+#include "coordinator/scheduling/metrics.h"
+#include "coordinator/api/http/http_server.h"
+#include "coordinator/api/http/openai_api.h"
+#include "coordinator/api/validation.h"
 #include "engine/runtime/loaded_model.h"
 
 namespace layerskip::coordinator {

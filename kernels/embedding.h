@@ -2,7 +2,7 @@
 // Token embedding lookup.
 #include <cstdint>
 
-#include "engine/model/weights.h"
+#include "engine/core/matrix.h"
 
 namespace layerskip::cpu {
 

@@ -2,6 +2,8 @@
 
 #include "kernels/embedding.h"
 
+#include "engine/util/bf16.h"
+
 namespace layerskip::cpu {
 
 void Embedding(const int* ids, int64_t n, const Matrix& table, float* out) {

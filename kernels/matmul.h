@@ -2,7 +2,7 @@
 // Matmul with the weight layout of PyTorch's nn.Linear: y[n, M] = x[n, K] @ W[M, K]^T.
 #include <cstdint>
 
-#include "engine/model/weights.h"
+#include "engine/core/matrix.h"
 #include "engine/util/thread_pool.h"
 
 namespace layerskip::cpu {

@@ -33,6 +33,7 @@
 
 #include "kernels/matmul.h"
 #include "kernels/simd.h"
+#include "engine/util/bf16.h"
 
 namespace layerskip::cpu {
 namespace {

@@ -4,14 +4,14 @@
 #include <cstdint>
 #include <vector>
 
-#include "engine/model/config.h"
+#include "engine/core/rope_params.h"
 
 namespace layerskip::cpu {
 
 // cos/sin for positions [0, max_positions): [max_positions, head_dim/2] each.
 class RopeTable {
  public:
-  RopeTable(const LlamaConfig& config, int max_positions);
+  RopeTable(const RopeParams& rope, int max_positions);
   int max_positions() const { return max_positions_; }
   const float* cos(int pos) const { return cos_.data() + static_cast<size_t>(pos) * half_; }
   const float* sin(int pos) const { return sin_.data() + static_cast<size_t>(pos) * half_; }
@@ -23,7 +23,7 @@ class RopeTable {
 };
 
 // Inverse frequencies [head_dim/2], with llama3 scaling applied when configured.
-std::vector<float> RopeInvFreq(const LlamaConfig& config);
+std::vector<float> RopeInvFreq(const RopeParams& rope);
 
 // Rotates `heads` vectors of head_dim at one position in place: v is [heads, head_dim].
 void ApplyRope(float* v, int heads, int head_dim, const RopeTable& table, int pos);

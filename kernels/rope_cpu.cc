@@ -4,16 +4,16 @@
 
 namespace layerskip::cpu {
 
-std::vector<float> RopeInvFreq(const LlamaConfig& c) {
+std::vector<float> RopeInvFreq(const RopeParams& c) {
   const int half = c.head_dim / 2;
   std::vector<float> inv(half);
   for (int i = 0; i < half; ++i) {
     // As transformers: 1 / theta ** (2i / dim), in f32.
     const float exponent = static_cast<float>(2 * i) / static_cast<float>(c.head_dim);
-    inv[i] = 1.0f / std::pow(c.rope_theta, exponent);
+    inv[i] = 1.0f / std::pow(c.theta, exponent);
   }
-  if (c.rope_scaling) {
-    const RopeScaling& s = *c.rope_scaling;
+  if (c.scaling) {
+    const RopeScaling& s = *c.scaling;
     const float old_len = static_cast<float>(s.original_max_position_embeddings);
     const float low_wavelen = old_len / s.low_freq_factor;
     const float high_wavelen = old_len / s.high_freq_factor;
@@ -30,8 +30,8 @@ std::vector<float> RopeInvFreq(const LlamaConfig& c) {
   return inv;
 }
 
-RopeTable::RopeTable(const LlamaConfig& config, int max_positions)
-    : half_(config.head_dim / 2), max_positions_(max_positions), inv_freq_(RopeInvFreq(config)) {
+RopeTable::RopeTable(const RopeParams& rope, int max_positions)
+    : half_(rope.head_dim / 2), max_positions_(max_positions), inv_freq_(RopeInvFreq(rope)) {
   cos_.resize(static_cast<size_t>(max_positions) * half_);
   sin_.resize(cos_.size());
   for (int p = 0; p < max_positions; ++p) {

@@ -2,14 +2,9 @@
 // Token choice from logits: argmax, and the sampling distribution after temperature, top-k and top-p.
 #include <cstdint>
 
-namespace layerskip::cpu {
+#include "engine/core/sampling_params.h"
 
-struct SamplingParams {
-  float temperature = 0.0f;  // 0: greedy
-  int top_k = 0;             // 0: off
-  float top_p = 1.0f;        // 1: off
-  bool greedy() const { return temperature <= 0.0f; }
-};
+namespace layerskip::cpu {
 
 // Index of the largest logit (the first one on ties). logits: [V].
 int Argmax(const float* logits, int64_t V);

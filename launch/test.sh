@@ -29,7 +29,7 @@ if command -v clang++ >/dev/null; then
     cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Sanitize -DLAYERSKIP_SANITIZE="$san" -DLAYERSKIP_CUDA=OFF \
       -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ >/dev/null
     if [[ "$san" == address ]]; then
-      targets=(layerskip-coordinator layerskip-worker layerskip service_coordinator_test service_cluster_test
+      targets=(layerskip-coordinator layerskip-coordinator-failing layerskip-worker layerskip service_coordinator_test service_cluster_test
                service_http_test pipeline_pipeline_executor_test pipeline_data_plane_test pipeline_step_deadline_test
                worker_service_fuzz)
       select=(-L "service|pipeline|fuzz" -LE "python|netns")  # not the Python client tests nor the namespace one

@@ -1,15 +1,15 @@
 #pragma once
 // The cluster token: every Worker RPC must carry metadata `x-layerskip-cluster-token: <token>`
-// (cli::kClusterTokenMetadataKey), so only the coordinator of this cluster can drive the worker. TLS (server credentials) is set up in main.cc.
+// (flags::kClusterTokenMetadataKey), so only the coordinator of this cluster can drive the worker. TLS (server credentials) is set up in main.cc.
 #include <string>
 
 #include <grpcpp/grpcpp.h>
 
-#include "cli/token_file.h"
+#include "flags/token_file.h"
 
 namespace layerskip::worker {
 
-inline constexpr const char* kClusterTokenKey = cli::kClusterTokenMetadataKey;
+inline constexpr const char* kClusterTokenKey = flags::kClusterTokenMetadataKey;
 
 class ClusterAuth {
  public:

@@ -13,9 +13,10 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "cli/flags.h"
-#include "cli/token_file.h"
+#include "flags/flags.h"
+#include "flags/token_file.h"
 #include "engine/runtime/factory/create_backend.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/util/status.h"
@@ -92,7 +93,7 @@ struct Config {
   std::shared_ptr<grpc::ServerCredentials> creds;
 };
 
-absl::StatusOr<Config> ConfigFromFlags(const cli::Flags& f) {
+absl::StatusOr<Config> ConfigFromFlags(const flags::Flags& f) {
   Config c;
   WorkerOptions& o = c.options;
   c.listen = f.Get("listen");
@@ -156,7 +157,7 @@ absl::StatusOr<Config> ConfigFromFlags(const cli::Flags& f) {
   }
 
   if (f.Has("token-file")) {
-    LS_ASSIGN_OR_RETURN(o.token, cli::ReadTokenFile(f.Get("token-file"), "--token-file"));
+    LS_ASSIGN_OR_RETURN(o.token, flags::ReadTokenFile(f.Get("token-file"), "--token-file"));
   } else if (const char* env = std::getenv("LAYERSKIP_CLUSTER_TOKEN")) {
     o.token = env;
   }
@@ -189,14 +190,13 @@ int Fail(const absl::Status& s) {
 }
 
 int Main(int argc, char** argv) {
-  for (int i = 1; i < argc; ++i)
-    if (std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h") {
-      Usage();
-      return 0;
-    }
+  if (flags::HelpRequested(argc, argv, 1)) {
+    Usage();
+    return 0;
+  }
   // This process links libprotobuf (gRPC): sentencepiece's bundled protobuf would abort it.
   DisableSentencePiece("sentencepiece tokenizers are not supported in layerskip-worker");
-  auto flags = cli::Flags::Parse(argc, argv, 1,
+  auto flags = ::layerskip::flags::Flags::Parse(argc, argv, 1,
                                  {"listen", "data-port", "advertise-address", "transport", "device", "token-file",
                                   "tls-cert", "tls-key", "tls-client-ca", "data-tls-ca", "recv-timeout",
                                   "kv-cache-positions", "gpu-memory-fraction"},

@@ -45,19 +45,6 @@ std::string ShardSpec::ToString() const {
                       ")");
 }
 
-uint64_t ConfigFingerprint(const std::filesystem::path& dir) {
-  std::ifstream in(dir / "config.json", std::ios::binary);
-  if (!in) return 0;
-  std::stringstream ss;
-  ss << in.rdbuf();
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : ss.str()) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
-
 absl::StatusOr<std::unique_ptr<Shard>> Shard::Load(const ShardSpec& spec, const DeviceSpec& device) {
   LoadOptions o;
   if (spec.dtype == "bf16") o.type = WeightType::kBF16;

@@ -30,9 +30,6 @@ struct ShardSpec {
   std::string ToString() const;  // "layers [a,b) +embedding +head of PATH (bf16, 8 slots x 256)"
 };
 
-// FNV-1a 64 of the model directory's config.json (0 when unreadable): who serves which model.
-uint64_t ConfigFingerprint(const std::filesystem::path& model_dir);
-
 class Shard {
  public:
   // Loads the shard's layers onto `device` (the worker's --device): "cpu" or "cuda:N".

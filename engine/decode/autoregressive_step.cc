@@ -6,7 +6,7 @@
 namespace layerskip {
 
 int ChooseToken(const float* logits, int64_t V, Sequence& seq) {
-  const cpu::SamplingParams& sp = seq.params().sampling;
+  const SamplingParams& sp = seq.params().sampling;
   if (sp.greedy()) return cpu::Argmax(logits, V);
   std::vector<float> probs(V);
   cpu::SamplingProbs(logits, V, sp, probs.data());

@@ -20,7 +20,7 @@ const char* FinishReasonName(FinishReason reason);  // "", "length", "stop", "ca
 
 struct GenerationParams {
   int max_tokens = 128;
-  cpu::SamplingParams sampling;
+  SamplingParams sampling;
   uint64_t seed = 0;
   std::vector<int> eos_ids;  // generation stops after emitting one of these
   // Optional stop check on the generated ids (e.g. stop strings): returns true to stop after the last id.

@@ -23,7 +23,7 @@ namespace layerskip {
 struct DraftState {
   int slot = 0;
   int max_drafts = 0;                 // k_max for this round
-  cpu::SamplingParams sampling;       // greedy when temperature <= 0
+  SamplingParams sampling;       // greedy when temperature <= 0
   std::vector<int> eos_ids;           // drafting stops after drafting one of these
   std::function<double()> uniform;    // sampling only: the next uniform draw of the sequence's generator
   std::vector<int> input;             // tokens to run through [0, E) in the next drafting pass

@@ -336,4 +336,17 @@ std::string LlamaConfigToJson(const LlamaConfig& c) {
   return j.dump(2) + "\n";
 }
 
+uint64_t ConfigFingerprint(const std::filesystem::path& dir) {
+  std::ifstream in(dir / "config.json", std::ios::binary);
+  if (!in) return 0;
+  std::stringstream ss;
+  ss << in.rdbuf();
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : ss.str()) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
 }  // namespace layerskip

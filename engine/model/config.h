@@ -1,5 +1,6 @@
 #pragma once
 // LlamaConfig: the fields of a Hugging Face LlamaForCausalLM config.json that the engine uses.
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -7,17 +8,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/core/rope_params.h"  // RopeScaling, RopeParams
 
 namespace layerskip {
-
-// rope_scaling of type "llama3" (Llama 3.1 / 3.2). Other types are rejected at parse time.
-struct RopeScaling {
-  std::string rope_type = "llama3";
-  float factor = 8.0f;
-  float low_freq_factor = 1.0f;
-  float high_freq_factor = 4.0f;
-  int original_max_position_embeddings = 8192;
-};
 
 struct LlamaConfig {
   std::string architecture = "LlamaForCausalLM";
@@ -42,6 +35,7 @@ struct LlamaConfig {
 
   int q_dim() const { return num_attention_heads * head_dim; }
   int kv_dim() const { return num_key_value_heads * head_dim; }
+  RopeParams rope() const { return RopeParams{head_dim, rope_theta, rope_scaling}; }
 };
 
 // Parses config.json text. `source` names the file in error messages.
@@ -53,5 +47,9 @@ absl::StatusOr<LlamaConfig> LoadLlamaConfig(const std::filesystem::path& dir);
 
 // Serialises a config as Hugging Face config.json text (used to write random / exported models).
 std::string LlamaConfigToJson(const LlamaConfig& config);
+
+// FNV-1a 64 of `dir`/config.json's bytes (0 when unreadable): the coordinator and its workers compare it to
+// know they serve the same model.
+uint64_t ConfigFingerprint(const std::filesystem::path& dir);
 
 }  // namespace layerskip

@@ -1,5 +1,5 @@
 #pragma once
-// In-memory model weights: matrices in bf16 (default) or f32, norms in f32.
+// In-memory model weights: matrices (engine/core/matrix.h) in bf16 (default) or f32, norms in f32.
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -7,39 +7,11 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/core/matrix.h"  // WeightType, Matrix
 #include "engine/model/config.h"
 #include "engine/util/bf16.h"
 
 namespace layerskip {
-
-enum class WeightType { kBF16, kF32 };
-const char* WeightTypeName(WeightType t);  // "bf16" / "f32"
-
-// Row-major [rows, cols] matrix in a 64-byte aligned buffer. Linear layers are stored as in PyTorch:
-// [out_features, in_features], so y = x @ W^T.
-class Matrix {
- public:
-  Matrix(WeightType type, int64_t rows, int64_t cols);
-  ~Matrix();
-  Matrix(const Matrix&) = delete;
-  Matrix& operator=(const Matrix&) = delete;
-
-  WeightType type() const { return type_; }
-  int64_t rows() const { return rows_; }
-  int64_t cols() const { return cols_; }
-  size_t bytes() const { return bytes_; }
-  void* data() { return data_; }
-  const void* data() const { return data_; }
-  const uint16_t* bf16() const { return static_cast<const uint16_t*>(data_); }
-  const float* f32() const { return static_cast<const float*>(data_); }
-  float At(int64_t r, int64_t c) const;  // element as f32 (slow; tests and embedding)
-
- private:
-  WeightType type_;
-  int64_t rows_, cols_;
-  size_t bytes_;
-  void* data_;
-};
 
 struct LayerWeights {
   std::vector<float> attn_norm;              // [D]

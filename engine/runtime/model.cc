@@ -16,7 +16,7 @@
 namespace layerskip {
 
 Model::Model(std::shared_ptr<const ModelWeights> weights, int max_positions, ThreadPool* pool)
-    : weights_(std::move(weights)), rope_(weights_->config, max_positions), pool_(pool) {}
+    : weights_(std::move(weights)), rope_(weights_->config.rope(), max_positions), pool_(pool) {}
 
 absl::Status Model::Embed(absl::Span<const int> ids, float* x) const {
   if (!weights_->embed) return absl::FailedPreconditionError("this model shard has no embedding");

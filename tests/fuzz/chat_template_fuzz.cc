@@ -1,4 +1,4 @@
-// libFuzzer target: the chat template renderer (coordinator/chat/) over arbitrary template text. Parse must
+// libFuzzer target: the chat template renderer (coordinator/api/chat/) over arbitrary template text. Parse must
 // accept or refuse with INVALID_ARGUMENT; an accepted template renders two fixed conversations to a string
 // or an INVALID_ARGUMENT, never a crash, a hang or an unbounded allocation.
 #include <cstddef>
@@ -7,7 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "coordinator/chat/chat_template.h"
+#include "coordinator/api/chat/chat_template.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size > 4096) return 0;  // templates are small; longer inputs only slow the search down

@@ -147,7 +147,7 @@ TEST_F(CudaOpsTest, RopeBitwise) {
   c.rope_theta = 500000.0f;
   c.rope_scaling = RopeScaling{};
   const int max_pos = 300, heads = 6, n = 4;
-  const cpu::RopeTable table(c, max_pos);
+  const cpu::RopeTable table(c.rope(), max_pos);
   const std::vector<int> positions = {0, 1, 150, 299};
   std::vector<float> v = RandomVector(n * heads * 64, 9), ref = v;
   for (int i = 0; i < n; ++i) cpu::ApplyRope(ref.data() + i * heads * 64, heads, 64, table, positions[i]);
@@ -261,7 +261,7 @@ TEST_F(CudaOpsTest, ArgmaxSoftmaxAndSampling) {
   ASSERT_EQ(SoftmaxTemperature(ld.get(), 3, V, 0.7f, probs.get(), nullptr), cudaSuccess);
   const std::vector<float> p = Down(probs);
   std::vector<float> pref(V);
-  cpu::SamplingParams sp;
+  SamplingParams sp;
   sp.temperature = 0.7f;
   for (int r = 0; r < 3; ++r) {
     cpu::SamplingProbs(logits.data() + r * V, V, sp, pref.data());

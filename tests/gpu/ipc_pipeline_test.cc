@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "coordinator/pipeline/pipeline_executor.h"
+#include "coordinator/execution/pipeline/pipeline_executor.h"
 #include "engine/decode/generate.h"
 #include "engine/runtime/factory/create_backend.h"
 #include "engine/runtime/loaded_model.h"

@@ -8,7 +8,7 @@
 #include <cstdlib>
 
 #include "engine/runtime/cpu_backend.h"
-#include "coordinator/pipeline/pipeline_executor.h"
+#include "coordinator/execution/pipeline/pipeline_executor.h"
 #include "engine/decode/generate.h"
 #include "engine/runtime/loaded_model.h"
 #include "gtest/gtest.h"

@@ -1,5 +1,5 @@
 // Stage plans: explicit ranges and the automatic split.
-#include "coordinator/pipeline/stage_plan.h"
+#include "coordinator/execution/pipeline/stage_plan.h"
 
 #include "gtest/gtest.h"
 

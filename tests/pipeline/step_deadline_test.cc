@@ -1,7 +1,7 @@
 // StepDeadline: a step's budget from the measured seconds per row (floor + 8 x slowest x rows, capped).
 #include <gtest/gtest.h>
 
-#include "coordinator/pipeline/step_deadline.h"
+#include "coordinator/execution/pipeline/step_deadline.h"
 
 namespace layerskip::pipeline {
 namespace {

@@ -29,13 +29,13 @@ bool WaitFor(const std::function<bool()>& pred, double seconds) {
   return pred();
 }
 
-CoordinatorProcess::CoordinatorProcess(const std::vector<std::string>& args) {
+CoordinatorProcess::CoordinatorProcess(const std::vector<std::string>& args, const std::string& binary) {
   int out[2];
   if (::pipe(out) != 0) return;
   char tmpl[] = "/tmp/layerskip_coord_stderr_XXXXXX";
   const int err_fd = ::mkstemp(tmpl);
   stderr_path_ = tmpl;
-  std::vector<std::string> argv = {std::string(LAYERSKIP_BIN_DIR) + "/layerskip-coordinator"};
+  std::vector<std::string> argv = {std::string(LAYERSKIP_BIN_DIR) + "/" + binary};
   if (std::find(args.begin(), args.end(), "--listen") == args.end()) argv.insert(argv.end(), {"--listen", "127.0.0.1:0"});
   argv.insert(argv.end(), {"--metrics-port", "0"});
   argv.insert(argv.end(), args.begin(), args.end());

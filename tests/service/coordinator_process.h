@@ -20,7 +20,9 @@ class CoordinatorProcess {
   // Starts build/bin/layerskip-coordinator with `args` (after --listen 127.0.0.1:0 unless `args` has a
   // --listen, and --metrics-port 0) and waits (up to 60 s)
   // until it prints "serving". ok() is false when it did not come up.
-  explicit CoordinatorProcess(const std::vector<std::string>& args);
+  // `binary`: another coordinator binary in build/bin (layerskip-coordinator-failing).
+  explicit CoordinatorProcess(const std::vector<std::string>& args,
+                              const std::string& binary = "layerskip-coordinator");
   ~CoordinatorProcess();  // SIGKILL if still running
 
   bool ok() const { return port_ > 0; }

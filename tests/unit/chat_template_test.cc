@@ -10,7 +10,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "coordinator/chat/chat_template.h"
+#include "coordinator/api/chat/chat_template.h"
 
 namespace layerskip::coordinator::chat {
 namespace {

@@ -13,7 +13,7 @@ namespace layerskip {
 namespace {
 
 // Full-model next-token distribution after `ids`.
-std::vector<float> NextProbs(const LoadedModel& m, const std::vector<int>& ids, const cpu::SamplingParams& sp) {
+std::vector<float> NextProbs(const LoadedModel& m, const std::vector<int>& ids, const SamplingParams& sp) {
   const LlamaConfig& c = m.weights->config;
   KvCache cache(c, 0, c.num_hidden_layers, 1, m.context);
   std::vector<float> x(ids.size() * c.hidden_size), logits(c.vocab_size), p(c.vocab_size);
@@ -44,7 +44,7 @@ TEST_P(SpeculativeSamplingTest, JointDistributionOfFirstTwoTokens) {
   const LlamaConfig c = testing::SmallConfig(6, /*vocab=*/8);
   auto m = testing::RandomModel(c, WeightType::kF32, 21, /*sharpen=*/4.0f);
   const int V = c.vocab_size;
-  cpu::SamplingParams sp{GetParam().temperature, GetParam().top_k, GetParam().top_p};
+  SamplingParams sp{GetParam().temperature, GetParam().top_k, GetParam().top_p};
   const std::vector<int> prompt = {1, 5, 2, 7};
   // Exact p(t1, t2).
   std::vector<double> exact(V * V, 0.0);

@@ -4,6 +4,7 @@
 #include <random>
 #include <vector>
 
+#include "engine/util/bf16.h"
 #include "gtest/gtest.h"
 #include "kernels/attention.h"
 #include "kernels/matmul.h"
@@ -111,11 +112,11 @@ TEST(RmsNormTest, MatchesReference) {
 }
 
 TEST(RopeTest, Llama3ScalingBands) {
-  LlamaConfig c;
+  RopeParams c;
   c.head_dim = 64;
-  c.rope_theta = 500000.0f;
+  c.theta = 500000.0f;
   const std::vector<float> plain = cpu::RopeInvFreq(c);
-  c.rope_scaling = RopeScaling{"llama3", 32.0f, 1.0f, 4.0f, 8192};
+  c.scaling = RopeScaling{"llama3", 32.0f, 1.0f, 4.0f, 8192};
   const std::vector<float> scaled = cpu::RopeInvFreq(c);
   int low = 0, mid = 0, high = 0;
   for (size_t i = 0; i < plain.size(); ++i) {
@@ -138,9 +139,9 @@ TEST(RopeTest, Llama3ScalingBands) {
 }
 
 TEST(RopeTest, RotatesHalves) {
-  LlamaConfig c;
+  RopeParams c;
   c.head_dim = 8;
-  c.rope_theta = 10000.0f;
+  c.theta = 10000.0f;
   cpu::RopeTable table(c, 16);
   std::vector<float> v = RandomVector(8, 7), r = v;
   cpu::ApplyRope(r.data(), 1, 8, table, 5);
@@ -194,7 +195,7 @@ TEST(SamplingTest, ArgmaxFirstOnTies) {
 
 TEST(SamplingTest, TopKTopPAndTemperature) {
   std::vector<float> logits = {std::log(0.5f), std::log(0.25f), std::log(0.15f), std::log(0.1f)}, p(4);
-  cpu::SamplingParams sp;
+  SamplingParams sp;
   sp.temperature = 1.0f;
   cpu::SamplingProbs(logits.data(), 4, sp, p.data());
   EXPECT_NEAR(p[0], 0.5, 1e-6);

@@ -27,7 +27,7 @@ absl::Status CudaModel::Init(const LlamaConfig& config, WeightType type, int fir
   LS_OP(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
 
   // RoPE: the CPU table's values, so the device rotation is bitwise the CPU one.
-  const cpu::RopeTable rope(config, options.max_positions);
+  const cpu::RopeTable rope(config.rope(), options.max_positions);
   const size_t table = static_cast<size_t>(options.max_positions) * (config.head_dim / 2);
   LS_ASSIGN_OR_RETURN(rope_cos_, DeviceBuffer<float>::FromHost(rope.cos(0), table));
   LS_ASSIGN_OR_RETURN(rope_sin_, DeviceBuffer<float>::FromHost(rope.sin(0), table));
