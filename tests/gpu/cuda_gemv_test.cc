@@ -219,7 +219,7 @@ TEST_P(CudaFusedOpsTest, RopeStoreKvEqualsTheUnfusedOps) {
   c.rope_theta = 500000.0f;
   const int heads = 8, kvh = 2, hd = 64, capacity = 300, slots_n = 2, n = 5;
   const int q_dim = heads * hd, kv_dim = kvh * hd, row = q_dim + 2 * kv_dim;
-  const cpu::RopeTable table(c, capacity);
+  const cpu::RopeTable table(c.rope(), capacity);
   const size_t half = static_cast<size_t>(capacity) * hd / 2;
   auto cd = Up(std::vector<float>(table.cos(0), table.cos(0) + half));
   auto sd = Up(std::vector<float>(table.sin(0), table.sin(0) + half));
