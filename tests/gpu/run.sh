@@ -53,7 +53,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 OUTDIR="${OUT:-build-gpu/gpu-logs}"
-LOG=/tmp/ls-gpu-logs        # every log; tarred into $OUTDIR/logs.tar.gz after each step
+LOG="${TMPDIR:-/tmp}/ls-gpu-logs.$$"  # every log (this run's own); tarred into $OUTDIR/logs.tar.gz after each step
 DEMO=models/layerskip-demo
 DEMO_E=6                    # the demo model's exit layer for the comparisons (L/2)
 [ -n "$MODEL_1B" ] || MODEL_1B=/tmp/ls-rand1b
