@@ -53,7 +53,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 OUTDIR="${OUT:-build-gpu/gpu-logs}"
-LOG=/tmp/ls-gpu-logs        # every log; tarred into $OUTDIR/logs.tar.gz after each step
+LOG="${TMPDIR:-/tmp}/ls-gpu-logs.$$"  # every log (this run's own); tarred into $OUTDIR/logs.tar.gz after each step
 DEMO=models/layerskip-demo
 DEMO_E=6                    # the demo model's exit layer for the comparisons (L/2)
 [ -n "$MODEL_1B" ] || MODEL_1B=/tmp/ls-rand1b
@@ -86,9 +86,9 @@ run_to() {
   local pre=()
   [[ "$1" == "$BIN"/* ]] && pre=(env LD_LIBRARY_PATH="$LS_LD")  # our binaries only (lsx below)
   if [[ "$name" == *.json ]]; then  # JSON on stdout: keep stderr apart
-    timeout -k 5 "$t" "${pre[@]}" "$@" > "$LOG/$name" 2> "$LOG/$name.err"
+    timeout -k 5 "$t" "${pre[@]}" "$@" < /dev/null > "$LOG/$name" 2> "$LOG/$name.err"
   else
-    timeout -k 5 "$t" "${pre[@]}" "$@" > "$LOG/$name" 2>&1
+    timeout -k 5 "$t" "${pre[@]}" "$@" < /dev/null > "$LOG/$name" 2>&1
   fi
   local rc=$?
   tail -n 25 "$LOG/$name"
@@ -246,7 +246,7 @@ service() {  # service TAG: starts a coordinator on MODEL_1B, runs the load, sto
     return 0
   fi
   lsx "$BIN/layerskip-coordinator" --model "$MODEL_1B" "${DEVFLAG[@]}" --listen 127.0.0.1:0 --num-slots 64 --max-batch-size 64 \
-    --max-context 512 --calibration off > "$LOG/coordinator_$tag.txt" 2>&1 &
+    --max-context 512 --calibration off < /dev/null > "$LOG/coordinator_$tag.txt" 2>&1 &
   local pid=$!
   for _ in $(seq 1 240); do
     grep -q "serving" "$LOG/coordinator_$tag.txt" && break
