@@ -13,6 +13,7 @@
 #include "cli/commands.h"
 #include "engine/util/rng.h"
 #include "engine/util/status.h"
+#include "kernels/cpu_features.h"
 
 namespace layerskip::cli {
 namespace {
@@ -47,6 +48,7 @@ size_t DecodeBytes(const ModelWeights& w) {
 }
 
 absl::Status Bench(const Flags& flags) {
+  LS_RETURN_IF_ERROR(cpu::CheckCpuKernels());
   LS_ASSIGN_OR_RETURN(ModelLoadOptions load, LoadOptionsFromFlags(flags));
   LS_ASSIGN_OR_RETURN(int64_t prompt_tokens, flags.GetInt("prompt-tokens", 64));
   LS_ASSIGN_OR_RETURN(int64_t decode_tokens, flags.GetInt("decode-tokens", 32));
@@ -98,9 +100,9 @@ absl::Status Bench(const Flags& flags) {
   const std::string mode = flags.Get("mode", "autoregressive");
   if (mode != "autoregressive" && mode != "self-speculative")
     return absl::InvalidArgumentError(absl::StrCat("--mode: unknown bench mode '", mode, "'"));
-  std::printf("model: %s (%d layers, hidden %d, vocab %d, %s weights), threads %d, batch %lld\n", name.c_str(), L,
-              c.hidden_size, c.vocab_size, WeightTypeName(m->weights->type), m->pool->num_threads(),
-              static_cast<long long>(batch));
+  std::printf("model: %s (%d layers, hidden %d, vocab %d, %s weights), threads %d, batch %lld, cpu kernels %s\n",
+              name.c_str(), L, c.hidden_size, c.vocab_size, WeightTypeName(m->weights->type), m->pool->num_threads(),
+              static_cast<long long>(batch), cpu::CpuKernelsName(cpu::ActiveCpuKernels()));
   DecodeOptions ar;
   // The machine's bandwidth is probed before and after decoding; the higher of the two counts, so a noisy
   // moment during one probe cannot flatter the fraction.

@@ -6,7 +6,10 @@
 #include "engine/model/checkpoint_limits.h"
 #include "engine/model/config.h"
 #include "engine/model/safetensors.h"
+#include "absl/strings/str_format.h"
+#include "engine/util/cpu_budget.h"
 #include "engine/util/status.h"
+#include "kernels/cpu_features.h"
 
 namespace layerskip::cli {
 namespace {
@@ -44,6 +47,12 @@ absl::Status Inspect(const Flags& flags) {
   std::printf("dtypes:");
   for (const auto& [name, n] : per_dtype) std::printf(" %s=%lld", name.c_str(), static_cast<long long>(n));
   std::printf("\nin memory: bf16 %.1f MiB, f32 %.1f MiB\n", params * 2 / 1048576.0, params * 4 / 1048576.0);
+  LS_ASSIGN_OR_RETURN(cpu::CpuKernels kernels, cpu::SelectedCpuKernels());
+  std::printf("cpu: %s\ncpu kernels: %s (LAYERSKIP_CPU_KERNELS=avx2|avx512|avx512-bf16 forces one)\n",
+              cpu::HostCpuFeatures().Describe().c_str(), cpu::CpuKernelsName(kernels));
+  const auto quota = CgroupCpuLimit();
+  std::printf("default threads: %d (affinity mask and cgroup CPU quota: %s)\n", DefaultThreadCount(),
+              quota ? absl::StrFormat("%.2f CPUs", *quota).c_str() : "none");
   return absl::OkStatus();
 }
 

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/decode/cost_calibration.h"
 #include "engine/util/status.h"
+#include "kernels/cpu_features.h"
 
 namespace layerskip::coordinator {
 namespace {
@@ -130,6 +131,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   for (int id : d.eos_ids) info.add_eos_token_ids(id);
   info.set_dtype(o.load.type == WeightType::kBF16 ? "bf16" : "f32");
   info.set_speculation_batch_threshold(o.engine.batch.speculation_batch_threshold);
+  info.set_cpu_kernels(cpu::CpuKernelsName(cpu::ActiveCpuKernels()));
   s->service_ = std::make_unique<InferenceService>(s->loop_.get(), &s->defaults_, s->auth_.get(), std::move(info));
 
   std::shared_ptr<grpc::ServerCredentials> creds;

@@ -1,0 +1,77 @@
+#pragma once
+// AVX-512 traits of the tiled matmul (kernels/matmul_tiles.h), for f32 products: included by the AVX-512
+// translation units inside their target pragma, in the namespace they name by LAYERSKIP_MATMUL_ISA.
+//
+// f32 W: w0 = w[0..15], w1 = w[16..31]. bf16 W: one 64-byte load widened by interleaving with zeros
+// within 128-bit lanes: w0 = w[0..3, 8..11, 16..19, 24..27], w1 = w[4..7, 12..15, 20..23, 28..31], and x
+// permuted to match (PrepareX). The last partial block is loaded masked; x is zero past K.
+#include <immintrin.h>
+
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#ifndef LAYERSKIP_MATMUL_ISA
+#error "define LAYERSKIP_MATMUL_ISA before including"
+#endif
+
+namespace layerskip::cpu::LAYERSKIP_MATMUL_ISA {
+
+struct Avx512Isa {
+  using V = __m512;
+  using X = float;
+  using Mask = uint32_t;  // one bit per column of a 32-column block
+  static constexpr int kBlock = 32;
+  static constexpr bool kMaskedTail = true;
+  static constexpr int kTokens = 4;
+  static constexpr Mask kFullMask = 0xffffffffu;
+  static constexpr int TileRows(int T) { return T <= 3 ? 4 : 3; }
+  static Mask TailMask(int64_t left) { return left >= 32 ? kFullMask : (Mask{1} << left) - 1; }
+  static V Zero() { return _mm512_setzero_ps(); }
+  static V Add(V a, V b) { return _mm512_add_ps(a, b); }
+  static V Fma(V x, V w, V acc) { return _mm512_fmadd_ps(x, w, acc); }
+  // Fixed tree: (lo256 + hi256), then the AVX2 order ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)).
+  static float Sum(V v) {
+    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_castps512_ps256(_mm512_shuffle_f32x4(v, v, 0x0E)));
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  template <int H>
+  static V LoadX(const float* x) { return _mm512_loadu_ps(x + 16 * H); }
+  template <int H>
+  static V LoadW(const float* w, Mask m) {
+    return _mm512_maskz_loadu_ps(static_cast<__mmask16>(m >> (16 * H)), w + 16 * H);
+  }
+  template <int H>
+  static V LoadW(const uint16_t* w, Mask m) {
+    const __m512i v = _mm512_maskz_loadu_epi16(m, w);
+    return _mm512_castsi512_ps(H == 0 ? _mm512_unpacklo_epi16(_mm512_setzero_si512(), v)
+                                      : _mm512_unpackhi_epi16(_mm512_setzero_si512(), v));
+  }
+  static float ScalarW(const float* w) { return *w; }
+  static float ScalarW(const uint16_t* w) { return Bf16ToF32(*w); }
+  // x [n, K] -> out [n, kx] (kx: K rounded up to 32), zero past K; for bf16 W each block of 32 reordered
+  // to match LoadW's widening.
+  template <typename W>
+  static void PrepareX(const float* x, int64_t n, int64_t K, int64_t kx, float* out) {
+    for (int64_t i = 0; i < n; ++i) {
+      const float* xi = x + i * K;
+      float* oi = out + i * kx;
+      if constexpr (std::is_same_v<W, float>) {
+        std::memcpy(oi, xi, sizeof(float) * static_cast<size_t>(K));
+        for (int64_t k = K; k < kx; ++k) oi[k] = 0.0f;
+      } else {
+        for (int64_t k0 = 0; k0 < kx; k0 += 32)
+          for (int q = 0; q < 32; ++q) {
+            // q < 16: lane q / 4, element q % 4; q >= 16: the same lanes' upper four.
+            const int64_t src = k0 + 8 * ((q % 16) / 4) + (q >= 16 ? 4 : 0) + q % 4;
+            oi[k0 + q] = src < K ? xi[src] : 0.0f;
+          }
+      }
+    }
+  }
+};
+
+}  // namespace layerskip::cpu::LAYERSKIP_MATMUL_ISA
