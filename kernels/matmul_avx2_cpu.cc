@@ -35,6 +35,7 @@ struct Isa {
   static V Add(V a, V b) { return _mm256_add_ps(a, b); }
   static V Fma(V x, V w, V acc) { return _mm256_fmadd_ps(x, w, acc); }
   static float Sum(V v) { return HorizontalSum(v); }
+  static void Sum8(const V* v, float* out) { _mm256_storeu_ps(out, HorizontalSum8(v)); }
   template <int H>
   static V LoadX(const float* x) { return _mm256_loadu_ps(x + 8 * H); }
   template <int H>

@@ -13,8 +13,11 @@
 
 #include "engine/util/bf16.h"
 #include "kernels/matmul_isa.h"
+#include "kernels/simd.h"
 #include "kernels/swiglu.h"
 
+// Every header is included above this line: an inline function first defined below would be compiled
+// for AVX-512 and could be the copy the linker keeps for the whole binary.
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq"))), apply_to = function)
 #else

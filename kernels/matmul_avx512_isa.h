@@ -1,6 +1,7 @@
 #pragma once
 // AVX-512 traits of the tiled matmul (kernels/matmul_tiles.h), for f32 products: included by the AVX-512
-// translation units inside their target pragma, in the namespace they name by LAYERSKIP_MATMUL_ISA.
+// translation units inside their target pragma, in the namespace they name by LAYERSKIP_MATMUL_ISA. The
+// headers it includes must already be included before that pragma (their inline functions stay AVX2).
 //
 // f32 W: w0 = w[0..15], w1 = w[16..31]. bf16 W: one 64-byte load widened by interleaving with zeros
 // within 128-bit lanes: w0 = w[0..3, 8..11, 16..19, 24..27], w1 = w[4..7, 12..15, 20..23, 28..31], and x
@@ -10,6 +11,9 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+
+#include "engine/util/bf16.h"
+#include "kernels/simd.h"
 
 #ifndef LAYERSKIP_MATMUL_ISA
 #error "define LAYERSKIP_MATMUL_ISA before including"
@@ -31,12 +35,15 @@ struct Avx512Isa {
   static V Add(V a, V b) { return _mm512_add_ps(a, b); }
   static V Fma(V x, V w, V acc) { return _mm512_fmadd_ps(x, w, acc); }
   // Fixed tree: (lo256 + hi256), then the AVX2 order ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)).
-  static float Sum(V v) {
-    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_castps512_ps256(_mm512_shuffle_f32x4(v, v, 0x0E)));
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
+  static __m256 Fold(V v) {
+    return _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_castps512_ps256(_mm512_shuffle_f32x4(v, v, 0x0E)));
+  }
+  static float Sum(V v) { return HorizontalSum(Fold(v)); }
+  // 8 sums at once, bit for bit Sum of each (kernels/simd.h's HorizontalSum8 after the same fold).
+  static void Sum8(const V* v, float* out) {
+    __m256 h[8];
+    for (int q = 0; q < 8; ++q) h[q] = Fold(v[q]);
+    _mm256_storeu_ps(out, HorizontalSum8(h));
   }
   template <int H>
   static V LoadX(const float* x) { return _mm512_loadu_ps(x + 16 * H); }

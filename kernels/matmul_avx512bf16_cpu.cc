@@ -14,8 +14,11 @@
 
 #include "engine/util/bf16.h"
 #include "kernels/matmul_isa.h"
+#include "kernels/simd.h"
 #include "kernels/swiglu.h"
 
+// Every header is included above this line: an inline function first defined below would be compiled
+// for AVX-512 and could be the copy the linker keeps for the whole binary.
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16"))), apply_to = function)
 #else
@@ -46,6 +49,7 @@ struct Bf16DotIsa {
     return _mm512_dpbf16_ps(acc, (__m512bh)_mm512_castps_si512(x), (__m512bh)_mm512_castps_si512(w));
   }
   static float Sum(V v) { return Avx512Isa::Sum(v); }
+  static void Sum8(const V* v, float* out) { Avx512Isa::Sum8(v, out); }
   template <int H>
   static V LoadX(const uint16_t* x) { return _mm512_castsi512_ps(_mm512_loadu_si512(x + 32 * H)); }
   template <int H>

@@ -184,14 +184,26 @@ void RowBlock(const Problem<I, W>& p, const W* w, float* y, int64_t M, int64_t j
     for (int64_t i = 0; i < p.n; i += I::kTokens)
       TokenGroupDispatch<I, I::kTokens>(p, w, i, p.n - i, jb, j1, k0, k1, c == 0, acc, pf);
   }
-  for (int64_t t = 0; t < p.n; ++t)
-    for (int64_t j = jb; j < j1; ++j) {
-      const V* a = acc + ((j - jb) * p.n + t) * 2;
-      float sum = I::Sum(I::Add(a[0], a[1]));
-      if constexpr (!I::kMaskedTail)
-        for (int64_t k = kcover; k < p.K; ++k) sum += p.x_raw[t * p.K + k] * I::ScalarW(w + j * p.K + k);
-      y[t * M + j] = sum;
+  // Finish: I::Sum8 for 8 outputs at once (bit for bit I::Sum of each), then the scalar tail.
+  for (int64_t t = 0; t < p.n; ++t) {
+    float* yt = y + t * M;
+    int64_t j = jb;
+    for (; j + 8 <= j1; j += 8) {
+      V v[8];
+      for (int q = 0; q < 8; ++q) {
+        const V* a = acc + ((j + q - jb) * p.n + t) * 2;
+        v[q] = I::Add(a[0], a[1]);
+      }
+      I::Sum8(v, yt + j);
     }
+    for (; j < j1; ++j) {
+      const V* a = acc + ((j - jb) * p.n + t) * 2;
+      yt[j] = I::Sum(I::Add(a[0], a[1]));
+    }
+    if constexpr (!I::kMaskedTail)
+      for (j = jb; j < j1 && kcover < p.K; ++j)
+        for (int64_t k = kcover; k < p.K; ++k) yt[j] += p.x_raw[t * p.K + k] * I::ScalarW(w + j * p.K + k);
+  }
 }
 
 // A 64-byte aligned buffer that only grows: loads of x that straddle cache lines would cost the kernel a
