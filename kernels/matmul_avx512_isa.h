@@ -63,21 +63,29 @@ struct Avx512Isa {
   // to match LoadW's widening.
   template <typename W>
   static void PrepareX(const float* x, int64_t n, int64_t K, int64_t kx, float* out) {
+    // out0 = x[0..3, 8..11, 16..19, 24..27], out1 = x[4..7, 12..15, 20..23, 28..31] of a block a|b
+    // (indices >= 16 pick from b).
+    const __m512i i0 = _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27);
+    const __m512i i1 = _mm512_setr_epi32(4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31);
     for (int64_t i = 0; i < n; ++i) {
       const float* xi = x + i * K;
       float* oi = out + i * kx;
-      if constexpr (std::is_same_v<W, float>) {
-        std::memcpy(oi, xi, sizeof(float) * static_cast<size_t>(K));
-        for (int64_t k = K; k < kx; ++k) oi[k] = 0.0f;
-      } else {
-        for (int64_t k0 = 0; k0 < kx; k0 += 32)
-          for (int q = 0; q < 32; ++q) {
-            // q < 16: lane q / 4, element q % 4; q >= 16: the same lanes' upper four.
-            const int64_t src = k0 + 8 * ((q % 16) / 4) + (q >= 16 ? 4 : 0) + q % 4;
-            oi[k0 + q] = src < K ? xi[src] : 0.0f;
-          }
+      for (int64_t k = 0; k < kx; k += 32) {
+        const __m512 a = _mm512_maskz_loadu_ps(ColumnMask16(K - k), xi + k);
+        const __m512 b = _mm512_maskz_loadu_ps(ColumnMask16(K - k - 16), xi + k + 16);
+        if constexpr (std::is_same_v<W, float>) {
+          _mm512_storeu_ps(oi + k, a);
+          _mm512_storeu_ps(oi + k + 16, b);
+        } else {
+          _mm512_storeu_ps(oi + k, _mm512_permutex2var_ps(a, i0, b));
+          _mm512_storeu_ps(oi + k + 16, _mm512_permutex2var_ps(a, i1, b));
+        }
       }
     }
+  }
+  // Lanes [0, left) of 16 (all when left >= 16, none when left <= 0).
+  static __mmask16 ColumnMask16(int64_t left) {
+    return left >= 16 ? __mmask16{0xffff} : left <= 0 ? __mmask16{0} : static_cast<__mmask16>((1u << left) - 1);
   }
 };
 

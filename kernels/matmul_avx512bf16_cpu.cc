@@ -58,10 +58,18 @@ struct Bf16DotIsa {
   }
   static float ScalarW(const uint16_t* w) { return Bf16ToF32(*w); }
   // x [n, K] f32 -> out [n, kx] bf16 (kx: K rounded up to 64), zero past K.
+  // (vcvtne2ps2bf16: round to nearest even, as F32ToBf16; the zero padding converts to bf16 zeros.)
   template <typename W>
   static void PrepareX(const float* x, int64_t n, int64_t K, int64_t kx, uint16_t* out) {
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t k = 0; k < kx; ++k) out[i * kx + k] = k < K ? F32ToBf16(x[i * K + k]) : 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const float* xi = x + i * K;
+      uint16_t* oi = out + i * kx;
+      for (int64_t k = 0; k < kx; k += 32) {
+        const __m512 lo = _mm512_maskz_loadu_ps(Avx512Isa::ColumnMask16(K - k), xi + k);
+        const __m512 hi = _mm512_maskz_loadu_ps(Avx512Isa::ColumnMask16(K - k - 16), xi + k + 16);
+        _mm512_storeu_si512(oi + k, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+      }
+    }
   }
 };
 
