@@ -85,18 +85,28 @@ inline void HalfBlock(typename I::V (&acc)[R][T], const typename I::X* const* xs
   }
 }
 
-// One register tile: rows ws[0..R) of W times tokens xs[0..T) over columns [k0, k1) (whole blocks; a
-// block past K is the masked tail). acc[r * stride + t * 2 + h]: accumulator h of (row r, token t),
-// zeroed when first, else reloaded; stored back at the end.
+// One K chunk of a row block: columns [k0, k1); first: accumulators start at zero (else reloaded); last:
+// the tiles finish their outputs into y[n, M] (else store the accumulators for the next chunk).
+struct Chunk {
+  int64_t k0, k1;
+  bool first, last;
+  float* y;
+  int64_t M;
+};
+
+// One register tile: rows ws[0..R) (= j..j+R) of W times tokens xs[0..T) (= i..i+T) over the chunk's
+// columns (whole blocks; a block past K is the masked tail). acc[r * stride + t * 2 + h]: accumulator h of
+// (row r, token t) between chunks. In the last chunk the tile finishes its outputs itself: I::Sum8 / I::Sum
+// of acc0 + acc1, then (without kMaskedTail) the scalar tail, into y[i + t, j + r].
 template <typename I, int R, int T, bool InRowPrefetch, typename W>
-inline void Tile(const typename I::X* const* xs, const W* const* ws, int64_t k0, int64_t k1, int64_t K, bool first,
+inline void Tile(const typename I::X* const* xs, const W* const* ws, int64_t K, const Chunk& c, int64_t i, int64_t j,
                  typename I::V* acc, int64_t stride, Prefetcher& pf) {
   using V = typename I::V;
   V a0[R][T], a1[R][T];
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) {
-      a0[r][t] = first ? I::Zero() : acc[r * stride + t * 2];
-      a1[r][t] = first ? I::Zero() : acc[r * stride + t * 2 + 1];
+      a0[r][t] = c.first ? I::Zero() : acc[r * stride + t * 2];
+      a1[r][t] = c.first ? I::Zero() : acc[r * stride + t * 2 + 1];
     }
   auto block = [&](int64_t k, typename I::Mask mask) {
     if constexpr (InRowPrefetch)
@@ -105,18 +115,36 @@ inline void Tile(const typename I::X* const* xs, const W* const* ws, int64_t k0,
     HalfBlock<I, 1, R, T>(a1, xs, ws, k, mask);
   };
   constexpr int64_t B = I::kBlock;
-  const int64_t full_end = std::min(k1, K / B * B);
-  int64_t k = k0;
+  const int64_t full_end = std::min(c.k1, K / B * B);
+  int64_t k = c.k0;
   for (; k + 64 <= full_end; k += 64) {  // one next-block line per 64 columns
     pf.Tick();
     for (int u = 0; u < 64 / B; ++u) block(k + B * u, I::kFullMask);
   }
   for (; k < full_end; k += B) block(k, I::kFullMask);
-  if (k < k1) block(k, I::TailMask(K - k));  // the masked tail (only when I::kMaskedTail)
+  if (k < c.k1) block(k, I::TailMask(K - k));  // the masked tail (only when I::kMaskedTail)
+  if (!c.last) {
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < T; ++t) {
+        acc[r * stride + t * 2] = a0[r][t];
+        acc[r * stride + t * 2 + 1] = a1[r][t];
+      }
+    return;
+  }
+  constexpr int N = R * T;
+  V v[N];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) v[r * T + t] = I::Add(a0[r][t], a1[r][t]);
+  float sums[N + 8];
+  int q = 0;
+  for (; q + 8 <= N; q += 8) I::Sum8(v + q, sums + q);
+  for (; q < N; ++q) sums[q] = I::Sum(v[q]);
   for (int r = 0; r < R; ++r)
     for (int t = 0; t < T; ++t) {
-      acc[r * stride + t * 2] = a0[r][t];
-      acc[r * stride + t * 2 + 1] = a1[r][t];
+      float sum = sums[r * T + t];
+      if constexpr (!I::kMaskedTail)  // the tail of x sits unpermuted in the prepared x
+        for (int64_t kt = K / B * B; kt < K; ++kt) sum += xs[t][kt] * I::ScalarW(ws[r] + kt);
+      c.y[(i + t) * c.M + j + r] = sum;
     }
 }
 
@@ -132,23 +160,22 @@ template <typename I, typename W>
 struct Problem {
   const typename I::X* x;  // [n, kx], prepared by I::PrepareX
   int64_t n, K, kx;        // kx: x's row stride (K, or K padded to a block for the masked tail)
-  const float* x_raw;      // [n, K] f32 as given (the scalar tail)
   const MatmulJob* jobs;
   int num_jobs;
   int64_t block_rows;
   std::vector<int64_t> first_block;  // per job, its first index in the flattened block list; then the total
 };
 
-// Rows [jb, j1) of one matrix against tokens [i, i + T) over columns [k0, k1).
+// Rows [jb, j1) of one matrix against tokens [i, i + T) over one K chunk.
 template <typename I, int T, bool InRowPrefetch, typename W>
-void TokenGroupPass(const Problem<I, W>& p, const W* w, int64_t i, int64_t jb, int64_t j1, int64_t k0, int64_t k1,
-                    bool first, typename I::V* acc, Prefetcher& pf) {
+void TokenGroupPass(const Problem<I, W>& p, const W* w, int64_t i, int64_t jb, int64_t j1, const Chunk& c,
+                    typename I::V* acc, Prefetcher& pf) {
   const typename I::X* xs[T];
   for (int t = 0; t < T; ++t) xs[t] = p.x + (i + t) * p.kx;
   auto tile = [&]<int R>(std::integral_constant<int, R>, int64_t j) {
     const W* ws[R];
     for (int r = 0; r < R; ++r) ws[r] = w + (j + r) * p.K;
-    Tile<I, R, T, InRowPrefetch>(xs, ws, k0, k1, p.K, first, acc + ((j - jb) * p.n + i) * 2, p.n * 2, pf);
+    Tile<I, R, T, InRowPrefetch>(xs, ws, p.K, c, i, j, acc ? acc + ((j - jb) * p.n + i) * 2 : nullptr, p.n * 2, pf);
   };
   constexpr int R = I::TileRows(T);
   int64_t j = jb;
@@ -160,16 +187,17 @@ void TokenGroupPass(const Problem<I, W>& p, const W* w, int64_t i, int64_t jb, i
 // Tokens [i, i + T) with T = min(kTokens, n - i), dispatched to the tile shape for T.
 template <typename I, int T, typename W>
 void TokenGroupDispatch(const Problem<I, W>& p, const W* w, int64_t i, int64_t left, int64_t jb, int64_t j1,
-                        int64_t k0, int64_t k1, bool first, typename I::V* acc, Prefetcher& pf) {
+                        const Chunk& c, typename I::V* acc, Prefetcher& pf) {
   if constexpr (T > 1) {
-    if (left < T) return TokenGroupDispatch<I, T - 1>(p, w, i, left, jb, j1, k0, k1, first, acc, pf);
-    TokenGroupPass<I, T, false>(p, w, i, jb, j1, k0, k1, first, acc, pf);
+    if (left < T) return TokenGroupDispatch<I, T - 1>(p, w, i, left, jb, j1, c, acc, pf);
+    TokenGroupPass<I, T, false>(p, w, i, jb, j1, c, acc, pf);
   } else {
-    TokenGroupPass<I, 1, true>(p, w, i, jb, j1, k0, k1, first, acc, pf);
+    TokenGroupPass<I, 1, true>(p, w, i, jb, j1, c, acc, pf);
   }
 }
 
-// Rows [jb, j1) of matrix w for all tokens into y[n, M] (row stride M).
+// Rows [jb, j1) of matrix w for all tokens into y[n, M] (row stride M). Accumulators go through `slots`
+// only between K chunks (K > kKChunk).
 template <typename I, typename W>
 void RowBlock(const Problem<I, W>& p, const W* w, float* y, int64_t M, int64_t jb, int64_t j1, Prefetcher& pf,
               std::vector<AccSlot<sizeof(typename I::V)>>& slots) {
@@ -177,32 +205,12 @@ void RowBlock(const Problem<I, W>& p, const W* w, float* y, int64_t M, int64_t j
   constexpr int64_t B = I::kBlock;
   const int64_t kcover = I::kMaskedTail ? (p.K + B - 1) / B * B : p.K / B * B;
   const int64_t chunks = std::max<int64_t>(1, (kcover + kKChunk - 1) / kKChunk);
-  slots.resize(static_cast<size_t>((j1 - jb) * p.n * 2));
-  V* acc = reinterpret_cast<V*>(slots.data());
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int64_t k0 = c * kKChunk, k1 = std::min(kcover, k0 + kKChunk);
+  if (chunks > 1) slots.resize(static_cast<size_t>((j1 - jb) * p.n * 2));
+  V* acc = chunks > 1 ? reinterpret_cast<V*>(slots.data()) : nullptr;
+  for (int64_t ci = 0; ci < chunks; ++ci) {
+    const Chunk c{ci * kKChunk, std::min(kcover, (ci + 1) * kKChunk), ci == 0, ci == chunks - 1, y, M};
     for (int64_t i = 0; i < p.n; i += I::kTokens)
-      TokenGroupDispatch<I, I::kTokens>(p, w, i, p.n - i, jb, j1, k0, k1, c == 0, acc, pf);
-  }
-  // Finish: I::Sum8 for 8 outputs at once (bit for bit I::Sum of each), then the scalar tail.
-  for (int64_t t = 0; t < p.n; ++t) {
-    float* yt = y + t * M;
-    int64_t j = jb;
-    for (; j + 8 <= j1; j += 8) {
-      V v[8];
-      for (int q = 0; q < 8; ++q) {
-        const V* a = acc + ((j + q - jb) * p.n + t) * 2;
-        v[q] = I::Add(a[0], a[1]);
-      }
-      I::Sum8(v, yt + j);
-    }
-    for (; j < j1; ++j) {
-      const V* a = acc + ((j - jb) * p.n + t) * 2;
-      yt[j] = I::Sum(I::Add(a[0], a[1]));
-    }
-    if constexpr (!I::kMaskedTail)
-      for (j = jb; j < j1 && kcover < p.K; ++j)
-        for (int64_t k = kcover; k < p.K; ++k) yt[j] += p.x_raw[t * p.K + k] * I::ScalarW(w + j * p.K + k);
+      TokenGroupDispatch<I, I::kTokens>(p, w, i, p.n - i, jb, j1, c, acc, pf);
   }
 }
 
@@ -268,7 +276,6 @@ void RunGroup(const float* x, int64_t n, const MatmulJob* jobs, int num_jobs, Th
   p.n = n;
   p.K = jobs[0].w->cols();
   p.kx = I::kMaskedTail ? (p.K + I::kBlock - 1) / I::kBlock * I::kBlock : p.K;
-  p.x_raw = x;
   p.jobs = jobs;
   p.num_jobs = num_jobs;
   thread_local AlignedBuffer<typename I::X> xa;  // grows; no allocation per call
