@@ -14,6 +14,7 @@
 #include "cli/commands.h"
 #include "engine/util/rng.h"
 #include "engine/util/status.h"
+#include "kernels/cpu_features.h"
 
 namespace layerskip::cli {
 namespace {
@@ -49,6 +50,7 @@ size_t DecodeBytes(const ModelWeights& w) {
 
 absl::Status Bench(const Flags& flags) {
   LS_ASSIGN_OR_RETURN(const DeviceSpec device, DeviceFromFlags(flags));
+  LS_RETURN_IF_ERROR(cpu::CheckCpuKernels());
   LS_ASSIGN_OR_RETURN(ModelLoadOptions load, LoadOptionsFromFlags(flags));
   // --kv-cache-positions N: no sequence holds more than N positions (each slot's cache is that long).
   if (load.kv_positions > 0) load.max_context = static_cast<int>(std::min<int64_t>(load.max_context, std::max<int64_t>(2, load.kv_positions)));
@@ -102,9 +104,9 @@ absl::Status Bench(const Flags& flags) {
   const std::string mode = flags.Get("mode", "autoregressive");
   if (mode != "autoregressive" && mode != "self-speculative")
     return absl::InvalidArgumentError(absl::StrCat("--mode: unknown bench mode '", mode, "'"));
-  std::printf("model: %s (%d layers, hidden %d, vocab %d, %s weights), threads %d, batch %lld\n", name.c_str(), L,
-              c.hidden_size, c.vocab_size, WeightTypeName(m->weights->type), m->pool->num_threads(),
-              static_cast<long long>(batch));
+  std::printf("model: %s (%d layers, hidden %d, vocab %d, %s weights), threads %d, batch %lld, cpu kernels %s\n",
+              name.c_str(), L, c.hidden_size, c.vocab_size, WeightTypeName(m->weights->type), m->pool->num_threads(),
+              static_cast<long long>(batch), cpu::CpuKernelsName(cpu::ActiveCpuKernels()));
   DecodeOptions ar;
   // The machine's bandwidth is probed before and after decoding; the higher of the two counts, so a noisy
   // moment during one probe cannot flatter the fraction.

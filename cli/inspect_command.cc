@@ -9,7 +9,10 @@
 #include "engine/model/safetensors.h"
 #include "engine/runtime/checkpoint_dtype.h"
 #include "engine/runtime/kv_budget.h"
+#include "absl/strings/str_format.h"
+#include "engine/util/cpu_budget.h"
 #include "engine/util/status.h"
+#include "kernels/cpu_features.h"
 
 namespace layerskip::cli {
 namespace {
@@ -67,6 +70,12 @@ absl::Status Inspect(const Flags& flags) {
               "%lld positions for running sequences\n",
               static_cast<long long>(kv.bytes_per_position), c.num_hidden_layers, b.num_slots, b.positions_per_slot,
               b.bytes / 1048576.0, static_cast<long long>(b.total_positions));
+  LS_ASSIGN_OR_RETURN(cpu::CpuKernels kernels, cpu::SelectedCpuKernels());
+  std::printf("cpu: %s\ncpu kernels: %s (LAYERSKIP_CPU_KERNELS=avx2|avx512|avx512-bf16 forces one)\n",
+              cpu::HostCpuFeatures().Describe().c_str(), cpu::CpuKernelsName(kernels));
+  const auto quota = CgroupCpuLimit();
+  std::printf("default threads: %d (affinity mask and cgroup CPU quota: %s)\n", DefaultThreadCount(),
+              quota ? absl::StrFormat("%.2f CPUs", *quota).c_str() : "none");
   return absl::OkStatus();
 }
 

@@ -10,4 +10,8 @@ namespace layerskip::cpu {
 // changes no result.
 void SwiGlu(const float* gate, const float* up, float* out, int64_t count, ThreadPool* pool = nullptr);
 
+// gate[i] = silu(gate[i]) * up[i] for i < count, on the calling thread: the element arithmetic of SwiGlu,
+// shared with the fused gate/up matmul (kernels/matmul.h) so both give the same bits.
+void SwiGluRows(float* gate, const float* up, int64_t count);
+
 }  // namespace layerskip::cpu

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "engine/util/status.h"
+#include "kernels/cpu_features.h"
 
 namespace layerskip {
 
@@ -30,6 +31,7 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> OptionalTokenizer(const std::filesyst
 
 absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModelDir(const std::filesystem::path& dir,
                                                           const ModelLoadOptions& options) {
+  LS_RETURN_IF_ERROR(cpu::CheckCpuKernels());  // a forced kernel path this CPU lacks: a clear error first
   LoadOptions load;
   load.type = options.type;
   LS_ASSIGN_OR_RETURN(ModelWeights weights, LoadModelWeights(dir, load));

@@ -11,7 +11,6 @@
 #include "kernels/embedding.h"
 #include "kernels/matmul.h"
 #include "kernels/rms_norm.h"
-#include "kernels/swiglu.h"
 
 namespace layerskip {
 
@@ -51,9 +50,8 @@ void Model::Layer(int l, const TokenBatch& batch, float* x, KvCache* cache) cons
       k(static_cast<size_t>(n) * KV * hd), v(static_cast<size_t>(n) * KV * hd), att(static_cast<size_t>(n) * H * hd);
 
   cpu::RmsNorm(x, w.attn_norm.data(), h.data(), n, D, c.rms_norm_eps);
-  cpu::Matmul(h.data(), n, *w.wq, q.data(), pool_);  // q: [n, H*hd]
-  cpu::Matmul(h.data(), n, *w.wk, k.data(), pool_);  // k: [n, KV*hd]
-  cpu::Matmul(h.data(), n, *w.wv, v.data(), pool_);  // v: [n, KV*hd]
+  // q: [n, H*hd], k and v: [n, KV*hd], in one parallel loop.
+  cpu::MatmulMany(h.data(), n, {{w.wq.get(), q.data()}, {w.wk.get(), k.data()}, {w.wv.get(), v.data()}}, pool_);
   for (int i = 0; i < n; ++i) {
     cpu::ApplyRope(q.data() + static_cast<size_t>(i) * H * hd, H, hd, rope_, batch.positions[i]);
     cpu::ApplyRope(k.data() + static_cast<size_t>(i) * KV * hd, KV, hd, rope_, batch.positions[i]);
@@ -68,9 +66,8 @@ void Model::Layer(int l, const TokenBatch& batch, float* x, KvCache* cache) cons
 
   std::vector<float> gate(static_cast<size_t>(n) * F), up(static_cast<size_t>(n) * F);
   cpu::RmsNorm(x, w.mlp_norm.data(), h.data(), n, D, c.rms_norm_eps);
-  cpu::Matmul(h.data(), n, *w.w_gate, gate.data(), pool_);  // [n, F]
-  cpu::Matmul(h.data(), n, *w.w_up, up.data(), pool_);      // [n, F]
-  cpu::SwiGlu(gate.data(), up.data(), gate.data(), static_cast<int64_t>(n) * F, pool_);
+  // gate = silu(gate_proj(h)) * up_proj(h): [n, F], in one parallel loop (up: scratch).
+  cpu::MatmulSwiGlu(h.data(), n, *w.w_gate, *w.w_up, gate.data(), up.data(), pool_);
   cpu::Matmul(gate.data(), n, *w.w_down, h.data(), pool_);  // [n, D]
   for (size_t i = 0; i < h.size(); ++i) x[i] += h[i];
 }

@@ -12,6 +12,7 @@
 #include "engine/runtime/loaded_model.h"
 #include "engine/util/rng.h"
 #include "gtest/gtest.h"
+#include "tests/gpu/cpu_reference.h"
 #include "tests/gpu/cuda_test_util.h"
 #include "tests/support/test_models.h"
 

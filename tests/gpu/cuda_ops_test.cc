@@ -18,6 +18,7 @@
 #include "kernels/rope.h"
 #include "kernels/sampling.h"
 #include "kernels/swiglu.h"
+#include "tests/gpu/cpu_reference.h"
 #include "tests/gpu/cuda_test_util.h"
 
 namespace layerskip::cuda {

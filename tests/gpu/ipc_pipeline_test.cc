@@ -16,6 +16,7 @@
 #include "engine/runtime/factory/create_backend.h"
 #include "engine/runtime/loaded_model.h"
 #include "gtest/gtest.h"
+#include "tests/gpu/cpu_reference.h"
 #include "tests/pipeline/worker_process.h"
 
 namespace layerskip::pipeline {

@@ -285,6 +285,8 @@ TEST_F(CoordinatorTest, CompleteTokenizeModelInfoHealthAndMetrics) {
   EXPECT_EQ(info.num_layers(), 4);
   EXPECT_EQ(info.vocab_size(), 1000);
   EXPECT_EQ(info.model_name(), "tiny-random");
+  EXPECT_TRUE(info.cpu_kernels() == "avx2" || info.cpu_kernels() == "avx512" || info.cpu_kernels() == "avx512-bf16")
+      << info.cpu_kernels();
 
   EXPECT_EQ(server_->HealthStatus(), grpc::health::v1::HealthCheckResponse::SERVING);
   EXPECT_EQ(server_->HealthStatus("layerskip.v1.Inference"), grpc::health::v1::HealthCheckResponse::SERVING);

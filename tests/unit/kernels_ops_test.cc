@@ -7,7 +7,6 @@
 #include "engine/util/bf16.h"
 #include "gtest/gtest.h"
 #include "kernels/attention.h"
-#include "kernels/matmul.h"
 #include "kernels/rms_norm.h"
 #include "kernels/rope.h"
 #include "kernels/sampling.h"
@@ -25,61 +24,7 @@ std::vector<float> RandomVector(size_t n, uint32_t seed, float scale = 1.0f) {
   return v;
 }
 
-std::unique_ptr<Matrix> RandomMatrix(WeightType type, int64_t rows, int64_t cols, uint32_t seed) {
-  auto m = std::make_unique<Matrix>(type, rows, cols);
-  std::vector<float> v = RandomVector(rows * cols, seed, 0.1f);
-  for (int64_t i = 0; i < rows * cols; ++i) {
-    if (type == WeightType::kF32) static_cast<float*>(m->data())[i] = v[i];
-    else static_cast<uint16_t*>(m->data())[i] = F32ToBf16(v[i]);
-  }
-  return m;
-}
-
-class MatmulTest : public ::testing::TestWithParam<std::tuple<WeightType, int>> {};
-
-TEST_P(MatmulTest, MatchesReference) {
-  const auto [type, K] = GetParam();
-  const int64_t n = 5, M = 37;
-  auto w = RandomMatrix(type, M, K, 1);
-  std::vector<float> x = RandomVector(n * K, 2), y(n * M);
-  ThreadPool pool(2);
-  cpu::Matmul(x.data(), n, *w, y.data(), &pool);
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j < M; ++j) {
-      double ref = 0;
-      for (int64_t k = 0; k < K; ++k) ref += static_cast<double>(x[i * K + k]) * w->At(j, k);
-      EXPECT_NEAR(y[i * M + j], ref, 1e-4 * (1 + std::abs(ref))) << i << "," << j;
-    }
-}
-
-// Every row of the output is the same bits for any batch size, any position in the batch and any
-// number of threads: what self-speculative verification relies on.
-TEST_P(MatmulTest, BatchInvariantBitwise) {
-  const auto [type, K] = GetParam();
-  const int64_t M = 301;  // large enough that batches of 4+ tokens split rows over threads
-  auto w = RandomMatrix(type, M, K, 3);
-  std::vector<float> x = RandomVector(64 * K, 4);
-  ThreadPool one(1);
-  std::vector<float> alone(64 * M);
-  for (int64_t i = 0; i < 64; ++i) cpu::Matmul(x.data() + i * K, 1, *w, alone.data() + i * M, &one);
-  for (int threads : {1, 2, 3, 4}) {
-    ThreadPool pool(threads);
-    for (int64_t n : {1, 2, 3, 4, 5, 7, 8, 16, 33, 64}) {
-      for (int64_t start : {int64_t{0}, 64 - n}) {
-        std::vector<float> y(n * M);
-        cpu::Matmul(x.data() + start * K, n, *w, y.data(), &pool);
-        ASSERT_EQ(0, std::memcmp(y.data(), alone.data() + start * M, n * M * sizeof(float)))
-            << "n=" << n << " start=" << start << " threads=" << threads;
-      }
-    }
-  }
-}
-
-INSTANTIATE_TEST_SUITE_P(Shapes, MatmulTest,
-                         ::testing::Combine(::testing::Values(WeightType::kF32, WeightType::kBF16),
-                                            ::testing::Values(16, 64, 100, 256, 2048, 2056)));
-
-// The matmul finishes 8 outputs at once with HorizontalSum8: it must be HorizontalSum, bit for bit.
+// HorizontalSum8 (8 outputs at once) must be HorizontalSum, bit for bit.
 TEST(SimdTest, HorizontalSum8MatchesHorizontalSum) {
   std::mt19937 gen(7);
   std::uniform_real_distribution<float> mantissa(-1.0f, 1.0f);
@@ -180,6 +125,43 @@ TEST(AttentionTest, MatchesReferenceWithGqa) {
         EXPECT_NEAR(out[(i * heads + h) * hd + d], ref, 1e-5);
       }
     }
+}
+
+// Long rows (keys in tiles of 8) and head sizes with and without the register paths: against a double
+// reference, and each token's output the same bits alone as in a batch of tokens at other positions.
+TEST(AttentionTest, TiledKeysMatchReferenceAndAreBatchInvariant) {
+  for (int hd : {16, 24, 64, 128}) {
+    const int heads = 4, kv_heads = 2, capacity = 48;
+    std::vector<float> k = RandomVector(capacity * kv_heads * hd, 11), v = RandomVector(capacity * kv_heads * hd, 12);
+    cpu::KvLayerView view{k.data(), v.data(), static_cast<int64_t>(capacity) * kv_heads * hd, kv_heads, hd};
+    std::vector<int> slot(capacity, 0), pos(capacity);
+    for (int i = 0; i < capacity; ++i) pos[i] = i;
+    std::vector<float> q = RandomVector(capacity * heads * hd, 13), batch(capacity * heads * hd);
+    ThreadPool pool(2);
+    cpu::Attention(q.data(), capacity, slot.data(), pos.data(), heads, view, batch.data(), &pool);
+    for (int i : {0, 7, 8, 17, 47}) {
+      std::vector<float> alone(heads * hd);
+      cpu::Attention(q.data() + i * heads * hd, 1, slot.data(), pos.data() + i, heads, view, alone.data(), nullptr);
+      ASSERT_EQ(0, std::memcmp(alone.data(), batch.data() + i * heads * hd, alone.size() * 4)) << "hd " << hd << " i " << i;
+      for (int h = 0; h < heads; ++h) {
+        const int g = h / (heads / kv_heads);
+        std::vector<double> s(i + 1);
+        double mx = -1e30, sum = 0;
+        for (int p = 0; p <= i; ++p) {
+          double dot = 0;
+          for (int d = 0; d < hd; ++d) dot += q[(i * heads + h) * hd + d] * k[(p * kv_heads + g) * hd + d];
+          s[p] = dot / std::sqrt(hd);
+          mx = std::max(mx, s[p]);
+        }
+        for (double& x : s) sum += (x = std::exp(x - mx));
+        for (int d = 0; d < hd; ++d) {
+          double ref = 0;
+          for (int p = 0; p <= i; ++p) ref += s[p] / sum * v[(p * kv_heads + g) * hd + d];
+          ASSERT_NEAR(alone[h * hd + d], ref, 1e-4) << "hd " << hd << " i " << i;
+        }
+      }
+    }
+  }
 }
 
 TEST(SwiGluTest, MatchesFormula) {

@@ -47,6 +47,7 @@
 #include "engine/runtime/kv_cache.h"
 #include "engine/runtime/model.h"
 #include "engine/util/thread_pool.h"
+#include "kernels/cpu_features.h"
 
 namespace layerskip {
 namespace {
@@ -57,6 +58,10 @@ static_assert(std::endian::native == std::endian::little, "golden.bin is little-
 constexpr double kExact = 1e-4;
 constexpr double kNativeBf16 = 0.08;
 constexpr double kWeightsBf16 = 0.05;
+// The avx512-bf16 kernel path (kernels/cpu_features.h) rounds matmul inputs to bf16 for bf16 weights (x to
+// 2^-9 relative, once per matmul; the rest stays f32): measured 4e-3 .. 1e-2 against HF f32 over the
+// fixtures' exits, between the f32 path (kExact) and HF's native bf16 (kNativeBf16).
+constexpr double kActivationsBf16 = 0.025;
 constexpr int kCapacity = 64;  // KV positions: prompt (12) + 16 generated fit easily
 
 fs::path FixtureDir(const std::string& name) { return fs::path(LAYERSKIP_SOURCE_DIR) / "tests/fixtures/hf" / name; }
@@ -136,8 +141,13 @@ int Argmax(const float* v, int n) { return static_cast<int>(std::max_element(v, 
 struct Case {
   const char* fixture;
   WeightType type;
-  double tol;  // vs the f32 reference
+  double tol_f32_x;  // vs the f32 reference, on kernel paths that keep matmul inputs in f32
   bool exact;  // the loaded weights equal the ones HF used: decode and greedy are checked too
+  // The tolerance on this process's kernel path.
+  double tol() const {
+    const bool bf16_x = type == WeightType::kBF16 && cpu::ActiveCpuKernels() == cpu::CpuKernels::kAvx512Bf16;
+    return bf16_x ? std::max(tol_f32_x, kActivationsBf16) : tol_f32_x;
+  }
 };
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.fixture << "/" << WeightTypeName(c.type); }
@@ -221,8 +231,8 @@ TEST_P(ParityHfTest, PrefillExits) {
   for (int e = 1; e <= golden_.L; ++e) {
     const double rel = RelDiff(exits[e - 1].data(), golden_.exit(e), n);
     std::printf("  %-12s %-4s exit %d: rel diff vs HF f32 %.3g (tol %.0e)\n", c.fixture, WeightTypeName(c.type), e,
-                rel, c.tol);
-    EXPECT_LE(rel, c.tol) << c.fixture << " exit " << e;
+                rel, c.tol());
+    EXPECT_LE(rel, c.tol()) << c.fixture << " exit " << e;
     if (!golden_.exit_logits_native.empty()) {
       const float* native = golden_.exit_logits_native.data() + static_cast<size_t>(e - 1) * n;
       const double rel_native = RelDiff(exits[e - 1].data(), native, n);
@@ -251,12 +261,12 @@ TEST_P(ParityHfTest, Decode) {
     if (pos < T) {  // the full-model prefill row at this position
       const double rel = RelDiff(logits.data(), golden_.exit(golden_.L) + static_cast<size_t>(pos) * V, V);
       worst_prompt = std::max(worst_prompt, rel);
-      EXPECT_LE(rel, c.tol) << c.fixture << " prompt position " << pos;
+      EXPECT_LE(rel, c.tol()) << c.fixture << " prompt position " << pos;
     } else {  // HF's KV-cached decode step pos - T + 1, whose argmax is greedy[pos - T + 1]
       const int step = pos - T;
       const double rel = RelDiff(logits.data(), golden_.decode_logits.data() + static_cast<size_t>(step) * V, V);
       worst_decode = std::max(worst_decode, rel);
-      EXPECT_LE(rel, c.tol) << c.fixture << " decode step " << step + 1;
+      EXPECT_LE(rel, c.tol()) << c.fixture << " decode step " << step + 1;
       EXPECT_EQ(Argmax(logits.data(), V), golden_.greedy[step + 1]) << c.fixture << " decode step " << step + 1;
     }
   }

@@ -1,0 +1,130 @@
+#include "kernels/cpu_features.h"
+
+#include <cpuid.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace layerskip::cpu {
+namespace {
+
+uint64_t Xgetbv0() {
+  uint32_t eax, edx;
+  __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+  return (static_cast<uint64_t>(edx) << 32) | eax;
+}
+
+CpuFeatures Detect() {
+  CpuFeatures f;
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return f;
+  const bool osxsave = c & (1u << 27);
+  const bool fma = c & (1u << 12), f16c = c & (1u << 29), avx = c & (1u << 28);
+  if (!osxsave || !avx) return f;
+  const uint64_t xcr0 = Xgetbv0();
+  const bool os_avx = (xcr0 & 0x6) == 0x6;            // XMM and YMM state
+  const bool os_avx512 = os_avx && (xcr0 & 0xe0) == 0xe0;  // opmask, ZMM_Hi256, Hi16_ZMM
+  if (!os_avx) return f;
+  f.fma = fma;
+  f.f16c = f16c;
+  if (__get_cpuid_max(0, nullptr) < 7) return f;
+  __cpuid_count(7, 0, a, b, c, d);
+  f.avx2 = b & (1u << 5);
+  if (os_avx512) {
+    f.avx512f = b & (1u << 16);
+    f.avx512dq = b & (1u << 17);
+    f.avx512bw = b & (1u << 30);
+    f.avx512vl = b & (1u << 31);
+    f.avx512_vnni = c & (1u << 11);
+    __cpuid_count(7, 1, a, b, c, d);
+    f.avx512_bf16 = a & (1u << 5);
+  }
+  return f;
+}
+
+bool HasAvx512(const CpuFeatures& f) { return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq; }
+
+std::atomic<int> g_override{-1};
+
+}  // namespace
+
+std::string CpuFeatures::Describe() const {
+  std::vector<const char*> on;
+  const std::pair<bool, const char*> all[] = {{avx2, "avx2"},         {fma, "fma"},           {f16c, "f16c"},
+                                              {avx512f, "avx512f"},   {avx512bw, "avx512bw"}, {avx512vl, "avx512vl"},
+                                              {avx512dq, "avx512dq"}, {avx512_bf16, "avx512_bf16"},
+                                              {avx512_vnni, "avx512_vnni"}};
+  for (const auto& [has, name] : all)
+    if (has) on.push_back(name);
+  return on.empty() ? "none" : absl::StrJoin(on, " ");
+}
+
+const CpuFeatures& HostCpuFeatures() {
+  static const CpuFeatures f = Detect();
+  return f;
+}
+
+const char* CpuKernelsName(CpuKernels k) {
+  switch (k) {
+    case CpuKernels::kAvx2: return "avx2";
+    case CpuKernels::kAvx512: return "avx512";
+    case CpuKernels::kAvx512Bf16: return "avx512-bf16";
+  }
+  return "?";
+}
+
+CpuKernels BestCpuKernels(const CpuFeatures& f) {
+  if (!HasAvx512(f)) return CpuKernels::kAvx2;
+  return f.avx512_bf16 ? CpuKernels::kAvx512Bf16 : CpuKernels::kAvx512;
+}
+
+absl::StatusOr<CpuKernels> ParseCpuKernels(std::string_view name_view, const CpuFeatures& f) {
+  const std::string name(name_view);
+  CpuKernels k;
+  if (name == "avx2") k = CpuKernels::kAvx2;
+  else if (name == "avx512") k = CpuKernels::kAvx512;
+  else if (name == "avx512-bf16") k = CpuKernels::kAvx512Bf16;
+  else
+    return absl::InvalidArgumentError(
+        absl::StrCat("LAYERSKIP_CPU_KERNELS='", name, "' is not a CPU kernel path (avx2, avx512, avx512-bf16)"));
+  if (static_cast<int>(k) > static_cast<int>(BestCpuKernels(f))) {
+    const char* needs = k == CpuKernels::kAvx512 ? "AVX-512 F/BW/VL/DQ" : "AVX-512 F/BW/VL/DQ and AVX512_BF16";
+    return absl::FailedPreconditionError(absl::StrCat("LAYERSKIP_CPU_KERNELS=", name, " needs ", needs,
+                                                      ", which this CPU lacks (it has: ", f.Describe(),
+                                                      "; best path here: ", CpuKernelsName(BestCpuKernels(f)), ")"));
+  }
+  return k;
+}
+
+absl::StatusOr<CpuKernels> SelectedCpuKernels() {
+  static const absl::StatusOr<CpuKernels> selected = [] {
+    const char* env = std::getenv("LAYERSKIP_CPU_KERNELS");
+    if (env == nullptr || *env == '\0') return absl::StatusOr<CpuKernels>(BestCpuKernels(HostCpuFeatures()));
+    return ParseCpuKernels(env, HostCpuFeatures());
+  }();
+  return selected;
+}
+
+absl::Status CheckCpuKernels() {
+  const CpuFeatures& f = HostCpuFeatures();
+  if (!f.avx2 || !f.fma || !f.f16c)
+    return absl::FailedPreconditionError(absl::StrCat("this build needs AVX2, FMA and F16C; the CPU has: ", f.Describe()));
+  return SelectedCpuKernels().status();
+}
+
+CpuKernels ActiveCpuKernels() {
+  const int o = g_override.load(std::memory_order_relaxed);
+  if (o >= 0) return static_cast<CpuKernels>(o);
+  static const CpuKernels active = SelectedCpuKernels().value_or(CpuKernels::kAvx2);
+  return active;
+}
+
+void SetCpuKernelsForTesting(CpuKernels k) { g_override.store(static_cast<int>(k)); }
+void ResetCpuKernelsForTesting() { g_override.store(-1); }
+
+}  // namespace layerskip::cpu

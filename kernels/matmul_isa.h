@@ -1,0 +1,28 @@
+#pragma once
+// Internal to the CPU matmul: one entry point per instruction set, each compiled in its own translation
+// unit (matmul_avx2_cpu.cc, matmul_avx512_cpu.cc, matmul_avx512bf16_cpu.cc); matmul_cpu.cc picks one.
+#include <cstdint>
+
+#include "engine/model/weights.h"
+#include "engine/util/thread_pool.h"
+
+namespace layerskip::cpu {
+
+// One product of a group that shares x: y[n, M] = x @ W^T. With w_up set, a fused SwiGLU:
+// y = silu(x @ W^T) * (x @ W_up^T), with up[n, M] as scratch for the second product.
+struct MatmulJob {
+  const Matrix* w = nullptr;
+  float* y = nullptr;
+  const Matrix* w_up = nullptr;
+  float* up = nullptr;
+};
+
+// x: [n, K] f32. Every job's matrices are [M_i, K] of one type (bf16 or f32). All row blocks of all jobs
+// are one parallel loop. Each output's arithmetic depends only on the instruction set, never on n, the
+// job grouping, the tiles or the threads.
+void MatmulGroupAvx2(const float* x, int64_t n, const MatmulJob* jobs, int num_jobs, ThreadPool* pool);
+void MatmulGroupAvx512(const float* x, int64_t n, const MatmulJob* jobs, int num_jobs, ThreadPool* pool);
+// bf16 weights: x rounded to bf16 (nearest even) and vdpbf16ps dot products; f32 weights as Avx512.
+void MatmulGroupAvx512Bf16(const float* x, int64_t n, const MatmulJob* jobs, int num_jobs, ThreadPool* pool);
+
+}  // namespace layerskip::cpu
