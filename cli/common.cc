@@ -23,6 +23,12 @@ absl::StatusOr<ModelLoadOptions> LoadOptionsFromFlags(const Flags& flags) {
   if (dtype == "bf16") o.type = WeightType::kBF16;
   else if (dtype == "f32") o.type = WeightType::kF32;
   else return absl::InvalidArgumentError(absl::StrCat("--dtype: '", dtype, "' is not bf16 or f32"));
+  // --weights: the layers' matrices; int8 quantises them at load (docs/engine.md), bf16/f32 must match --dtype.
+  const std::string weights = flags.Get("weights", dtype);
+  o.in_place = !flags.Has("no-mmap");  // --no-mmap: private copies of every matrix (the pre-zero-copy path)
+  if (weights == "int8") o.int8_layers = true;
+  else if (weights != dtype)
+    return absl::InvalidArgumentError(absl::StrCat("--weights: '", weights, "' is not int8 or the --dtype (", dtype, ")"));
   LS_ASSIGN_OR_RETURN(int64_t threads, flags.GetInt("threads", 0));
   LS_ASSIGN_OR_RETURN(int64_t context, flags.GetInt("max-context", 4096));
   if (threads < 0 || threads > 1024) return absl::InvalidArgumentError("--threads must be in [0, 1024]");

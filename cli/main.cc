@@ -17,12 +17,12 @@ void Usage(FILE* out) {
                "           [--top-k K] [--top-p P] [--seed S] [--mode autoregressive|early-exit|self-speculative]\n"
                "           [--exit-layer E|auto] [--speculations D|auto|adaptive] [--max-speculations N]\n"
                "           [--calibration cached|fresh|off] [--draft-vocab K [--draft-vocab-corpus FILE]]\n"
-               "           [--stop TEXT]... [--ignore-eos] [--json] [--dtype bf16|f32] [--threads N] [--max-context N]\n"
-               "  inspect  --model DIR\n"
-               "  logits   --model DIR --prompt-ids 1,2,3 [--exit-layers all|1,4,8] [--dtype bf16|f32]  (JSON)\n"
+               "           [--stop TEXT]... [--ignore-eos] [--json] [--dtype bf16|f32] [--weights int8] [--no-mmap] [--threads N] [--max-context N]\n"
+               "  inspect  --model DIR [--dtype bf16|f32] [--weights int8] [--no-mmap]  (config, then a timed load: peak RSS)\n"
+               "  logits   --model DIR --prompt-ids 1,2,3 [--exit-layers all|1,4,8] [--dtype bf16|f32] [--weights int8] [--no-mmap]  (JSON)\n"
                "  bench    (--model DIR | --random llama3.2-1b|llama3-8b|tiny) [--mode autoregressive|self-speculative]\n"
                "           [--prompt-tokens N] [--decode-tokens N] [--exit-layers A-B] [--speculations 1,2,4] [--repeats N]\n"
-               "           [--prompts N] [--auto] [--draft-vocab K] [--zero-layers-from E] [--threads N] [--dtype bf16|f32]\n"
+               "           [--prompts N] [--auto] [--draft-vocab K] [--zero-layers-from E] [--threads N] [--dtype bf16|f32] [--weights int8] [--no-mmap]\n"
                "  client   --server HOST:PORT (--prompt TEXT | --prompt-ids 1,2,3) [generate's sampling and speculation flags]\n"
                "           [--stop TEXT]... [--auth-token T] [--tls-ca PEM] [--timeout SECONDS] [--json]\n");
 }

@@ -22,6 +22,7 @@ struct ExecutorOptions {
   std::string tls_ca_file;    // --workers-tls-ca: PEM roots for the workers' TLS; empty: plaintext
   std::string transport = "tcp";
   std::string dtype = "bf16";
+  std::string weights;  // "int8" or empty (as dtype)
   int max_context = 4096;
   int fail_after_steps = 0;  // testing: Step fails after this many successful steps (0: never)
   // Pipeline timeouts and liveness (flags of the same names; defaults in docs/pipeline.md).

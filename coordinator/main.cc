@@ -38,7 +38,7 @@ void Usage() {
       "  --metrics-tls                 serve the metrics port over HTTPS too (--tls-cert/--tls-key)\n"
       "  --model-name NAME             metrics label, ModelInfo and the OpenAI model id (default: the dir name)\n"
       "  --max-batch-size N --max-batched-tokens N --max-queue N --num-slots N --kv-cache-positions N\n"
-      "  --max-context N --threads N --dtype bf16|f32\n"
+      "  --max-context N --threads N --dtype bf16|f32 --weights int8\n"
       "  --default-mode autoregressive|early-exit|self-speculative  --default-exit-layer E|auto\n"
       "  --default-speculations D|auto  --default-max-tokens N  --speculation-batch-threshold N\n"
       "  --calibration cached|fresh|off  the cost model behind automatic speculation: cached (default),\n"
@@ -111,6 +111,7 @@ absl::StatusOr<ServerOptions> OptionsFromFlags(const cli::Flags& f) {
   o.executor.transport = f.Get("transport", "tcp");
   o.executor.tls_ca_file = f.Get("workers-tls-ca");
   o.executor.dtype = o.load.type == WeightType::kF32 ? "f32" : "bf16";
+  o.executor.weights = o.load.int8_layers ? "int8" : "";
   o.executor.max_context = o.load.max_context;
   if (f.Has("cluster-token-file")) {  // read exactly as the workers read it (cli/token_file.h)
     LS_ASSIGN_OR_RETURN(o.executor.cluster_token, cli::ReadTokenFile(f.Get("cluster-token-file"), "--cluster-token-file"));
@@ -163,7 +164,7 @@ int Main(int argc, char** argv) {
   auto flags = cli::Flags::Parse(
       argc, argv, 1,
       {"model", "model-name", "listen", "metrics-port", "http-port", "http-threads", "chat-template", "max-batch-size", "max-batched-tokens", "max-queue", "num-slots",
-       "kv-cache-positions", "max-context", "threads", "dtype", "default-mode", "default-exit-layer",
+       "kv-cache-positions", "max-context", "threads", "dtype", "weights", "default-mode", "default-exit-layer",
        "default-speculations", "default-max-tokens", "speculation-batch-threshold", "tls-cert", "tls-key", "auth-token",
        "auth-token-file", "drain-timeout", "workers", "stages", "cluster-token-file", "workers-tls-ca", "transport", "fail-after-steps", "fatal-linger", "restore-timeout",
        "calibration", "workers-wait", "heartbeat-interval", "heartbeat-misses", "step-timeout-floor", "rpc-timeout",

@@ -129,6 +129,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
                                     ? -1 : d.options.speculation.speculations);
   for (int id : d.eos_ids) info.add_eos_token_ids(id);
   info.set_dtype(o.load.type == WeightType::kBF16 ? "bf16" : "f32");
+  info.set_weights(o.load.int8_layers ? "int8" : info.dtype());
   info.set_speculation_batch_threshold(o.engine.batch.speculation_batch_threshold);
   s->service_ = std::make_unique<InferenceService>(s->loop_.get(), &s->defaults_, s->auth_.get(), std::move(info));
 

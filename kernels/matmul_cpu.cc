@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "kernels/matmul.h"
+#include "kernels/matmul_int8_cpu.h"
 #include "kernels/simd.h"
 
 namespace layerskip::cpu {
@@ -288,6 +289,7 @@ void Run(Problem<W> p, ThreadPool* pool) {
 }  // namespace
 
 void Matmul(const float* x, int64_t n, const Matrix& w, float* y, ThreadPool* pool) {
+  if (w.type() == WeightType::kInt8) return MatmulInt8(x, n, w, y, pool);  // kernels/matmul_int8_cpu.cc
   const int64_t M = w.rows(), K = w.cols();
   if (n <= 0 || M <= 0) return;
   thread_local AlignedFloats xa;  // x copied (f32 W) or permuted (bf16 W); grows, no allocation per call

@@ -19,6 +19,8 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModelDir(const std::filesystem:
                                                           const ModelLoadOptions& options) {
   LoadOptions load;
   load.type = options.type;
+  load.int8_layers = options.int8_layers;
+  load.in_place = options.in_place;
   LS_ASSIGN_OR_RETURN(ModelWeights weights, LoadModelWeights(dir, load));
   std::unique_ptr<Tokenizer> tokenizer;
   auto tok = LoadTokenizer(dir);

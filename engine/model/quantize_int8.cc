@@ -1,0 +1,78 @@
+// Symmetric per-group int8 quantisation of weight matrices.
+#include "engine/model/quantize_int8.h"
+
+#include <algorithm>
+#include <cmath>
+#include <thread>
+#include <vector>
+
+namespace layerskip {
+namespace {
+
+// Quantises one row of `cols` f32 values into `q` (Int8Position layout, +128) and `scales` (one per group).
+void QuantizeRow(const float* w, int64_t cols, uint8_t* q, float* scales) {
+  for (int64_t g0 = 0; g0 < cols; g0 += kInt8Group) {
+    const int64_t g1 = std::min(cols, g0 + kInt8Group);
+    float amax = 0.0f;
+    for (int64_t k = g0; k < g1; ++k) amax = std::max(amax, std::fabs(w[k]));
+    if (!(amax > 0.0f) || !std::isfinite(amax)) {  // zero group (or a non-finite weight: left at 0)
+      scales[g0 / kInt8Group] = 0.0f;
+      continue;
+    }
+    const float inv = 127.0f / amax;
+    scales[g0 / kInt8Group] = amax / 127.0f;
+    for (int64_t k = g0; k < g1; ++k) {
+      const float v = std::nearbyint(w[k] * inv);  // |v| <= 127: amax * (127 / amax) < 127.5
+      q[Int8Position(k)] = static_cast<uint8_t>(static_cast<int>(v) + 128);
+    }
+  }
+}
+
+}  // namespace
+
+std::unique_ptr<Matrix> QuantizeInt8(int64_t rows, int64_t cols, const std::function<void(int64_t, float*)>& row,
+                                     int threads) {
+  auto m = std::make_unique<Matrix>(WeightType::kInt8, rows, cols);
+  const int64_t stride = m->int8_stride(), groups = stride / kInt8Group;
+  uint8_t* q = static_cast<uint8_t*>(m->data());
+  float* scales = m->scales();
+  auto work = [&](int64_t r0, int64_t r1) {
+    std::vector<float> buf(static_cast<size_t>(cols));
+    for (int64_t r = r0; r < r1; ++r) {
+      row(r, buf.data());
+      QuantizeRow(buf.data(), cols, q + r * stride, scales + r * groups);
+    }
+  };
+  const int64_t t = std::clamp<int64_t>(threads, 1, std::max<int64_t>(1, rows / 64));
+  if (t <= 1) {
+    work(0, rows);
+    return m;
+  }
+  std::vector<std::thread> pool;
+  const int64_t per = (rows + t - 1) / t;
+  for (int64_t i = 1; i < t; ++i) {
+    const int64_t r0 = i * per, r1 = std::min(rows, r0 + per);
+    if (r0 < r1) pool.emplace_back(work, r0, r1);
+  }
+  work(0, std::min(rows, per));
+  for (auto& th : pool) th.join();
+  return m;
+}
+
+void QuantizeLayersInt8(ModelWeights& w) {
+  if (w.int8_layers) return;
+  const unsigned hc = std::thread::hardware_concurrency();
+  const int threads = static_cast<int>(std::clamp(hc == 0 ? 2u : hc, 1u, 16u));
+  auto quantize = [&](std::unique_ptr<Matrix>& m) {
+    if (!m) return;
+    const Matrix& src = *m;
+    m = QuantizeInt8(src.rows(), src.cols(), [&](int64_t r, float* out) {
+      for (int64_t c = 0; c < src.cols(); ++c) out[c] = src.At(r, c);
+    }, threads);
+  };
+  for (LayerWeights& l : w.layers)
+    for (auto* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down}) quantize(*m);
+  w.int8_layers = true;
+}
+
+}  // namespace layerskip
