@@ -70,16 +70,15 @@ std::string ShapeString(const std::vector<int64_t>& shape) { return absl::StrCat
 
 // Row r of a [rows, cols] tensor (any stored dtype, possibly unaligned) as f32.
 void RowToF32(const TensorView& src, int64_t r, int64_t cols, float* out) {
-  const size_t es = DTypeSize(src.dtype);
-  const uint8_t* p = src.data + static_cast<size_t>(r * cols) * es;
+  const uint8_t* p = src.data + static_cast<size_t>(r * cols) * DTypeSize(src.dtype);
+  if (src.dtype == DType::kF32) {
+    std::memcpy(out, p, static_cast<size_t>(cols) * 4);
+    return;
+  }
   for (int64_t i = 0; i < cols; ++i) {
-    if (src.dtype == DType::kF32) {
-      std::memcpy(&out[i], p + i * 4, 4);
-    } else {
-      uint16_t h;
-      std::memcpy(&h, p + i * 2, 2);
-      out[i] = src.dtype == DType::kF16 ? F16ToF32(h) : Bf16ToF32(h);
-    }
+    uint16_t h;
+    std::memcpy(&h, p + i * 2, 2);
+    out[i] = src.dtype == DType::kF16 ? F16ToF32(h) : Bf16ToF32(h);
   }
 }
 

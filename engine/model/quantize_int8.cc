@@ -1,8 +1,11 @@
 // Symmetric per-group int8 quantisation of weight matrices.
 #include "engine/model/quantize_int8.h"
 
+#include <immintrin.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <thread>
 #include <vector>
 
@@ -10,17 +13,38 @@ namespace layerskip {
 namespace {
 
 // Quantises one row of `cols` f32 values into `q` (Int8Position layout, +128) and `scales` (one per group).
+// Full groups take the AVX2 path (vcvtps2dq rounds to nearest even, as nearbyint does in the default mode:
+// the same bytes as the scalar path).
 void QuantizeRow(const float* w, int64_t cols, uint8_t* q, float* scales) {
   for (int64_t g0 = 0; g0 < cols; g0 += kInt8Group) {
     const int64_t g1 = std::min(cols, g0 + kInt8Group);
     float amax = 0.0f;
-    for (int64_t k = g0; k < g1; ++k) amax = std::max(amax, std::fabs(w[k]));
-    if (!(amax > 0.0f) || !std::isfinite(amax)) {  // zero group (or a non-finite weight: left at 0)
+    bool finite = true;
+    for (int64_t k = g0; k < g1; ++k) {
+      amax = std::max(amax, std::fabs(w[k]));
+      finite = finite && std::isfinite(w[k]);
+    }
+    if (!(amax > 0.0f) || !finite) {  // zero group (or a non-finite weight: the group is left at 0)
       scales[g0 / kInt8Group] = 0.0f;
       continue;
     }
     const float inv = 127.0f / amax;
     scales[g0 / kInt8Group] = amax / 127.0f;
+    if (g1 - g0 == kInt8Group) {
+      // 4 x 8 values -> 32 int8 (+128) in column order; dword u (columns 4u..4u+3) goes to Int8Position(g0 + 4u).
+      const __m256 vinv = _mm256_set1_ps(inv);
+      __m256i v[4];
+      for (int i = 0; i < 4; ++i) v[i] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(w + g0 + 8 * i), vinv));
+      // packs work within 128-bit lanes: the permute restores column order.
+      const __m256i s01 = _mm256_packs_epi32(v[0], v[1]), s23 = _mm256_packs_epi32(v[2], v[3]);
+      __m256i b = _mm256_packs_epi16(s01, s23);
+      b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+      b = _mm256_add_epi8(b, _mm256_set1_epi8(static_cast<char>(0x80)));
+      alignas(32) uint32_t dw[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(dw), b);
+      for (int u = 0; u < 8; ++u) std::memcpy(q + Int8Position(g0 + 4 * u), &dw[u], 4);
+      continue;
+    }
     for (int64_t k = g0; k < g1; ++k) {
       const float v = std::nearbyint(w[k] * inv);  // |v| <= 127: amax * (127 / amax) < 127.5
       q[Int8Position(k)] = static_cast<uint8_t>(static_cast<int>(v) + 128);
