@@ -10,6 +10,7 @@
 #include "engine/model/config.h"
 #include "engine/model/safetensors.h"
 #include "engine/util/status.h"
+#include "kernels/matmul_int8_cpu.h"
 
 namespace layerskip::cli {
 namespace {
@@ -34,7 +35,9 @@ absl::Status TimedLoad(const Flags& flags, const std::string& dir) {
   LoadStats stats;
   o.stats = &stats;
   LS_ASSIGN_OR_RETURN(ModelWeights w, LoadModelWeights(dir, o));
-  std::printf("weights: %s (layers), embedding and head %s\n", w.weights_name(), WeightTypeName(w.type));
+  std::printf("weights: %s (layers), embedding and head %s", w.weights_name(), WeightTypeName(w.type));
+  if (w.int8_layers) std::printf("; int8 kernels: %s", cpu::Int8PathName(cpu::BestInt8Path()));
+  std::printf("\n");
   std::printf("load: %.3f s, peak RSS %.1f MiB, weights in memory %.1f MiB (in place from the map %.1f MiB, "
               "converted %.1f MiB, misaligned tensors %d)\n",
               stats.seconds, PeakRssBytes() / 1048576.0, w.bytes() / 1048576.0, stats.in_place_bytes / 1048576.0,
