@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <thread>
 #include <vector>
 
@@ -16,13 +17,28 @@ namespace {
 // Full groups take the AVX2 path (vcvtps2dq rounds to nearest even, as nearbyint does in the default mode:
 // the same bytes as the scalar path).
 void QuantizeRow(const float* w, int64_t cols, uint8_t* q, float* scales) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+  const __m256 big = _mm256_set1_ps(std::numeric_limits<float>::max());
   for (int64_t g0 = 0; g0 < cols; g0 += kInt8Group) {
     const int64_t g1 = std::min(cols, g0 + kInt8Group);
     float amax = 0.0f;
     bool finite = true;
-    for (int64_t k = g0; k < g1; ++k) {
-      amax = std::max(amax, std::fabs(w[k]));
-      finite = finite && std::isfinite(w[k]);
+    if (g1 - g0 == kInt8Group) {  // max |w| of 32 values (exact: max is order-free), and all finite
+      __m256 m = _mm256_setzero_ps(), ok = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+      for (int i = 0; i < 4; ++i) {
+        const __m256 a = _mm256_and_ps(_mm256_loadu_ps(w + g0 + 8 * i), abs_mask);
+        m = _mm256_max_ps(m, a);
+        ok = _mm256_and_ps(ok, _mm256_cmp_ps(a, big, _CMP_LE_OQ));  // false for inf and NaN
+      }
+      alignas(32) float lanes[8];
+      _mm256_store_ps(lanes, m);
+      for (float l : lanes) amax = std::max(amax, l);
+      finite = _mm256_movemask_ps(ok) == 0xff;
+    } else {
+      for (int64_t k = g0; k < g1; ++k) {
+        amax = std::max(amax, std::fabs(w[k]));
+        finite = finite && std::isfinite(w[k]);
+      }
     }
     if (!(amax > 0.0f) || !finite) {  // zero group (or a non-finite weight: the group is left at 0)
       scales[g0 / kInt8Group] = 0.0f;
