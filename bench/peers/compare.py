@@ -149,8 +149,12 @@ def main():
     ap.add_argument("--precisions", default="bf16,8-bit")
     ap.add_argument("--work", default=str(Path.home() / ".cache/layerskip-peers"))
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--prompt-tokens", type=int, default=PROMPT)
+    ap.add_argument("--decode-tokens", type=int, default=DECODE)
     ap.add_argument("--json", help="also write the raw results here")
     args = ap.parse_args()
+    global PROMPT, DECODE
+    PROMPT, DECODE = args.prompt_tokens, args.decode_tokens
 
     engines = [Ours(args.bin), LlamaCpp(args.work)]
     if not args.no_torch:
