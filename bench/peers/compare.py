@@ -149,6 +149,7 @@ def main():
     ap.add_argument("--precisions", default="bf16,8-bit")
     ap.add_argument("--work", default=str(Path.home() / ".cache/layerskip-peers"))
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--no-llama-cpp", action="store_true", help="skip llama.cpp (e.g. while it still builds)")
     ap.add_argument("--prompt-tokens", type=int, default=PROMPT)
     ap.add_argument("--decode-tokens", type=int, default=DECODE)
     ap.add_argument("--json", help="also write the raw results here")
@@ -156,7 +157,7 @@ def main():
     global PROMPT, DECODE
     PROMPT, DECODE = args.prompt_tokens, args.decode_tokens
 
-    engines = [Ours(args.bin), LlamaCpp(args.work)]
+    engines = [Ours(args.bin)] + ([] if args.no_llama_cpp else [LlamaCpp(args.work)])
     if not args.no_torch:
         try:
             import torch  # noqa: F401
