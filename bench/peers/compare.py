@@ -141,6 +141,7 @@ def fmt(values):
 
 
 def main():
+    global PROMPT, DECODE
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bin", required=True, help="our build's bin directory")
     ap.add_argument("--models", nargs="+", required=True)
@@ -154,7 +155,6 @@ def main():
     ap.add_argument("--decode-tokens", type=int, default=DECODE)
     ap.add_argument("--json", help="also write the raw results here")
     args = ap.parse_args()
-    global PROMPT, DECODE
     PROMPT, DECODE = args.prompt_tokens, args.decode_tokens
 
     engines = [Ours(args.bin)] + ([] if args.no_llama_cpp else [LlamaCpp(args.work)])
