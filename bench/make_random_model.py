@@ -21,6 +21,9 @@ SHAPES = {
                         num_key_value_heads=8, head_dim=64, tie_word_embeddings=True),
     "llama3-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
                       num_key_value_heads=8, head_dim=128, tie_word_embeddings=False),
+    # ~110 MB in bf16: large enough that the weights dominate a process's resident set (tests/cli/zero_copy_test.sh).
+    "mid": dict(hidden_size=1024, intermediate_size=2816, num_hidden_layers=4, num_attention_heads=16,
+                num_key_value_heads=4, head_dim=64, tie_word_embeddings=False),
     "tiny": dict(hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=4,
                  num_key_value_heads=2, head_dim=64, tie_word_embeddings=False),
 }

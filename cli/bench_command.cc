@@ -12,6 +12,7 @@
 #include "cli/bandwidth.h"
 #include "cli/bench.h"
 #include "cli/commands.h"
+#include "engine/model/quantize_int8.h"
 #include "engine/util/rng.h"
 #include "engine/util/status.h"
 #include "kernels/cpu_features.h"
@@ -79,6 +80,7 @@ absl::Status Bench(const Flags& flags) {
     for (int l = static_cast<int>(zero_from); l < c.num_hidden_layers; ++l)
       for (Matrix* mat : {w.layers[l].wo.get(), w.layers[l].w_down.get()}) std::memset(mat->data(), 0, mat->bytes());
     if (zero_from < c.num_hidden_layers) name += absl::StrCat(", layers [", zero_from, ", ", c.num_hidden_layers, ") zeroed");
+    if (load.int8_layers) QuantizeLayersInt8(w);
     m = WrapWeights(std::make_shared<const ModelWeights>(std::move(w)), load);
   }
   const LlamaConfig& c = m->weights->config;
@@ -105,7 +107,7 @@ absl::Status Bench(const Flags& flags) {
   if (mode != "autoregressive" && mode != "self-speculative")
     return absl::InvalidArgumentError(absl::StrCat("--mode: unknown bench mode '", mode, "'"));
   std::printf("model: %s (%d layers, hidden %d, vocab %d, %s weights), threads %d, batch %lld, cpu kernels %s\n",
-              name.c_str(), L, c.hidden_size, c.vocab_size, WeightTypeName(m->weights->type), m->pool->num_threads(),
+              name.c_str(), L, c.hidden_size, c.vocab_size, m->weights->weights_name(), m->pool->num_threads(),
               static_cast<long long>(batch), cpu::CpuKernelsName(cpu::ActiveCpuKernels()));
   DecodeOptions ar;
   // The machine's bandwidth is probed before and after decoding; the higher of the two counts, so a noisy
@@ -161,9 +163,9 @@ int RunBench(int argc, char** argv) {
   auto flags = Flags::Parse(argc, argv, 2,
                             {"model", "random", "mode", "prompt-tokens", "decode-tokens", "batch", "exit-layers",
                              "speculations", "max-speculations", "repeats", "prompts-file", "draft-vocab",
-                             "draft-vocab-corpus", "calibration", "calibration-budget", "zero-layers-from", "dtype",
+                             "draft-vocab-corpus", "calibration", "calibration-budget", "zero-layers-from", "dtype", "weights",
                              "threads", "max-context", "kv-cache-positions", "gpu-memory-fraction", "device"},
-                            {"auto", "no-static"});
+                            {"auto", "no-static", "no-mmap"});
   if (!flags.ok()) return Fail("bench", flags.status());
   absl::Status s = Bench(*flags);
   return s.ok() ? 0 : Fail("bench", s);

@@ -35,6 +35,13 @@ absl::StatusOr<ModelLoadOptions> LoadOptionsFromFlags(const Flags& flags) {
   } else {
     return absl::InvalidArgumentError(absl::StrCat("--dtype: '", dtype, "' is not auto, bf16 or f32"));
   }
+  // --weights: the layers' matrices; int8 quantises them at load (docs/engine.md), bf16/f32 must match the dtype.
+  const std::string dtype_name = WeightTypeName(o.type);
+  const std::string weights = flags.Get("weights", dtype_name);
+  o.in_place = !flags.Has("no-mmap");  // --no-mmap: private copies of every matrix (the pre-zero-copy path)
+  if (weights == "int8") o.int8_layers = true;
+  else if (weights != dtype_name)
+    return absl::InvalidArgumentError(absl::StrCat("--weights: '", weights, "' is not int8 or the dtype (", dtype_name, ")"));
   LS_ASSIGN_OR_RETURN(int64_t threads, flags.GetInt("threads", 0));
   LS_ASSIGN_OR_RETURN(int64_t context, flags.GetInt("max-context", 4096));
   if (threads < 0 || threads > 1024) return absl::InvalidArgumentError("--threads must be in [0, 1024]");

@@ -142,8 +142,8 @@ int RunGenerate(int argc, char** argv) {
   auto flags = Flags::Parse(argc, argv, 2,
                             {"model", "prompt", "prompt-ids", "max-tokens", "temperature", "top-k", "top-p", "seed",
                              "mode", "exit-layer", "speculations", "max-speculations", "calibration", "calibration-budget",
-                             "draft-vocab", "draft-vocab-corpus", "dtype", "threads", "max-context", "kv-cache-positions", "gpu-memory-fraction", "device"},
-                            {"json", "ignore-eos"}, {"stop"});
+                             "draft-vocab", "draft-vocab-corpus", "dtype", "weights", "threads", "max-context", "kv-cache-positions", "gpu-memory-fraction", "device"},
+                            {"json", "ignore-eos", "no-mmap"}, {"stop"});
   if (!flags.ok()) return Fail("generate", flags.status());
   absl::Status s = Generate(*flags);
   return s.ok() ? 0 : Fail("generate", s);

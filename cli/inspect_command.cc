@@ -1,7 +1,10 @@
-// layerskip inspect: config, parameter count, bytes and dtypes of a checkpoint directory.
+// layerskip inspect: config, parameter count, bytes and dtypes of a checkpoint directory, then a timed load
+// (--dtype, --weights) with its peak resident set.
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
 #include <map>
+#include <string>
 
 #include "cli/commands.h"
 #include "engine/model/checkpoint_limits.h"
@@ -13,9 +16,40 @@
 #include "engine/util/cpu_budget.h"
 #include "engine/util/status.h"
 #include "kernels/cpu_features.h"
+#include "kernels/matmul_int8_cpu.h"
 
 namespace layerskip::cli {
 namespace {
+
+// VmHWM (peak resident set) of this process in bytes, from /proc/self/status; -1 when unknown.
+int64_t PeakRssBytes() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;  // "VmHWM:   1234 kB"
+  return -1;
+}
+
+// Loads the weights as the serving commands would and prints the time, the peak RSS and how much was used in
+// place from the memory map.
+absl::Status TimedLoad(const Flags& flags, const std::string& dir) {
+  LS_ASSIGN_OR_RETURN(ModelLoadOptions load, LoadOptionsFromFlags(flags));
+  LoadOptions o;
+  o.type = load.type;
+  o.int8_layers = load.int8_layers;
+  o.in_place = load.in_place;
+  LoadStats stats;
+  o.stats = &stats;
+  LS_ASSIGN_OR_RETURN(ModelWeights w, LoadModelWeights(dir, o));
+  std::printf("weights: %s (layers), embedding and head %s", w.weights_name(), WeightTypeName(w.type));
+  if (w.int8_layers) std::printf("; int8 kernels: %s", cpu::Int8PathName(cpu::BestInt8Path()));
+  std::printf("\n");
+  std::printf("load: %.3f s, peak RSS %.1f MiB, weights in memory %.1f MiB (in place from the map %.1f MiB, "
+              "converted %.1f MiB, misaligned tensors %d)\n",
+              stats.seconds, PeakRssBytes() / 1048576.0, w.bytes() / 1048576.0, stats.in_place_bytes / 1048576.0,
+              stats.copied_bytes / 1048576.0, stats.misaligned);
+  return absl::OkStatus();
+}
 
 absl::Status Inspect(const Flags& flags) {
   if (!flags.Has("model")) return absl::InvalidArgumentError("--model DIR is required");
@@ -76,13 +110,14 @@ absl::Status Inspect(const Flags& flags) {
   const auto quota = CgroupCpuLimit();
   std::printf("default threads: %d (affinity mask and cgroup CPU quota: %s)\n", DefaultThreadCount(),
               quota ? absl::StrFormat("%.2f CPUs", *quota).c_str() : "none");
-  return absl::OkStatus();
+  std::fflush(stdout);
+  return TimedLoad(flags, dir);
 }
 
 }  // namespace
 
 int RunInspect(int argc, char** argv) {
-  auto flags = Flags::Parse(argc, argv, 2, {"model", "num-slots", "max-context", "kv-cache-positions"});
+  auto flags = Flags::Parse(argc, argv, 2, {"model", "num-slots", "max-context", "kv-cache-positions", "dtype", "weights"}, {"no-mmap"});
   if (!flags.ok()) return Fail("inspect", flags.status());
   absl::Status s = Inspect(*flags);
   return s.ok() ? 0 : Fail("inspect", s);

@@ -60,7 +60,7 @@ absl::Status Logits(const Flags& flags) {
 }  // namespace
 
 int RunLogits(int argc, char** argv) {
-  auto flags = Flags::Parse(argc, argv, 2, {"model", "prompt-ids", "exit-layers", "dtype", "threads", "max-context", "device"});
+  auto flags = Flags::Parse(argc, argv, 2, {"model", "prompt-ids", "exit-layers", "dtype", "weights", "threads", "max-context", "device"}, {"no-mmap"});
   if (!flags.ok()) return Fail("logits", flags.status());
   absl::Status s = Logits(*flags);
   return s.ok() ? 0 : Fail("logits", s);

@@ -41,7 +41,7 @@ void Usage() {
       "  --metrics-tls                 serve the metrics port over HTTPS too (--tls-cert/--tls-key)\n"
       "  --model-name NAME             metrics label, ModelInfo and the OpenAI model id (default: the dir name)\n"
       "  --max-batch-size N --max-batched-tokens N --max-queue N --num-slots N --kv-cache-positions N\n"
-      "  --max-context N --threads N --dtype auto|bf16|f32 (auto: the checkpoint's own)\n"
+      "  --max-context N --threads N --dtype auto|bf16|f32 (auto: the checkpoint's own) --weights int8\n"
       "  --device cpu|cuda|cuda:N        where the in-process engine computes (default cpu; not with --workers:\n"
       "                                each worker takes its own --device)\n"
       "  --gpu-memory-fraction F       a CUDA device: the share of its memory for weights, scratch and the KV\n"
@@ -119,6 +119,7 @@ absl::StatusOr<ServerOptions> OptionsFromFlags(const flags::Flags& f) {
   o.executor.transport = f.Get("transport", "tcp");
   o.executor.tls_ca_file = f.Get("workers-tls-ca");
   o.executor.dtype = o.load.type == WeightType::kF32 ? "f32" : "bf16";
+  o.executor.weights = o.load.int8_layers ? "int8" : "";
   o.executor.max_context = o.load.max_context;
   o.executor.kv_positions = o.load.kv_positions;  // a device backend sizes its cache from these
   o.executor.gpu_memory_fraction = o.load.gpu_memory_fraction;
@@ -183,7 +184,7 @@ int RunCoordinator(int argc, char** argv, const CoordinatorHooks& hooks) {
     return 0;
   }
   std::set<std::string> names = {"model", "model-name", "listen", "metrics-port", "http-port", "http-threads", "chat-template", "max-batch-size", "max-batched-tokens", "max-queue", "num-slots",
-       "kv-cache-positions", "gpu-memory-fraction", "max-context", "threads", "dtype", "default-mode", "default-exit-layer",
+       "kv-cache-positions", "gpu-memory-fraction", "max-context", "threads", "dtype", "weights", "default-mode", "default-exit-layer",
        "default-speculations", "default-max-tokens", "speculation-batch-threshold", "tls-cert", "tls-key", "auth-token",
        "auth-token-file", "drain-timeout", "workers", "stages", "cluster-token-file", "workers-tls-ca", "transport", "fatal-linger", "restore-timeout",
        "calibration", "workers-wait", "heartbeat-interval", "heartbeat-misses", "step-timeout-floor", "rpc-timeout",

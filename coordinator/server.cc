@@ -172,6 +172,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
                                     ? -1 : d.options.speculation.speculations);
   for (int id : d.eos_ids) info.add_eos_token_ids(id);
   info.set_dtype(o.load.type == WeightType::kBF16 ? "bf16" : "f32");
+  info.set_weights(o.load.int8_layers ? "int8" : info.dtype());
   info.set_speculation_batch_threshold(o.engine.batch.speculation_batch_threshold);
   info.set_device(o.executor.workers.empty() ? o.executor.device.ToString() : "");
   // The KV cache: the host engine's (every slot the whole context, f32 K and V; a pipeline's workers hold

@@ -9,7 +9,7 @@
 
 namespace layerskip::cpu {
 
-// x: [n, K] f32 (row stride K), W: [M, K] bf16 or f32, y: [n, M] f32 (row stride M).
+// x: [n, K] f32 (row stride K), W: [M, K] bf16, f32 or int8 (kernels/matmul_int8_cpu.h), y: [n, M] f32 (row stride M).
 // Batch-invariant: y[i, j] is the same bits for any n and any thread count (each dot product has one
 // fixed accumulation order on the process's kernel path, kernels/cpu_features.h; threads split the rows
 // of W).

@@ -5,6 +5,7 @@
 
 #include "kernels/cpu_features.h"
 #include "kernels/matmul.h"
+#include "kernels/matmul_int8_cpu.h"
 #include "kernels/matmul_isa.h"
 #include "kernels/swiglu.h"
 
@@ -38,7 +39,7 @@ void RunGroup(const float* x, int64_t n, const MatmulJob* jobs, int num_jobs, Th
 
 void Matmul(const float* x, int64_t n, const Matrix& w, float* y, ThreadPool* pool) {
   if (n <= 0 || w.rows() <= 0) return;
-  // Hook for other weight types (e.g. int8): dispatch here before the tiled float kernels.
+  if (w.type() == WeightType::kInt8) return MatmulInt8(x, n, w, y, pool);  // kernels/matmul_int8_cpu.cc
   const MatmulJob job{&w, y};
   RunGroup(x, n, &job, 1, pool);
 }

@@ -3,7 +3,7 @@
 // unit (matmul_avx2_cpu.cc, matmul_avx512_cpu.cc, matmul_avx512bf16_cpu.cc); matmul_cpu.cc picks one.
 #include <cstdint>
 
-#include "engine/model/weights.h"
+#include "engine/core/matrix.h"
 #include "engine/util/thread_pool.h"
 
 namespace layerskip::cpu {

@@ -27,6 +27,7 @@ ShardSpec ShardSpec::FromRequest(const v1::LoadShardRequest& r) {
   s.embedding = r.embedding();
   s.head = r.head();
   s.dtype = r.dtype().empty() ? "bf16" : r.dtype();
+  s.int8 = r.weights() == "int8";
   s.num_slots = r.num_slots();
   s.context = r.context();
   s.threads = r.threads();
@@ -36,12 +37,12 @@ ShardSpec ShardSpec::FromRequest(const v1::LoadShardRequest& r) {
 bool ShardSpec::SameShard(const ShardSpec& o) const {
   return std::filesystem::weakly_canonical(model_path) == std::filesystem::weakly_canonical(o.model_path) &&
          first_layer == o.first_layer && end_layer == o.end_layer && embedding == o.embedding && head == o.head &&
-         dtype == o.dtype && num_slots == o.num_slots && context == o.context;
+         dtype == o.dtype && int8 == o.int8 && num_slots == o.num_slots && context == o.context;
 }
 
 std::string ShardSpec::ToString() const {
   return absl::StrCat("layers [", first_layer, ",", end_layer, ")", embedding ? " +embedding" : "",
-                      head ? " +head" : "", " of ", model_path, " (", dtype, ", ", num_slots, " slots x ", context,
+                      head ? " +head" : "", " of ", model_path, " (", dtype, int8 ? " int8 layers" : "", ", ", num_slots, " slots x ", context,
                       ")");
 }
 
@@ -50,6 +51,7 @@ absl::StatusOr<std::unique_ptr<Shard>> Shard::Load(const ShardSpec& spec, const 
   if (spec.dtype == "bf16") o.type = WeightType::kBF16;
   else if (spec.dtype == "f32") o.type = WeightType::kF32;
   else return absl::InvalidArgumentError(absl::StrCat("dtype '", spec.dtype, "' is not bf16 or f32"));
+  o.int8_layers = spec.int8;
   if (spec.num_slots < 1 || spec.num_slots > kMaxSlots || spec.context < 2)
     return absl::InvalidArgumentError(absl::StrCat("num_slots must be in [1, ", kMaxSlots, "] and context >= 2"));
   if (spec.threads < 0 || spec.threads > kMaxThreads)

@@ -23,6 +23,7 @@ struct ShardSpec {
   int first_layer = 0, end_layer = 0;
   bool embedding = false, head = false;
   std::string dtype = "bf16";
+  bool int8 = false;  // --weights int8 on the coordinator: layers quantised at load
   int num_slots = 1, context = 0, threads = 0;
   static ShardSpec FromRequest(const v1::LoadShardRequest& r);
   // Same model, layers, heads, dtype and cache geometry (threads may differ).

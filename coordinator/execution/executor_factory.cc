@@ -19,6 +19,7 @@ absl::StatusOr<std::unique_ptr<Executor>> MakeExecutor(const LoadedModel* model,
     p.num_slots = options.num_slots;
     p.max_context = options.max_context;
     p.dtype = options.dtype;
+    p.weights = options.weights;
     p.token = options.cluster_token;
     p.tls_ca_file = options.tls_ca_file;
     p.transport = options.transport;

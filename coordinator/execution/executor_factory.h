@@ -25,6 +25,7 @@ struct ExecutorOptions {
   std::string tls_ca_file;    // --workers-tls-ca: PEM roots for the workers' TLS; empty: plaintext
   std::string transport = "tcp";
   std::string dtype = "bf16";
+  std::string weights;  // "int8" or empty (as dtype)
   int max_context = 4096;
   int64_t kv_positions = 0;          // --kv-cache-positions (0: slots x context); engine/runtime/kv_budget.h
   double gpu_memory_fraction = 0;    // --gpu-memory-fraction (0: the planner's default); CUDA only

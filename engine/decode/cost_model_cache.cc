@@ -26,7 +26,7 @@ absl::StatusOr<Calibration> ParseCalibration(const std::string& text) {
 std::string CostModelKey(const Model& model, const CostModelRequest& r) {
   const LlamaConfig& c = model.config();
   return absl::StrCat(r.model_id, "|L", c.num_hidden_layers, " D", c.hidden_size, " F", c.intermediate_size, " V",
-                      c.vocab_size, " ", WeightTypeName(model.weights().type), "|draft vocab ",
+                      c.vocab_size, " ", model.weights().weights_name(), "|draft vocab ",
                       model.draft_vocab_size(), "|", r.device, "|threads ",
                       model.pool() ? model.pool()->num_threads() : 1);
 }

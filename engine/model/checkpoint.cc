@@ -1,5 +1,8 @@
 // LoadModelWeights: Hugging Face Llama safetensors checkpoints -> ModelWeights (a layer range of them).
+#include <immintrin.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <thread>
 
@@ -7,6 +10,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "engine/model/checkpoint_limits.h"
+#include "engine/model/mapped_pages.h"
+#include "engine/model/quantize_int8.h"
 #include "engine/model/safetensors.h"
 #include "engine/model/weights.h"
 #include "engine/util/bf16.h"
@@ -65,28 +70,73 @@ void Convert(const TensorView& src, bool to_bf16, void* out) {
 
 std::string ShapeString(const std::vector<int64_t>& shape) { return absl::StrCat("[", absl::StrJoin(shape, ", "), "]"); }
 
+// Row r of a [rows, cols] tensor (any stored dtype, possibly unaligned) as f32.
+void RowToF32(const TensorView& src, int64_t r, int64_t cols, float* out) {
+  const uint8_t* p = src.data + static_cast<size_t>(r * cols) * DTypeSize(src.dtype);
+  if (src.dtype == DType::kF32) {
+    std::memcpy(out, p, static_cast<size_t>(cols) * 4);
+    return;
+  }
+  int64_t i = 0;
+  if (src.dtype == DType::kBF16)  // widen 8 at a time (exact)
+    for (; i + 8 <= cols; i += 8)
+      _mm256_storeu_ps(out + i, _mm256_castsi256_ps(_mm256_slli_epi32(
+                                    _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i * 2))), 16)));
+  for (; i < cols; ++i) {
+    uint16_t h;
+    std::memcpy(&h, p + i * 2, 2);
+    out[i] = src.dtype == DType::kF16 ? F16ToF32(h) : Bf16ToF32(h);
+  }
+}
+
+int LoadThreads() {
+  const unsigned hc = std::thread::hardware_concurrency();
+  return static_cast<int>(std::clamp(hc == 0 ? 2u : hc, 1u, 16u));
+}
+
 class Loader {
  public:
-  Loader(const std::filesystem::path& dir, const CheckpointFiles& files, WeightType type)
-      : dir_(dir), files_(files), type_(type) {}
+  Loader(const std::filesystem::path& dir, std::shared_ptr<const CheckpointFiles> files, const LoadOptions& options,
+         LoadStats& stats)
+      : dir_(dir), files_(std::move(files)), options_(options), stats_(stats) {}
 
   // Finds `name` and checks its shape; NotFound / InvalidArgument name the tensor and the file.
   absl::StatusOr<const TensorView*> Get(const std::string& name, const std::vector<int64_t>& shape) const {
-    const TensorView* t = files_.Find(name);
+    const TensorView* t = files_->Find(name);
     if (t == nullptr) {
       return absl::NotFoundError(absl::StrCat("tensor '", name, "' missing from the checkpoint in ", dir_.string()));
     }
     if (t->shape != shape) {
-      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' in ", files_.FileOf(name).string(), ": expected shape ",
+      return absl::InvalidArgumentError(absl::StrCat("tensor '", name, "' in ", files_->FileOf(name).string(), ": expected shape ",
                                                      ShapeString(shape), " (from config.json), got ", ShapeString(t->shape)));
     }
     return t;
   }
 
-  absl::StatusOr<std::unique_ptr<Matrix>> LoadMatrix(const std::string& name, int64_t rows, int64_t cols) const {
+  // A matrix in the load's type: in place in the mapping when the stored dtype is that type and the data is
+  // aligned to the element size; else converted into a private copy (then the source pages are released).
+  // `layer`: a layer's linear weight, quantised to int8 when options.int8_layers.
+  absl::StatusOr<std::unique_ptr<Matrix>> LoadMatrix(const std::string& name, int64_t rows, int64_t cols, bool layer) {
     LS_ASSIGN_OR_RETURN(const TensorView* t, Get(name, {rows, cols}));
-    auto m = std::make_unique<Matrix>(type_, rows, cols);
-    Convert(*t, type_ == WeightType::kBF16, m->data());
+    std::unique_ptr<Matrix> m;
+    if (layer && options_.int8_layers) {
+      m = QuantizeInt8(rows, cols, [t, cols](int64_t r, float* out) { RowToF32(*t, r, cols, out); }, LoadThreads());
+    } else {
+      const bool same = (options_.type == WeightType::kBF16 && t->dtype == DType::kBF16) ||
+                        (options_.type == WeightType::kF32 && t->dtype == DType::kF32);
+      const bool aligned = reinterpret_cast<uintptr_t>(t->data) % DTypeSize(t->dtype) == 0;
+      if (same && options_.in_place && aligned) {
+        m = std::make_unique<Matrix>(options_.type, rows, cols, t->data, files_);
+        stats_.in_place_bytes += m->bytes();
+        in_place_.emplace_back(t->data, t->nbytes);
+        return m;
+      }
+      if (same && options_.in_place) ++stats_.misaligned;
+      m = std::make_unique<Matrix>(options_.type, rows, cols);
+      Convert(*t, options_.type == WeightType::kBF16, m->data());
+    }
+    stats_.copied_bytes += m->bytes();
+    ReleasePages(t->data, t->nbytes);
     return m;
   }
 
@@ -97,10 +147,15 @@ class Loader {
     return v;
   }
 
+  // Faults in the in-place matrices' pages in parallel (they are read on every token).
+  void PageInInPlace() const { PageIn(in_place_, LoadThreads()); }
+
  private:
   std::filesystem::path dir_;
-  const CheckpointFiles& files_;
-  WeightType type_;
+  std::shared_ptr<const CheckpointFiles> files_;
+  LoadOptions options_;
+  LoadStats& stats_;
+  std::vector<std::pair<const uint8_t*, size_t>> in_place_;
 };
 
 }  // namespace
@@ -113,14 +168,20 @@ absl::StatusOr<ModelWeights> LoadModelWeights(const std::filesystem::path& dir, 
     return absl::InvalidArgumentError(absl::StrCat("LoadOptions: layer range [", options.first_layer, ", ", options.end_layer,
                                                    ") is not within [0, ", L, "] (num_hidden_layers in ", (dir / "config.json").string(), ")"));
   }
-  LS_ASSIGN_OR_RETURN(std::unique_ptr<CheckpointFiles> files, CheckpointFiles::Open(dir));
+  if (options.type == WeightType::kInt8)
+    return absl::InvalidArgumentError("LoadOptions: type must be bf16 or f32 (int8 is int8_layers)");
+  const auto start = std::chrono::steady_clock::now();
+  LS_ASSIGN_OR_RETURN(std::unique_ptr<CheckpointFiles> opened, CheckpointFiles::Open(dir));
+  std::shared_ptr<const CheckpointFiles> files = std::move(opened);  // in-place matrices keep it alive
   // Layer count, every tensor's presence and shape, and memory: all before the first allocation.
   LS_RETURN_IF_ERROR(CheckCheckpoint(dir, config, *files, options, first, end));
-  Loader loader(dir, *files, options.type);
+  LoadStats stats;
+  Loader loader(dir, files, options, stats);
 
   ModelWeights w;
   w.config = config;
   w.type = options.type;
+  w.int8_layers = options.int8_layers;
   w.first_layer = first;
   w.end_layer = end;
   const int64_t D = config.hidden_size, F = config.intermediate_size, V = config.vocab_size;
@@ -128,7 +189,7 @@ absl::StatusOr<ModelWeights> LoadModelWeights(const std::filesystem::path& dir, 
 
   // The embedding [V, D] also serves as the head when tied.
   if (options.embedding || (options.head && config.tie_word_embeddings)) {
-    LS_ASSIGN_OR_RETURN(std::unique_ptr<Matrix> embed, loader.LoadMatrix("model.embed_tokens.weight", V, D));
+    LS_ASSIGN_OR_RETURN(std::unique_ptr<Matrix> embed, loader.LoadMatrix("model.embed_tokens.weight", V, D, false));
     std::shared_ptr<const Matrix> shared = std::move(embed);
     if (options.embedding) w.embed = shared;
     if (options.head && config.tie_word_embeddings) w.lm_head = shared;
@@ -138,14 +199,14 @@ absl::StatusOr<ModelWeights> LoadModelWeights(const std::filesystem::path& dir, 
     LayerWeights& lw = w.layers[static_cast<size_t>(l - first)];
     const std::string p = absl::StrCat("model.layers.", l, ".");
     LS_ASSIGN_OR_RETURN(lw.attn_norm, loader.LoadNorm(p + "input_layernorm.weight", D));              // [D]
-    LS_ASSIGN_OR_RETURN(lw.wq, loader.LoadMatrix(p + "self_attn.q_proj.weight", Q, D));              // [H*hd, D]
-    LS_ASSIGN_OR_RETURN(lw.wk, loader.LoadMatrix(p + "self_attn.k_proj.weight", KV, D));             // [KV*hd, D]
-    LS_ASSIGN_OR_RETURN(lw.wv, loader.LoadMatrix(p + "self_attn.v_proj.weight", KV, D));             // [KV*hd, D]
-    LS_ASSIGN_OR_RETURN(lw.wo, loader.LoadMatrix(p + "self_attn.o_proj.weight", D, Q));              // [D, H*hd]
+    LS_ASSIGN_OR_RETURN(lw.wq, loader.LoadMatrix(p + "self_attn.q_proj.weight", Q, D, true));              // [H*hd, D]
+    LS_ASSIGN_OR_RETURN(lw.wk, loader.LoadMatrix(p + "self_attn.k_proj.weight", KV, D, true));             // [KV*hd, D]
+    LS_ASSIGN_OR_RETURN(lw.wv, loader.LoadMatrix(p + "self_attn.v_proj.weight", KV, D, true));             // [KV*hd, D]
+    LS_ASSIGN_OR_RETURN(lw.wo, loader.LoadMatrix(p + "self_attn.o_proj.weight", D, Q, true));              // [D, H*hd]
     LS_ASSIGN_OR_RETURN(lw.mlp_norm, loader.LoadNorm(p + "post_attention_layernorm.weight", D));     // [D]
-    LS_ASSIGN_OR_RETURN(lw.w_gate, loader.LoadMatrix(p + "mlp.gate_proj.weight", F, D));             // [F, D]
-    LS_ASSIGN_OR_RETURN(lw.w_up, loader.LoadMatrix(p + "mlp.up_proj.weight", F, D));                 // [F, D]
-    LS_ASSIGN_OR_RETURN(lw.w_down, loader.LoadMatrix(p + "mlp.down_proj.weight", D, F));             // [D, F]
+    LS_ASSIGN_OR_RETURN(lw.w_gate, loader.LoadMatrix(p + "mlp.gate_proj.weight", F, D, true));             // [F, D]
+    LS_ASSIGN_OR_RETURN(lw.w_up, loader.LoadMatrix(p + "mlp.up_proj.weight", F, D, true));                 // [F, D]
+    LS_ASSIGN_OR_RETURN(lw.w_down, loader.LoadMatrix(p + "mlp.down_proj.weight", D, F, true));             // [D, F]
   }
   if (options.head) {
     LS_ASSIGN_OR_RETURN(w.final_norm, loader.LoadNorm("model.norm.weight", D));  // [D]
@@ -154,10 +215,13 @@ absl::StatusOr<ModelWeights> LoadModelWeights(const std::filesystem::path& dir, 
         return absl::NotFoundError(absl::StrCat("tensor 'lm_head.weight' missing from the checkpoint in ", dir.string(),
                                                 " and config.json has tie_word_embeddings = false"));
       }
-      LS_ASSIGN_OR_RETURN(std::unique_ptr<Matrix> head, loader.LoadMatrix("lm_head.weight", V, D));  // [V, D]
+      LS_ASSIGN_OR_RETURN(std::unique_ptr<Matrix> head, loader.LoadMatrix("lm_head.weight", V, D, false));  // [V, D]
       w.lm_head = std::move(head);
     }
   }
+  loader.PageInInPlace();
+  stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (options.stats != nullptr) *options.stats = stats;
   return w;
 }
 

@@ -66,11 +66,16 @@ int LayersPresent(const CheckpointFiles& files) {
   return static_cast<int>(std::min<int64_t>(top + 1, int64_t{1} << 30));
 }
 
-int64_t LoadBytes(const std::vector<ExpectedTensor>& tensors, WeightType type) {
+int64_t LoadBytes(const std::vector<ExpectedTensor>& tensors, WeightType type, bool int8_layers) {
   int64_t total = 0;
   for (const ExpectedTensor& t : tensors) {
     int64_t n = 1;
     for (int64_t d : t.shape) n *= d;  // dims <= 2^30 each, shapes checked against the files first
+    if (t.matrix && int8_layers && t.shape.size() == 2 && t.name.rfind("model.layers.", 0) == 0) {
+      const int64_t padded = t.shape[0] * Int8PaddedCols(t.shape[1]);
+      total += padded + padded / kInt8Group * 4;  // bytes + f32 scales
+      continue;
+    }
     total += n * (t.matrix && type == WeightType::kBF16 ? 2 : 4);
   }
   return total;
@@ -122,9 +127,10 @@ absl::Status CheckCheckpointTensors(const std::filesystem::path& dir, const Llam
 absl::Status CheckCheckpoint(const std::filesystem::path& dir, const LlamaConfig& config, const CheckpointFiles& files,
                              const LoadOptions& options, int first, int end) {
   LS_RETURN_IF_ERROR(CheckCheckpointTensors(dir, config, files, options, first, end));
-  return CheckFitsInMemory(LoadBytes(ExpectedTensors(config, options, first, end), options.type), AvailableMemoryBytes(),
+  return CheckFitsInMemory(LoadBytes(ExpectedTensors(config, options, first, end), options.type, options.int8_layers),
+                           AvailableMemoryBytes(),
                            absl::StrCat("loading layers [", first, ", ", end, ") of ", dir.string(), " as ",
-                                        WeightTypeName(options.type)));
+                                        options.int8_layers ? "int8" : WeightTypeName(options.type)));
 }
 
 }  // namespace layerskip

@@ -40,8 +40,9 @@ absl::Status CheckCheckpointTensors(const std::filesystem::path& dir, const Llam
 absl::Status CheckCheckpoint(const std::filesystem::path& dir, const LlamaConfig& config, const CheckpointFiles& files,
                              const LoadOptions& options, int first, int end);
 
-// Bytes of the expected tensors once loaded (matrices in `type`, norms in f32).
-int64_t LoadBytes(const std::vector<ExpectedTensor>& tensors, WeightType type);
+// Bytes of the expected tensors once loaded (matrices in `type`, norms in f32; with int8_layers the layers'
+// matrices as int8 rows plus scales). Matrices used in place count too: their pages are resident.
+int64_t LoadBytes(const std::vector<ExpectedTensor>& tensors, WeightType type, bool int8_layers = false);
 
 // Memory this process may still allocate: MemAvailable + SwapFree from /proc/meminfo, lowered by a cgroup
 // v2 memory.max; -1 when unknown (then no check is made).

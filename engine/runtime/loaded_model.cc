@@ -34,6 +34,8 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModelDir(const std::filesystem:
   LS_RETURN_IF_ERROR(cpu::CheckCpuKernels());  // a forced kernel path this CPU lacks: a clear error first
   LoadOptions load;
   load.type = options.type;
+  load.int8_layers = options.int8_layers;
+  load.in_place = options.in_place;
   LS_ASSIGN_OR_RETURN(ModelWeights weights, LoadModelWeights(dir, load));
   LS_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, OptionalTokenizer(dir, options.require_tokenizer));
   auto m = WrapWeights(std::make_shared<const ModelWeights>(std::move(weights)), options);

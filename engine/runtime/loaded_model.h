@@ -22,6 +22,8 @@ struct LoadedModel {
 
 struct ModelLoadOptions {
   WeightType type = WeightType::kBF16;
+  bool int8_layers = false;    // --weights int8: the layers' matrices quantised at load
+  bool in_place = true;        // bf16/f32 matrices used in place from the checkpoint's memory map
   int threads = 0;             // 0: all cores
   int max_context = 4096;      // capped by the model's max_position_embeddings
   bool require_tokenizer = false;

@@ -179,6 +179,23 @@ TEST_F(ClusterTest, AutoExitLayerIsTheSplitExitLayer) {
   EXPECT_EQ(server.Metric("layerskip:spec_decode_autoregressive_time_ratio{model_name=\"tiny-random\"}"), 1.0);
 }
 
+// --weights int8 reaches every worker (LoadShardRequest.weights): the pipeline's greedy ids, autoregressive and
+// self-speculative, are the single-process engine's with int8 weights.
+TEST_F(ClusterTest, Int8WeightsOnTheWorkersMatchTheCli) {
+  auto workers = StartWorkers(2);
+  std::vector<std::string> args = TwoStages(workers, "30");
+  args.insert(args.end(), {"--weights", "int8"});
+  CoordinatorProcess server(args);
+  ExpectServing(server);
+  Streamed ar = Generate(*server.Stub(), Request("def main():", 16, v1::DECODE_MODE_AUTOREGRESSIVE, 0));
+  Streamed ss = Generate(*server.Stub(), Request("def main():", 16, v1::DECODE_MODE_SELF_SPECULATIVE, 2));
+  ASSERT_TRUE(ar.status.ok()) << ar.status.error_message();
+  ASSERT_TRUE(ss.status.ok()) << ss.status.error_message();
+  const std::vector<int> want = CliIds("--prompt 'def main():' --max-tokens 16 --weights int8");
+  EXPECT_EQ(ar.ids, want);
+  EXPECT_EQ(ss.ids, want);
+}
+
 TEST_F(ClusterTest, WorkerKilledMidStreamThenRestored) {
   auto workers = StartWorkers(2);
   // --restore-timeout 0: streams in flight end at once when a stage is lost.

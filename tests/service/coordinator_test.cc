@@ -287,6 +287,7 @@ TEST_F(CoordinatorTest, CompleteTokenizeModelInfoHealthAndMetrics) {
   EXPECT_EQ(info.model_name(), "tiny-random");
   EXPECT_TRUE(info.cpu_kernels() == "avx2" || info.cpu_kernels() == "avx512" || info.cpu_kernels() == "avx512-bf16")
       << info.cpu_kernels();
+  EXPECT_EQ(info.weights(), "bf16");
 
   EXPECT_EQ(server_->HealthStatus(), grpc::health::v1::HealthCheckResponse::SERVING);
   EXPECT_EQ(server_->HealthStatus("layerskip.v1.Inference"), grpc::health::v1::HealthCheckResponse::SERVING);
@@ -356,6 +357,21 @@ TEST(CoordinatorQueueTest, FullQueueIsResourceExhausted) {
   r1->Finish();
   r2->Finish();
   EXPECT_TRUE(WaitFor([&] { return server.Metric(kRunning) == 0 && server.Metric(kWaiting) == 0; }, 5));
+}
+
+// --weights int8: GetModelInfo says so, and the service's greedy ids are the CLI's with int8 weights.
+TEST(CoordinatorInt8Test, Int8WeightsServeLikeTheCli) {
+  CoordinatorProcess server({"--model", kModel, "--threads", "1", "--weights", "int8"});
+  ASSERT_TRUE(server.ok()) << server.stderr_text();
+  auto stub = server.Stub();
+  grpc::ClientContext c;
+  v1::ModelInfo info;
+  ASSERT_TRUE(stub->GetModelInfo(&c, {}, &info).ok());
+  EXPECT_EQ(info.weights(), "int8");
+  EXPECT_EQ(info.dtype(), "bf16");
+  Streamed got = Generate(*stub, TextRequest("def main():", 16));
+  ASSERT_TRUE(got.status.ok()) << got.status.error_message();
+  EXPECT_EQ(got.ids, CliGenerate("--prompt 'def main():' --max-tokens 16 --weights int8")["ids"].get<std::vector<int>>());
 }
 
 TEST(CoordinatorQueueTest, KvBudgetQueuesAndRejects) {

@@ -96,6 +96,7 @@ absl::Status PipelineExecutor::LoadStage(StageClient& s) {
   req.set_embedding(s.range.embedding);
   req.set_head(s.range.head);
   req.set_dtype(options_.dtype);
+  req.set_weights(options_.weights);
   req.set_num_slots(options_.num_slots);
   req.set_context(context_);
   req.set_stage(s.index);

@@ -44,6 +44,7 @@ struct PipelineOptions {
   int num_slots = 8;
   int max_context = 4096;
   std::string dtype = "bf16";         // weights on the workers: bf16 | f32
+  std::string weights;                // "int8": the workers quantise their layers; empty: as dtype
   int threads = 0;                    // per worker (0: all its cores)
   std::string token;                  // cluster token
   std::string tls_ca_file;            // PEM roots to verify the workers' TLS; empty: plaintext

@@ -93,6 +93,8 @@ absl::StatusOr<DeviceWeight> CudaModel::Upload(const Matrix& m) {
 
 absl::StatusOr<std::unique_ptr<CudaModel>> CudaModel::Create(const ModelWeights& weights,
                                                              const CudaModelOptions& options) {
+  if (weights.int8_layers)  // int8 kernels exist for the CPU only (kernels/matmul_int8_cpu.cc)
+    return absl::UnimplementedError("--weights int8 runs on the CPU only; use --weights bf16 or f32 on CUDA");
   std::unique_ptr<CudaModel> m(new CudaModel());
   LS_RETURN_IF_ERROR(m->Init(weights.config, weights.type, weights.first_layer, weights.end_layer, options));
   for (int l = weights.first_layer; l < weights.end_layer; ++l) {

@@ -1,0 +1,306 @@
+// y[n, M] = x[n, K] @ W[M, K]^T with int8 W on the CPU: scalar reference, AVX2, and AVX-512 VNNI, chosen at
+// run time (BestInt8Path).
+//
+// Activations: each token's x is quantised in groups of 32 columns (the weights' groups): xs = max|x| / 127,
+// xq = nearbyint(x * (127 / max|x|)) (0 and xs = 0 for an all-zero group), laid out like the weights
+// (Int8Position) and zero-padded to the weights' padded width. Per token, so a token's xq never depends on
+// the batch.
+//
+// Arithmetic (the same for every output y[t, j], on every path, whatever n, tile or thread computes it):
+//   lane[g] = 0 for g = 0..7                                   (an 8-lane f32 vector)
+//   for each block b of 256 columns, ascending:
+//     isum[g] = sum over the 32 columns of group 8b+g of wq * xq   (exact int32: |isum| <= 32*127*127)
+//     lane[g] = fma(float(isum[g]), ws[8b+g] * xs[8b+g], lane[g])    (the scale product rounded to f32 first)
+//   y[t, j] = HorizontalSum(lane)                             (kernels/simd.h: fixed tree)
+// The int32 sums are exact, so how a path forms them (VNNI vpdpbusd on the +128-offset bytes minus 128 * the
+// group's sum of xq, or AVX2 maddubs on |w| and sign-adjusted x) never changes a bit.
+//
+// Schedule: rows in blocks of about kBlockBytes of W that threads claim from a shared counter; in a block,
+// tokens in pairs (an odd last one alone) pass over register tiles of R rows x T tokens.
+#include "kernels/matmul_int8_cpu.h"
+
+#include <immintrin.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "kernels/simd.h"
+
+// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized on _mm512_extracti64x4_epi64 (an undefined merge source).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#define LS_TARGET_VNNI __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
+
+namespace layerskip::cpu {
+namespace {
+
+constexpr int64_t kBlockBytes = 64 << 10;  // W bytes per row block
+
+// The activations of one call, quantised: q [n, Kp] int8, scale [n, G] f32, corr [n, G] int32 (128 * the
+// group's sum of q, which the VNNI path subtracts for the +128 offset of W). G = Kp / 32.
+struct QuantizedX {
+  const int8_t* q;
+  const float* scale;
+  const int32_t* corr;
+  int64_t Kp, G;
+};
+
+// A 64-byte aligned byte buffer that only grows (one per thread: no allocation per call).
+class AlignedBytes {
+ public:
+  ~AlignedBytes() { std::free(data_); }
+  void* Get(size_t bytes) {
+    if (bytes > size_ || data_ == nullptr) {
+      std::free(data_);
+      size_ = bytes;
+      data_ = std::aligned_alloc(64, std::max<size_t>(64, (bytes + 63) / 64 * 64));
+      if (data_ == nullptr) throw std::bad_alloc();
+    }
+    return data_;
+  }
+
+ private:
+  void* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+// Quantises token rows x[n, K] into q/scale/corr (see the file comment).
+void QuantizeActivations(const float* x, int64_t n, int64_t K, int64_t Kp, int8_t* q, float* scale, int32_t* corr) {
+  const int64_t G = Kp / kInt8Group;
+  std::memset(q, 0, static_cast<size_t>(n * Kp));
+  for (int64_t t = 0; t < n; ++t) {
+    const float* xt = x + t * K;
+    int8_t* qt = q + t * Kp;
+    for (int64_t g = 0; g < G; ++g) {
+      const int64_t k0 = g * kInt8Group, k1 = std::min(K, k0 + kInt8Group);
+      float amax = 0.0f;
+      bool finite = true;
+      for (int64_t k = k0; k < k1; ++k) {
+        amax = std::max(amax, std::fabs(xt[k]));
+        finite = finite && std::isfinite(xt[k]);
+      }
+      int32_t sum = 0;
+      if (amax > 0.0f && finite) {
+        const float inv = 127.0f / amax;
+        for (int64_t k = k0; k < k1; ++k) {
+          const int v = static_cast<int>(std::nearbyint(xt[k] * inv));
+          qt[Int8Position(k)] = static_cast<int8_t>(v);
+          sum += v;
+        }
+        scale[t * G + g] = amax / 127.0f;
+      } else {
+        scale[t * G + g] = finite ? 0.0f : NAN;  // a non-finite activation poisons its outputs, as in f32
+      }
+      corr[t * G + g] = 128 * sum;
+    }
+  }
+}
+
+struct Problem {
+  QuantizedX x;
+  int64_t n, M;
+  const uint8_t* w;   // [M, Kp]
+  const float* ws;    // [M, G]
+  float* y;           // [n, M]
+  int64_t block_rows;
+};
+
+// Scalar reference: one output at a time, in exactly the order of the file comment.
+struct ScalarPath {
+  template <int R, int T>
+  static void Tile(const Problem& p, int64_t j0, int64_t t0) {
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < T; ++t) {
+        const uint8_t* w = p.w + (j0 + r) * p.x.Kp;
+        const int8_t* xq = p.x.q + (t0 + t) * p.x.Kp;
+        const float* wsc = p.ws + (j0 + r) * p.x.G;
+        const float* xsc = p.x.scale + (t0 + t) * p.x.G;
+        float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (int64_t b = 0; b < p.x.Kp / kInt8Block; ++b) {
+          int32_t isum[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+          for (int64_t i = 0; i < kInt8Block; ++i) {
+            const int64_t pos = b * kInt8Block + i;
+            isum[(i / 4) % 8] += (static_cast<int32_t>(w[pos]) - 128) * static_cast<int32_t>(xq[pos]);
+          }
+          for (int g = 0; g < 8; ++g)
+            lane[g] = std::fma(static_cast<float>(isum[g]), wsc[b * 8 + g] * xsc[b * 8 + g], lane[g]);
+        }
+        p.y[(t0 + t) * p.M + j0 + r] = ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
+      }
+  }
+};
+
+// AVX2: per 32-byte chunk, maddubs(|w|, x * sign(w)) (pairs <= 2 * 127 * 127, no saturation), then pairs
+// summed to int32 by madd with ones.
+struct Avx2Path {
+  template <int R, int T>
+  static void Tile(const Problem& p, int64_t j0, int64_t t0) {
+    const __m256i ones = _mm256_set1_epi16(1), bias = _mm256_set1_epi8(static_cast<char>(0x80));
+    const uint8_t* w[R];
+    const float* wsc[R];
+    for (int r = 0; r < R; ++r) w[r] = p.w + (j0 + r) * p.x.Kp, wsc[r] = p.ws + (j0 + r) * p.x.G;
+    const int8_t* xq[T];
+    const float* xsc[T];
+    for (int t = 0; t < T; ++t) xq[t] = p.x.q + (t0 + t) * p.x.Kp, xsc[t] = p.x.scale + (t0 + t) * p.x.G;
+    __m256 lane[R][T];
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < T; ++t) lane[r][t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < p.x.Kp / kInt8Block; ++b) {
+      __m256i acc[R][T];
+      for (int r = 0; r < R; ++r)
+        for (int t = 0; t < T; ++t) acc[r][t] = _mm256_setzero_si256();
+      for (int c = 0; c < 8; ++c) {
+        const int64_t off = b * kInt8Block + c * 32;
+        __m256i xv[T];
+        for (int t = 0; t < T; ++t) xv[t] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[t] + off));
+        for (int r = 0; r < R; ++r) {
+          const __m256i ws = _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[r] + off)), bias);
+          const __m256i aw = _mm256_abs_epi8(ws);
+          for (int t = 0; t < T; ++t) {
+            const __m256i prod = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv[t], ws));
+            acc[r][t] = _mm256_add_epi32(acc[r][t], _mm256_madd_epi16(prod, ones));
+          }
+        }
+      }
+      for (int r = 0; r < R; ++r) {
+        const __m256 wv = _mm256_loadu_ps(wsc[r] + b * 8);
+        for (int t = 0; t < T; ++t) {
+          const __m256 sc = _mm256_mul_ps(wv, _mm256_loadu_ps(xsc[t] + b * 8));
+          lane[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[r][t]), sc, lane[r][t]);
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < T; ++t) p.y[(t0 + t) * p.M + j0 + r] = HorizontalSum(lane[r][t]);
+  }
+};
+
+// AVX-512 VNNI: per 64-byte chunk (two 32-byte chunks), vpdpbusd of the +128-offset W bytes (unsigned) with
+// xq (signed); the two 256-bit halves are added and 128 * sum(xq) subtracted per group.
+struct VnniPath {
+  template <int R, int T>
+  LS_TARGET_VNNI static void Tile(const Problem& p, int64_t j0, int64_t t0) {
+    const uint8_t* w[R];
+    const float* wsc[R];
+    for (int r = 0; r < R; ++r) w[r] = p.w + (j0 + r) * p.x.Kp, wsc[r] = p.ws + (j0 + r) * p.x.G;
+    const int8_t* xq[T];
+    const float* xsc[T];
+    const int32_t* corr[T];
+    for (int t = 0; t < T; ++t) {
+      xq[t] = p.x.q + (t0 + t) * p.x.Kp, xsc[t] = p.x.scale + (t0 + t) * p.x.G;
+      corr[t] = p.x.corr + (t0 + t) * p.x.G;
+    }
+    __m256 lane[R][T];
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < T; ++t) lane[r][t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < p.x.Kp / kInt8Block; ++b) {
+      __m512i acc[R][T];
+      for (int r = 0; r < R; ++r)
+        for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_si512();
+      for (int c = 0; c < 4; ++c) {
+        const int64_t off = b * kInt8Block + c * 64;
+        __m512i xv[T];
+        for (int t = 0; t < T; ++t) xv[t] = _mm512_loadu_si512(xq[t] + off);
+        for (int r = 0; r < R; ++r) {
+          const __m512i wv = _mm512_loadu_si512(w[r] + off);
+          for (int t = 0; t < T; ++t) acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], wv, xv[t]);
+        }
+      }
+      for (int r = 0; r < R; ++r) {
+        const __m256 wv = _mm256_loadu_ps(wsc[r] + b * 8);
+        for (int t = 0; t < T; ++t) {
+          const __m256i halves = _mm256_add_epi32(_mm512_castsi512_si256(acc[r][t]), _mm512_extracti64x4_epi64(acc[r][t], 1));
+          const __m256i isum = _mm256_sub_epi32(halves, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr[t] + b * 8)));
+          const __m256 sc = _mm256_mul_ps(wv, _mm256_loadu_ps(xsc[t] + b * 8));
+          lane[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), sc, lane[r][t]);
+        }
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      for (int t = 0; t < T; ++t) p.y[(t0 + t) * p.M + j0 + r] = HorizontalSum(lane[r][t]);
+  }
+};
+
+// Rows [jb, j1) x tokens [t0, t0 + T): tiles of 4 rows, then 2, then 1.
+template <typename Path, int T>
+void TokenGroupPass(const Problem& p, int64_t jb, int64_t j1, int64_t t0) {
+  int64_t j = jb;
+  for (; j + 4 <= j1; j += 4) Path::template Tile<4, T>(p, j, t0);
+  for (; j + 2 <= j1; j += 2) Path::template Tile<2, T>(p, j, t0);
+  for (; j < j1; ++j) Path::template Tile<1, T>(p, j, t0);
+}
+
+template <typename Path>
+void Run(Problem p, ThreadPool* pool) {
+  p.block_rows = std::max<int64_t>(4, kBlockBytes / std::max<int64_t>(1, p.x.Kp) / 4 * 4);
+  const int64_t blocks = (p.M + p.block_rows - 1) / p.block_rows;
+  std::atomic<int64_t> next{0};
+  auto worker = [&](int64_t, int64_t) {
+    for (int64_t b = next.fetch_add(1, std::memory_order_relaxed); b < blocks; b = next.fetch_add(1, std::memory_order_relaxed)) {
+      const int64_t jb = b * p.block_rows, j1 = std::min(p.M, jb + p.block_rows);
+      int64_t t = 0;
+      for (; t + 2 <= p.n; t += 2) TokenGroupPass<Path, 2>(p, jb, j1, t);
+      if (t < p.n) TokenGroupPass<Path, 1>(p, jb, j1, t);
+    }
+  };
+  // Small products run on the calling thread (waking threads costs microseconds); which thread computes a
+  // row never changes its arithmetic.
+  constexpr int64_t kMinParallelMacs = int64_t{1} << 18;
+  if (pool && pool->num_threads() > 1 && blocks > 1 && p.M * p.x.Kp * p.n >= kMinParallelMacs)
+    pool->ParallelFor(pool->num_threads(), 1, worker);
+  else worker(0, 1);
+}
+
+}  // namespace
+
+const char* Int8PathName(Int8Path p) {
+  switch (p) {
+    case Int8Path::kScalar: return "scalar";
+    case Int8Path::kAvx2: return "avx2";
+    case Int8Path::kAvx512Vnni: return "avx512-vnni";
+  }
+  return "?";
+}
+
+bool Int8PathSupported(Int8Path p) {
+  switch (p) {
+    case Int8Path::kScalar: return true;
+    case Int8Path::kAvx2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case Int8Path::kAvx512Vnni:
+      return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+  }
+  return false;
+}
+
+Int8Path BestInt8Path() {
+  static const Int8Path best = [] {
+    const char* force = std::getenv("LAYERSKIP_INT8_PATH");  // "avx2" or "scalar": tests and comparisons
+    if (force != nullptr && std::strcmp(force, "avx2") == 0) return Int8Path::kAvx2;
+    if (force != nullptr && std::strcmp(force, "scalar") == 0) return Int8Path::kScalar;
+    return Int8PathSupported(Int8Path::kAvx512Vnni) ? Int8Path::kAvx512Vnni : Int8Path::kAvx2;
+  }();
+  return best;
+}
+
+void MatmulInt8(const float* x, int64_t n, const Matrix& w, float* y, ThreadPool* pool, Int8Path path) {
+  const int64_t M = w.rows(), K = w.cols(), Kp = w.int8_stride(), G = Kp / kInt8Group;
+  if (n <= 0 || M <= 0) return;
+  thread_local AlignedBytes qbuf, sbuf, cbuf;
+  int8_t* q = static_cast<int8_t*>(qbuf.Get(static_cast<size_t>(n * Kp)));
+  float* scale = static_cast<float*>(sbuf.Get(static_cast<size_t>(n * G) * sizeof(float)));
+  int32_t* corr = static_cast<int32_t*>(cbuf.Get(static_cast<size_t>(n * G) * sizeof(int32_t)));
+  QuantizeActivations(x, n, K, Kp, q, scale, corr);
+  const Problem p{QuantizedX{q, scale, corr, Kp, G}, n, M, w.int8(), w.scales(), y, 0};
+  switch (path) {
+    case Int8Path::kScalar: return Run<ScalarPath>(p, pool);
+    case Int8Path::kAvx2: return Run<Avx2Path>(p, pool);
+    case Int8Path::kAvx512Vnni: return Run<VnniPath>(p, pool);
+  }
+}
+
+}  // namespace layerskip::cpu
