@@ -138,10 +138,10 @@ absl::Status Bench(const Flags& flags) {
     const std::string id = flags.Has("model") ? std::filesystem::absolute(flags.Get("model")).string() : name;
     size_t slots = 1;
     for (const auto& c : cases) slots = std::max(slots, c.size());
-    LS_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, BackendFromFlags(*m, device, static_cast<int>(slots)));
+    LS_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, BackendFromFlags(flags, *m, device, static_cast<int>(slots)));
     return BenchSelfSpeculative(flags, *m, *backend, id, cases, static_cast<int>(decode_tokens));
   }
-  LS_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, BackendFromFlags(*m, device, static_cast<int>(batch)));
+  LS_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, BackendFromFlags(flags, *m, device, static_cast<int>(batch)));
   LS_ASSIGN_OR_RETURN(BenchRun base, MeasureDecode(*backend, prompts, static_cast<int>(decode_tokens), ar));
   {
     const double bw = std::max(bw_before, MeasureReadBandwidth(m->pool.get()));

@@ -28,7 +28,9 @@ absl::StatusOr<ModelLoadOptions> LoadOptionsFromFlags(const Flags& flags);
 // and the reason, exit 1) before any weights are read.
 absl::StatusOr<DeviceSpec> DeviceFromFlags(const Flags& flags);
 // The backend of `m` on `device` with num_slots slots of m.context positions.
-absl::StatusOr<std::unique_ptr<Backend>> BackendFromFlags(const LoadedModel& m, const DeviceSpec& device, int num_slots);
+// The backend of --device for `m` (--kv-cache-positions, --gpu-memory-fraction size a CUDA device's cache).
+absl::StatusOr<std::unique_ptr<Backend>> BackendFromFlags(const Flags& flags, const LoadedModel& m,
+                                                          const DeviceSpec& device, int num_slots);
 // --mode, --exit-layer, --speculations -> decode options (validated against num_layers).
 absl::StatusOr<DecodeOptions> DecodeOptionsFromFlags(const Flags& flags, int num_layers);
 // --draft-vocab K [--draft-vocab-corpus FILE]: the draft head's vocabulary subset (the K most frequent

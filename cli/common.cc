@@ -68,8 +68,11 @@ absl::StatusOr<DeviceSpec> DeviceFromFlags(const Flags& flags) {
   return *device;
 }
 
-absl::StatusOr<std::unique_ptr<Backend>> BackendFromFlags(const LoadedModel& m, const DeviceSpec& device, int num_slots) {
-  return CreateBackend(m, device, num_slots);
+absl::StatusOr<std::unique_ptr<Backend>> BackendFromFlags(const Flags& flags, const LoadedModel& m,
+                                                          const DeviceSpec& device, int num_slots) {
+  LS_ASSIGN_OR_RETURN(int64_t kv_positions, flags.GetInt("kv-cache-positions", 0));
+  LS_ASSIGN_OR_RETURN(double fraction, flags.GetDouble("gpu-memory-fraction", 0.0));
+  return CreateBackend(m, device, num_slots, kv_positions, fraction);
 }
 
 absl::StatusOr<DecodeOptions> DecodeOptionsFromFlags(const Flags& flags, int num_layers) {

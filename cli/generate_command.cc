@@ -84,7 +84,7 @@ absl::Status Generate(const Flags& flags) {
   const Tokenizer* tok = m->tokenizer.get();
   if (!stops.empty()) params.stop_check = MakeStopCheck(tok, stops);
 
-  LS_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, BackendFromFlags(*m, device, /*num_slots=*/1));
+  LS_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, BackendFromFlags(flags, *m, device, /*num_slots=*/1));
   LS_ASSIGN_OR_RETURN(auto results, GenerateBatch(*backend, {prompt}, {params}, decode));
   const GenerateResult& r = results[0];
   // The same output processing as the service's streams: the text ends before the first stop string.

@@ -32,7 +32,7 @@ absl::Status Logits(const Flags& flags) {
     return absl::OutOfRangeError(absl::StrCat("the prompt of ", ids.size(), " tokens is longer than the context ", m->context));
 
   // Prefill layer by layer; after layer e-1 the exit head gives exit e for every position.
-  LS_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, BackendFromFlags(*m, device, /*num_slots=*/1));
+  LS_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, BackendFromFlags(flags, *m, device, /*num_slots=*/1));
   TokenBatch batch;
   std::vector<int> rows;
   for (size_t i = 0; i < ids.size(); ++i) {

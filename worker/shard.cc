@@ -46,7 +46,8 @@ std::string ShardSpec::ToString() const {
                       ")");
 }
 
-absl::StatusOr<std::unique_ptr<Shard>> Shard::Load(const ShardSpec& spec, const DeviceSpec& device) {
+absl::StatusOr<std::unique_ptr<Shard>> Shard::Load(const ShardSpec& spec, const DeviceSpec& device,
+                                                   double gpu_memory_fraction) {
   LoadOptions o;
   if (spec.dtype == "bf16") o.type = WeightType::kBF16;
   else if (spec.dtype == "f32") o.type = WeightType::kF32;
@@ -81,6 +82,8 @@ absl::StatusOr<std::unique_ptr<Shard>> Shard::Load(const ShardSpec& spec, const 
   bo.num_slots = spec.num_slots;
   bo.capacity = context;
   bo.threads = spec.threads;
+  bo.gpu_memory_fraction = gpu_memory_fraction;
+  bo.exact_slots = true;  // the coordinator addresses every slot it asked for
   LS_ASSIGN_OR_RETURN(s->backend_, CreateBackend(std::make_shared<const ModelWeights>(std::move(w)), bo));
   s->unsettled_from_.assign(spec.num_slots, -1);
   return s;

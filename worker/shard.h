@@ -34,7 +34,10 @@ struct ShardSpec {
 class Shard {
  public:
   // Loads the shard's layers onto `device` (the worker's --device): "cpu" or "cuda:N".
-  static absl::StatusOr<std::unique_ptr<Shard>> Load(const ShardSpec& spec, const DeviceSpec& device = DeviceSpec::Cpu());
+  // gpu_memory_fraction > 0 (a CUDA device): the shard's KV cache must fit that share of the device's memory
+  // with its weights and scratch (ResourceExhausted otherwise; engine/runtime/kv_budget.h).
+  static absl::StatusOr<std::unique_ptr<Shard>> Load(const ShardSpec& spec, const DeviceSpec& device = DeviceSpec::Cpu(),
+                                                     double gpu_memory_fraction = 0);
 
   const ShardSpec& spec() const { return spec_; }
   const LlamaConfig& config() const { return backend_->config(); }

@@ -83,7 +83,7 @@ grpc::Status WorkerService::LoadShard(grpc::ServerContext* ctx, const v1::LoadSh
                                      " KV-cache positions (--kv-cache-positions); the shard asks for ", spec.num_slots,
                                      " slots x ", spec.context, " positions: lower the coordinator's --num-slots or "
                                      "--max-context"));
-  auto loaded = Shard::Load(spec, options_.compute_device);
+  auto loaded = Shard::Load(spec, options_.compute_device, options_.gpu_memory_fraction);
   if (!loaded.ok()) return ToGrpc(loaded.status());
   shard_ = std::move(loaded).value();
   // Frames larger than every slot's whole context, or of another width, are refused before allocation.

@@ -35,7 +35,8 @@ absl::StatusOr<std::unique_ptr<Executor>> MakeExecutor(const LoadedModel* model,
     if (!pipe.ok()) return pipe.status();
     executor = std::move(pipe).value();
   } else {
-    auto backend = CreateBackend(*model, options.device, options.num_slots);
+    auto backend = CreateBackend(*model, options.device, options.num_slots, options.kv_positions,
+                                 options.gpu_memory_fraction);
     if (!backend.ok()) return backend.status();
     executor = std::make_unique<LocalExecutor>(std::move(backend).value());
   }

@@ -18,6 +18,12 @@ struct BackendOptions {
   int num_slots = 1;  // KV-cache slots (sequences at once)
   int capacity = 0;   // positions per slot
   int threads = 0;    // CPU backend: worker threads (0: all cores)
+  // A CUDA device's KV cache (engine/runtime/kv_budget.h), when either is given: --kv-cache-positions caps
+  // the positions per slot, --gpu-memory-fraction F sizes the cache to F x the device's memory less weights
+  // and scratch (fewer slots when fewer fit, or an error when exact_slots). Neither: num_slots x capacity.
+  int64_t kv_positions = 0;
+  double gpu_memory_fraction = 0;
+  bool exact_slots = false;  // a pipeline stage: every slot the coordinator asked for, or an error
 };
 
 // OK when `device` can be used by this binary on this machine; else FailedPrecondition with one line that
@@ -32,6 +38,7 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::shared_ptr<const Mod
 // A backend for a loaded model directory with num_slots x m.context positions: on the CPU it shares
 // m.model (its threads and draft vocabulary); on CUDA it uploads m.weights and takes m.model's draft
 // vocabulary. `m` outlives the backend.
-absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(const LoadedModel& m, const DeviceSpec& device, int num_slots);
+absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(const LoadedModel& m, const DeviceSpec& device, int num_slots,
+                                                       int64_t kv_positions = 0, double gpu_memory_fraction = 0);
 
 }  // namespace layerskip
