@@ -15,6 +15,7 @@
 #include "engine/runtime/factory/create_backend.h"
 #include "engine/util/rng.h"
 #include "gtest/gtest.h"
+#include "tests/gpu/cpu_reference.h"
 #include "kernels/sampling.h"
 #include "tests/gpu/cuda_test_util.h"
 #include "tests/support/decode_runs.h"
