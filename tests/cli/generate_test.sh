@@ -80,7 +80,7 @@ grep -q "weights: bf16 (layers)" "$tmp/inspect" && grep -q "peak RSS" "$tmp/insp
 "$bin" inspect --model "$model" --weights int8 >"$tmp/inspect8" && grep -q "weights: int8 (layers), embedding and head bf16" \
   "$tmp/inspect8" && ok || fail "inspect --weights int8"
 expect_error "--weights: 'int4' is not int8" "$bin" generate --model "$model" --prompt "x" --weights int4
-expect_error "--weights: 'f32' is not int8 or the --dtype (bf16)" "$bin" logits --model "$model" --prompt-ids 1 --weights f32
+expect_error "--weights: 'f32' is not int8 or the dtype (bf16)" "$bin" logits --model "$model" --prompt-ids 1 --weights f32
 
 # A sentencepiece tokenizer.model (no tokenizer.json): the demo weights with the sentencepiece fixture.
 mkdir -p "$tmp/sp" && cp "$model/config.json" "$model/model.safetensors" "$tmp/sp/"
