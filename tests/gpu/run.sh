@@ -197,7 +197,8 @@ if section bench && have layerskip; then
     --prompts-file bench/code_prompts.txt --exit-layers 6-8 --speculations 2,4 --auto --repeats 3 --decode-tokens 64 \
     --calibration fresh || fail "layerskip bench --device $DEV"
   fig ""; fig "## Self-speculative vs autoregressive, demo model, $DEV (layerskip bench, all prompts)"
-  [ "$DRY" = 1 ] || sed -n '/^| E /,/^$/p' "$LOG/bench_demo_cuda.txt" | head -20 >> "$OUTDIR/figures.md"
+  [ "$DRY" = 1 ] || { sed -n '/^| E /,/^$/p' "$LOG/bench_demo_cuda.txt" | head -20
+    grep -E "^auto: |^autoregressive: median|^cost model: layer" "$LOG/bench_demo_cuda.txt" | sed 's/^/    /'; } >> "$OUTDIR/figures.md"
 fi
 save_logs
 
