@@ -68,21 +68,11 @@ absl::Status LoadChatTemplate(const ServerOptions& o, http::OpenAiApiConfig& api
 // The documented default cost model (DefaultCostModel: weight bytes over 20 GB/s, +10% per extra row, prior
 // acceptance E/L) from the shapes alone, for a pipeline's coordinator, which holds no weights to size or time.
 CostModel ShapeCostModel(const LlamaConfig& c, WeightType type) {
-  const double bytes = type == WeightType::kF32 ? 4.0 : 2.0, D = c.hidden_size, bandwidth = 20e9;
+  const double bytes = type == WeightType::kF32 ? 4.0 : 2.0, D = c.hidden_size;
   const double layer_bytes = bytes * D * (2.0 * c.q_dim() + 2.0 * c.kv_dim() + 3.0 * c.intermediate_size);
   const double head_bytes = bytes * D * c.vocab_size;
-  const int L = c.num_hidden_layers;
-  CostModel m;
-  m.num_layers = L;
+  CostModel m = DefaultCostModel(c.num_hidden_layers, layer_bytes, head_bytes, head_bytes);
   m.source = "default (from the shapes: a pipeline's coordinator holds no weights)";
-  for (int n = 1; n <= CostModel::kMaxRows; ++n) {
-    const double rows = 1.0 + 0.1 * (n - 1);
-    m.layer_seconds.push_back(std::max(1.0, layer_bytes) / bandwidth * rows);
-    m.head_seconds.push_back(std::max(1.0, head_bytes) / bandwidth * rows);
-    m.draft_head_seconds.push_back(std::max(1.0, head_bytes) / bandwidth * rows);
-  }
-  m.prior_acceptance.assign(L + 1, 0.0);
-  for (int e = 1; e <= L; ++e) m.prior_acceptance[e] = static_cast<double>(e) / L;
   return m;
 }
 

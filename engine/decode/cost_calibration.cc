@@ -164,10 +164,25 @@ absl::StatusOr<CostModel> CalibrateCostModel(Model& model, const CalibrationOpti
   return CalibrateCostModel(backend, o);
 }
 
+CostModel DefaultCostModel(int num_layers, double layer_bytes, double head_bytes, double draft_head_bytes) {
+  const int L = num_layers;
+  const double bandwidth = 20e9;
+  CostModel c;
+  c.num_layers = L;
+  c.source = "default";
+  for (int n = 1; n <= CostModel::kMaxRows; ++n) {
+    const double rows = 1.0 + 0.1 * (n - 1);
+    c.layer_seconds.push_back(std::max(1.0, layer_bytes) / bandwidth * rows);
+    c.head_seconds.push_back(std::max(1.0, head_bytes) / bandwidth * rows);
+    c.draft_head_seconds.push_back(std::max(1.0, draft_head_bytes) / bandwidth * rows);
+  }
+  c.prior_acceptance.assign(L + 1, 0.0);
+  for (int e = 1; e <= L; ++e) c.prior_acceptance[e] = static_cast<double>(e) / L;
+  return c;
+}
+
 CostModel DefaultCostModel(const Model& model) {
   const ModelWeights& w = model.weights();
-  const int L = model.num_layers(), R = CostModel::kMaxRows;
-  const double bandwidth = 20e9;
   double layer_bytes = 0;
   if (!w.layers.empty()) {
     const LayerWeights& l = w.layers.front();
@@ -175,18 +190,7 @@ CostModel DefaultCostModel(const Model& model) {
   }
   const double head_bytes = w.lm_head ? static_cast<double>(w.lm_head->bytes()) : layer_bytes;
   const double draft_bytes = head_bytes * model.draft_vocab_size() / std::max(1, model.vocab_size());
-  CostModel c;
-  c.num_layers = L;
-  c.source = "default";
-  for (int n = 1; n <= R; ++n) {
-    const double rows = 1.0 + 0.1 * (n - 1);
-    c.layer_seconds.push_back(std::max(1.0, layer_bytes) / bandwidth * rows);
-    c.head_seconds.push_back(std::max(1.0, head_bytes) / bandwidth * rows);
-    c.draft_head_seconds.push_back(std::max(1.0, draft_bytes) / bandwidth * rows);
-  }
-  c.prior_acceptance.assign(L + 1, 0.0);
-  for (int e = 1; e <= L; ++e) c.prior_acceptance[e] = static_cast<double>(e) / L;
-  return c;
+  return DefaultCostModel(model.num_layers(), layer_bytes, head_bytes, draft_bytes);
 }
 
 std::vector<int> DefaultProbeTokens(const Tokenizer* tokenizer, int vocab_size) {

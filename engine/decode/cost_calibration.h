@@ -28,6 +28,8 @@ absl::StatusOr<CostModel> CalibrateCostModel(Model& model, const CalibrationOpti
 // the bytes of weights read (at 20 GB/s), each row past the first adding 10% to a pass, and an acceptance
 // prior of E / L at exit layer E.
 CostModel DefaultCostModel(const Model& model);
+// The same from the bytes one pass reads: one layer, the exit head, the draft head.
+CostModel DefaultCostModel(int num_layers, double layer_bytes, double head_bytes, double draft_head_bytes);
 
 // The acceptance prior's default text: a few lines of Python encoded by `tokenizer`, or, without a
 // tokenizer, seeded pseudo-random ids in [0, vocab_size).
