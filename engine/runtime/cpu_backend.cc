@@ -46,14 +46,16 @@ absl::StatusOr<std::unique_ptr<Activations>> CpuBackend::NewActivations(int rows
 absl::Status CpuBackend::Upload(const float* host, Activations& x) {
   CpuActivations* c = AsCpu(x);
   if (!c) return NotCpu();
-  std::memcpy(c->data(), host, sizeof(float) * static_cast<size_t>(x.rows()) * x.width());
+  const size_t bytes = sizeof(float) * static_cast<size_t>(x.rows()) * x.width();
+  if (bytes > 0) std::memcpy(c->data(), host, bytes);  // an empty vector's data() may be null
   return absl::OkStatus();
 }
 
 absl::Status CpuBackend::Download(const Activations& x, float* host) {
   const CpuActivations* c = AsCpu(x);
   if (!c) return NotCpu();
-  std::memcpy(host, c->data(), sizeof(float) * static_cast<size_t>(x.rows()) * x.width());
+  const size_t bytes = sizeof(float) * static_cast<size_t>(x.rows()) * x.width();
+  if (bytes > 0) std::memcpy(host, c->data(), bytes);  // an empty vector's data() may be null
   return absl::OkStatus();
 }
 
