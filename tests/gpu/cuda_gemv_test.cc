@@ -17,21 +17,16 @@
 #include "kernels/gemv_plan.h"
 #include "kernels/matmul.h"
 #include "kernels/rope.h"
+#include "tests/gpu/cuda_model_util.h"
 #include "tests/gpu/cuda_test_util.h"
 
 namespace layerskip::cuda {
 namespace {
 
 using ::layerskip::cuda::testing::Down;
+using ::layerskip::cuda::testing::RandomVector;
 using ::layerskip::cuda::testing::Up;
 using ::layerskip::cuda::testing::Zeros;
-
-std::vector<float> RandomVector(size_t n, uint64_t seed, float scale = 1.0f) {
-  Rng rng(seed);
-  std::vector<float> v(n);
-  for (float& x : v) x = static_cast<float>(rng.Uniform() * 2.0 - 1.0) * 1.7f * scale;
-  return v;
-}
 
 // A [rows, cols] weight in `type` and the same values as f32 (bf16 widened exactly).
 struct HostWeight {

@@ -15,6 +15,7 @@
 #include "engine/util/rng.h"
 #include "gtest/gtest.h"
 #include "kernels/gemv_plan.h"
+#include "tests/gpu/cuda_model_util.h"
 #include "tests/gpu/cuda_test_util.h"
 #include "tests/support/test_models.h"
 
@@ -22,6 +23,7 @@ namespace layerskip::cuda {
 namespace {
 
 using ::layerskip::cuda::testing::Down;
+using ::layerskip::cuda::testing::GpuLogits;
 using ::layerskip::cuda::testing::Up;
 using ::layerskip::cuda::testing::Zeros;
 
@@ -33,25 +35,6 @@ std::vector<int> Ids(int n, int vocab, uint64_t seed) {
 }
 
 // Logits of a `prefill`-token prefill of ids, then the rest one token per call, on a fresh cache of `kv`.
-std::vector<float> Logits(CudaModel& m, const std::vector<int>& ids, int prefill, DType kv) {
-  const LlamaConfig& c = m.config();
-  auto cache = CudaKvCache::Create(c, 0, c.num_hidden_layers, 1, 256, kv);
-  EXPECT_TRUE(cache.ok()) << cache.status();
-  auto x = Zeros<float>(ids.size() * c.hidden_size);
-  auto logits = Zeros<float>(ids.size() * c.vocab_size);
-  for (int begin = 0; begin < static_cast<int>(ids.size());) {
-    const int n = begin == 0 ? prefill : 1;
-    TokenBatch b;
-    for (int i = 0; i < n; ++i) b.Add(0, begin + i);
-    EXPECT_TRUE(m.Embed(absl::MakeConstSpan(ids).subspan(begin, n), x.get()).ok());
-    const absl::Status s = m.Forward(0, c.num_hidden_layers, b, x.get(), cache->get());
-    EXPECT_TRUE(s.ok()) << s;
-    EXPECT_TRUE(m.ExitHead(x.get(), n, logits.get() + static_cast<size_t>(begin) * c.vocab_size).ok());
-    begin += n;
-  }
-  return Down(logits);
-}
-
 std::unique_ptr<CudaModel> Gpu(const ModelWeights& w, CudaKernels kernels, int max_positions = 256,
                                bool fold_norm = true) {
   CudaModelOptions o;
@@ -87,7 +70,7 @@ TEST_P(CudaFusedModelTest, FusedIsBitwiseLegacyWhenNothingSplits) {
     auto fused = Gpu(*cpu->weights, CudaKernels::kFused, 256, fold);
     ASSERT_TRUE(fused);
     for (DType kv : {DType::kF32, DType::kBF16}) {
-      const std::vector<float> a = Logits(*fused, ids, 70, kv), b = Logits(*legacy, ids, 70, kv);
+      const std::vector<float> a = GpuLogits(*fused, ids, 70, kv), b = GpuLogits(*legacy, ids, 70, kv);
       ASSERT_EQ(a.size(), b.size());
       EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0)
           << "kv bf16 " << (kv == DType::kBF16) << " fold_norm " << fold;
@@ -106,7 +89,7 @@ TEST_P(CudaFusedModelTest, SplitKModelMatchesCpuAndIsBatchInvariant) {
   ASSERT_TRUE(gpu);
   // Against the CPU: one 12-token prefill, then 4 decode steps.
   const std::vector<int> ids = Ids(16, c.vocab_size, 8);
-  const std::vector<float> got = Logits(*gpu, ids, 12, DType::kF32);
+  const std::vector<float> got = GpuLogits(*gpu, ids, 12, DType::kF32);
   KvCache cache(c, 0, c.num_hidden_layers, 1, 256);
   std::vector<float> ref;
   for (int begin = 0; begin < 16;) {
@@ -131,7 +114,7 @@ TEST_P(CudaFusedModelTest, SplitKModelMatchesCpuAndIsBatchInvariant) {
   std::vector<std::vector<int>> seqs;
   for (int s = 0; s < S; ++s) seqs.push_back(Ids(prompt + steps, c.vocab_size, 100 + s));
   std::vector<std::vector<float>> alone;
-  for (int s = 0; s < S; ++s) alone.push_back(Logits(*gpu, seqs[s], prompt, DType::kF32));
+  for (int s = 0; s < S; ++s) alone.push_back(GpuLogits(*gpu, seqs[s], prompt, DType::kF32));
   for (int batch : {2, 5, 16}) {
     auto cache_b = CudaKvCache::Create(c, 0, c.num_hidden_layers, batch, 256);
     ASSERT_TRUE(cache_b.ok());
@@ -193,8 +176,8 @@ TEST(CudaDemoBf16KvTest, LogitEffectAndLosslessDecoding) {
   std::vector<int> ids = d.prompt;
   auto more = Ids(100, c.vocab_size, 3);
   ids.insert(ids.end(), more.begin(), more.end());
-  const std::vector<float> a = Logits(*gpu, ids, static_cast<int>(d.prompt.size()), DType::kF32);
-  const std::vector<float> b = Logits(*gpu, ids, static_cast<int>(d.prompt.size()), DType::kBF16);
+  const std::vector<float> a = GpuLogits(*gpu, ids, static_cast<int>(d.prompt.size()), DType::kF32);
+  const std::vector<float> b = GpuLogits(*gpu, ids, static_cast<int>(d.prompt.size()), DType::kBF16);
   double max_diff = 0, max_logit = 0;
   int argmax_same = 0;
   const int V = c.vocab_size, rows = static_cast<int>(ids.size());
@@ -243,7 +226,7 @@ TEST(CudaDemoFusedTest, FusedIsBitwiseLegacy) {
   auto more = Ids(40, fused->config().vocab_size, 4);
   ids.insert(ids.end(), more.begin(), more.end());
   const int P = static_cast<int>(d.prompt.size());
-  const std::vector<float> a = Logits(*fused, ids, P, DType::kF32), b = Logits(*legacy, ids, P, DType::kF32);
+  const std::vector<float> a = GpuLogits(*fused, ids, P, DType::kF32), b = GpuLogits(*legacy, ids, P, DType::kF32);
   EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0);
 }
 

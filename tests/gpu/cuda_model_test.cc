@@ -13,6 +13,7 @@
 #include "engine/util/rng.h"
 #include "gtest/gtest.h"
 #include "tests/gpu/cpu_reference.h"
+#include "tests/gpu/cuda_model_util.h"
 #include "tests/gpu/cuda_test_util.h"
 #include "tests/support/test_models.h"
 
@@ -20,6 +21,7 @@ namespace layerskip::cuda {
 namespace {
 
 using ::layerskip::cuda::testing::Down;
+using ::layerskip::cuda::testing::GpuLogits;
 using ::layerskip::cuda::testing::Zeros;
 
 std::vector<int> RandomIds(int n, int vocab, uint64_t seed) {
@@ -47,28 +49,6 @@ std::vector<float> CpuLogits(const LoadedModel& m, const std::vector<int>& ids, 
     begin += n;
   }
   return out;
-}
-
-// The same on the device.
-std::vector<float> GpuLogits(CudaModel& m, const std::vector<int>& ids, int prefill) {
-  const LlamaConfig& c = m.config();
-  auto cache = CudaKvCache::Create(c, 0, c.num_hidden_layers, 1, 256);
-  EXPECT_TRUE(cache.ok()) << cache.status();
-  std::vector<float> out;
-  auto x = Zeros<float>(ids.size() * c.hidden_size);
-  auto logits = Zeros<float>(ids.size() * c.vocab_size);
-  for (int begin = 0; begin < static_cast<int>(ids.size());) {
-    const int n = begin == 0 ? prefill : 1;
-    TokenBatch b;
-    for (int i = 0; i < n; ++i) b.Add(0, begin + i);
-    EXPECT_TRUE(m.Embed(absl::MakeConstSpan(ids).subspan(begin, n), x.get()).ok());
-    const absl::Status s = m.Forward(0, c.num_hidden_layers, b, x.get(), cache->get());
-    EXPECT_TRUE(s.ok()) << s;
-    EXPECT_TRUE(m.ExitHead(x.get(), n, logits.get() + static_cast<size_t>(begin) * c.vocab_size).ok());
-    begin += n;
-  }
-  std::vector<float> all = Down(logits);
-  return all;
 }
 
 class CudaModelFixtureTest : public ::testing::TestWithParam<const char*> {

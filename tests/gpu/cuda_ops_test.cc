@@ -19,21 +19,16 @@
 #include "kernels/sampling.h"
 #include "kernels/swiglu.h"
 #include "tests/gpu/cpu_reference.h"
+#include "tests/gpu/cuda_model_util.h"
 #include "tests/gpu/cuda_test_util.h"
 
 namespace layerskip::cuda {
 namespace {
 
 using ::layerskip::cuda::testing::Down;
+using ::layerskip::cuda::testing::RandomVector;
 using ::layerskip::cuda::testing::Up;
 using ::layerskip::cuda::testing::Zeros;
-
-std::vector<float> RandomVector(size_t n, uint64_t seed, float scale = 1.0f) {
-  Rng rng(seed);
-  std::vector<float> v(n);
-  for (float& x : v) x = static_cast<float>(rng.Uniform() * 2.0 - 1.0) * 1.7f * scale;  // variance ~1
-  return v;
-}
 
 std::unique_ptr<Matrix> RandomMatrix(WeightType type, int64_t rows, int64_t cols, uint64_t seed) {
   auto m = std::make_unique<Matrix>(type, rows, cols);

@@ -9,17 +9,12 @@
 #include "gtest/gtest.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_int8_cpu.h"
+#include "tests/support/random_vector.h"
 
 namespace layerskip {
 namespace {
 
-std::vector<float> RandomVector(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 gen(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(gen);
-  return v;
-}
+using ::layerskip::testing::RandomVector;
 
 std::unique_ptr<Matrix> RandomInt8(int64_t rows, int64_t cols, uint32_t seed, std::vector<float>* original = nullptr) {
   std::vector<float> v = RandomVector(rows * cols, seed, 0.05f);

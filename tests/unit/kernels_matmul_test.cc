@@ -11,19 +11,14 @@
 #include "kernels/cpu_features.h"
 #include "kernels/matmul.h"
 #include "kernels/swiglu.h"
+#include "tests/support/random_vector.h"
 
 namespace layerskip {
 namespace {
 
 using cpu::CpuKernels;
 
-std::vector<float> RandomVector(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 gen(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(gen);
-  return v;
-}
+using ::layerskip::testing::RandomVector;
 
 std::unique_ptr<Matrix> RandomMatrix(WeightType type, int64_t rows, int64_t cols, uint32_t seed) {
   auto m = std::make_unique<Matrix>(type, rows, cols);

@@ -12,17 +12,12 @@
 #include "kernels/sampling.h"
 #include "kernels/simd.h"
 #include "kernels/swiglu.h"
+#include "tests/support/random_vector.h"
 
 namespace layerskip {
 namespace {
 
-std::vector<float> RandomVector(size_t n, uint32_t seed, float scale = 1.0f) {
-  std::mt19937 gen(seed);
-  std::normal_distribution<float> dist(0.0f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = dist(gen);
-  return v;
-}
+using ::layerskip::testing::RandomVector;
 
 // HorizontalSum8 (8 outputs at once) must be HorizontalSum, bit for bit.
 TEST(SimdTest, HorizontalSum8MatchesHorizontalSum) {
