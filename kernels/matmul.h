@@ -26,3 +26,33 @@ void MatmulSwiGlu(const float* x, int64_t n, const Matrix& w_gate, const Matrix&
                   ThreadPool* pool);
 
 }  // namespace layerskip::cpu
+
+#if LAYERSKIP_WITH_CUDA  // CUDA (matmul_cuda.cu, gemv_cuda.cu); conventions and this guard: kernels/device_weight.h
+#include <cuda_runtime.h>
+
+#include "kernels/device_weight.h"
+
+namespace layerskip::cuda {
+
+// x: [n, K] f32, W: [M, K] (bf16 or f32, nn.Linear layout), y: [n, M] f32 (y = x @ W^T).
+// Batch-invariant: y[i, j] is the same bits for any n (see matmul_cuda.cu for the fixed order).
+cudaError_t Matmul(const float* x, int64_t n, const DeviceWeight& w, float* y, cudaStream_t stream);
+
+// The decode GEMV (gemv_cuda.cu; plan and CPU emulation in kernels/gemv_plan.h).
+enum class GemvEpilogue {
+  kStore,   // y[n, M] = x W^T
+  kAdd,     // y[n, M] += x W^T (the residual add: y + (x W^T), as AddInPlace)
+  kSwiGlu,  // W = [gate; up] ([2F, K]): y[n, F] = silu(x gate^T) * (x up^T), as SwiGlu
+};
+// Whether Gemv takes this weight (K % 8 == 0; SwiGLU: an even row count). A property of the shape only.
+bool GemvSupported(const DeviceWeight& w, GemvEpilogue epilogue);
+// x: [n, K] f32, W: [M, K]; any n (tiles of up to 16 tokens read each weight once). y[i, j] has one fixed
+// order of operations per weight shape (split-K from (M, K) only): bitwise the same for any n. With a
+// split of 1 it is bitwise the old Matmul. cudaErrorInvalidValue for an unsupported shape.
+// norm_w ([K], optional): RMSNorm folded in, the GEMV of RmsNorm(x, norm_w, eps) bitwise (each block
+// recomputes its tokens' norm scale in RmsNorm's order; x must not alias y).
+cudaError_t Gemv(const float* x, int64_t n, const DeviceWeight& w, GemvEpilogue epilogue, float* y,
+                 cudaStream_t stream, const float* norm_w = nullptr, float eps = 0.0f);
+
+}  // namespace layerskip::cuda
+#endif  // LAYERSKIP_WITH_CUDA

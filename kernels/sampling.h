@@ -18,3 +18,21 @@ void SamplingProbs(const float* logits, int64_t V, const SamplingParams& params,
 int SampleFromProbs(const float* probs, int64_t V, double u);
 
 }  // namespace layerskip::cpu
+
+#if LAYERSKIP_WITH_CUDA  // CUDA (sampling_cuda.cu); conventions and this guard: kernels/device_weight.h
+#include <cuda_runtime.h>
+
+namespace layerskip::cuda {
+
+// ids[i] = index of the largest logits[i, :] (the first one on ties); logits: [n, V].
+cudaError_t Argmax(const float* logits, int64_t n, int64_t V, int* ids, cudaStream_t stream);
+// probs[n, V] = softmax(logits / temperature) per row (temperature > 0; top-k / top-p run on the host).
+cudaError_t SoftmaxTemperature(const float* logits, int64_t n, int64_t V, float temperature, float* probs,
+                               cudaStream_t stream);
+// ids[i] = inverse-CDF draw from probs[i, :] (need not be normalised) with u[i] in [0, 1), as the CPU
+// SampleFromProbs (sums in double).
+cudaError_t SampleFromProbs(const float* probs, int64_t n, int64_t V, const double* u, int* ids,
+                            cudaStream_t stream);
+
+}  // namespace layerskip::cuda
+#endif  // LAYERSKIP_WITH_CUDA

@@ -15,3 +15,16 @@ void SwiGlu(const float* gate, const float* up, float* out, int64_t count, Threa
 void SwiGluRows(float* gate, const float* up, int64_t count);
 
 }  // namespace layerskip::cpu
+
+#if LAYERSKIP_WITH_CUDA  // CUDA (swiglu_cuda.cu); conventions and this guard: kernels/device_weight.h
+#include <cuda_runtime.h>
+
+namespace layerskip::cuda {
+
+// out[i] = silu(gate[i]) * up[i] over [count] (out may alias gate).
+cudaError_t SwiGlu(const float* gate, const float* up, float* out, int64_t count, cudaStream_t stream);
+// x[i] += h[i] over [count] (the residual add).
+cudaError_t AddInPlace(float* x, const float* h, int64_t count, cudaStream_t stream);
+
+}  // namespace layerskip::cuda
+#endif  // LAYERSKIP_WITH_CUDA
