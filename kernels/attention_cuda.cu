@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "kernels/cuda_device.cuh"
-#include "kernels/cuda_ops.h"
+#include "kernels/attention.h"
 
 namespace layerskip::cuda {
 namespace {

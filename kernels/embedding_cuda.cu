@@ -1,6 +1,6 @@
 // Token embedding lookup on the device (the CPU op: kernels/embedding_cpu.cc).
 #include "kernels/cuda_device.cuh"
-#include "kernels/cuda_ops.h"
+#include "kernels/embedding.h"
 
 namespace layerskip::cuda {
 namespace {

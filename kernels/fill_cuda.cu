@@ -1,6 +1,6 @@
 // Device-side fills for benchmarks and tests: random weights without a host copy, and a read-bandwidth probe.
 #include "kernels/cuda_device.cuh"
-#include "kernels/cuda_ops.h"
+#include "kernels/fill.h"
 
 namespace layerskip::cuda {
 namespace {

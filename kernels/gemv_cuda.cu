@@ -16,7 +16,7 @@
 // (different results from the CPU and the old kernel) or need a 3-way split whose accumulation order inside
 // the tensor core is not specified, so batch invariance could not be argued from the source.
 #include "kernels/cuda_device.cuh"
-#include "kernels/cuda_ops.h"
+#include "kernels/matmul.h"
 #include "kernels/gemv_plan.h"
 
 namespace layerskip::cuda {

@@ -9,7 +9,7 @@
 // accumulator sees exactly the chain above: T and R change how many accumulators a lane holds, never what
 // goes into one. Rows and tokens are split between warps and blocks, never the reduction.
 #include "kernels/cuda_device.cuh"
-#include "kernels/cuda_ops.h"
+#include "kernels/matmul.h"
 
 namespace layerskip::cuda {
 namespace {

@@ -1,6 +1,6 @@
 // RMSNorm on the device (the CPU op: kernels/rms_norm_cpu.cc). Per row, so batch-invariant by construction.
 #include "kernels/cuda_device.cuh"
-#include "kernels/cuda_ops.h"
+#include "kernels/rms_norm.h"
 
 namespace layerskip::cuda {
 namespace {

@@ -1,7 +1,7 @@
 // Rotary position embedding on the device (the CPU op: kernels/rope_cpu.cc). With the CPU table's cos/sin
 // and -fmad=false the rotation is bitwise the CPU one.
 #include "kernels/cuda_device.cuh"
-#include "kernels/cuda_ops.h"
+#include "kernels/rope.h"
 
 namespace layerskip::cuda {
 namespace {

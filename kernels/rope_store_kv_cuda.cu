@@ -3,7 +3,7 @@
 // ApplyRope (rope_cuda.cu) then StoreKv (attention_cuda.cu) compute it, so the fused and unfused layers
 // are bitwise equal (tests/gpu/cuda_ops_test.cc).
 #include "kernels/cuda_device.cuh"
-#include "kernels/cuda_ops.h"
+#include "kernels/rope.h"
 
 namespace layerskip::cuda {
 namespace {

@@ -3,7 +3,7 @@
 #include <cfloat>
 
 #include "kernels/cuda_device.cuh"
-#include "kernels/cuda_ops.h"
+#include "kernels/sampling.h"
 
 namespace layerskip::cuda {
 namespace {

@@ -1,6 +1,6 @@
 // SwiGLU and the residual add on the device (the CPU op: kernels/swiglu_cpu.cc). Elementwise.
 #include "kernels/cuda_device.cuh"
-#include "kernels/cuda_ops.h"
+#include "kernels/swiglu.h"
 
 namespace layerskip::cuda {
 namespace {

@@ -17,6 +17,8 @@
 #include "engine/runtime/cuda/cuda_decode.h"
 #include "engine/runtime/cuda/cuda_model.h"
 #include "engine/runtime/loaded_model.h"
+#include "kernels/device_weight.h"
+#include "kernels/fill.h"
 
 namespace layerskip::cuda {
 namespace {

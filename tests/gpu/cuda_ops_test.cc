@@ -11,7 +11,7 @@
 #include "engine/util/rng.h"
 #include "gtest/gtest.h"
 #include "kernels/attention.h"
-#include "kernels/cuda_ops.h"
+#include "kernels/device_weight.h"
 #include "kernels/embedding.h"
 #include "kernels/matmul.h"
 #include "kernels/rms_norm.h"

@@ -7,8 +7,9 @@
 
 #include "absl/status/statusor.h"
 #include "engine/model/config.h"
+#include "kernels/attention.h"
 #include "kernels/cuda_common.h"
-#include "kernels/cuda_ops.h"
+#include "kernels/device_weight.h"
 
 namespace layerskip::cuda {
 

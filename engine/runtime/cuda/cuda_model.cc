@@ -4,7 +4,14 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "kernels/attention.h"
+#include "kernels/embedding.h"
+#include "kernels/fill.h"
+#include "kernels/matmul.h"
+#include "kernels/rms_norm.h"
 #include "kernels/rope.h"
+#include "kernels/sampling.h"
+#include "kernels/swiglu.h"
 
 namespace layerskip::cuda {
 

@@ -16,8 +16,9 @@
 #include "engine/runtime/cuda/cuda_kv_cache.h"
 #include "engine/runtime/cuda/cuda_profile.h"
 #include "engine/runtime/model.h"
+#include "kernels/attention.h"
 #include "kernels/cuda_common.h"
-#include "kernels/cuda_ops.h"
+#include "kernels/device_weight.h"
 
 namespace layerskip::cuda {
 
