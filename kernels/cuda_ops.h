@@ -13,6 +13,8 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/gemv_plan.h"  // GemvPlanKind (plain C++)
+
 namespace layerskip::cuda {
 
 enum class DType { kBF16, kF32 };
@@ -65,6 +67,17 @@ bool GemvSupported(const DeviceWeight& w, GemvEpilogue epilogue);
 // recomputes its tokens' norm scale in RmsNorm's order; x must not alias y).
 cudaError_t Gemv(const float* x, int64_t n, const DeviceWeight& w, GemvEpilogue epilogue, float* y,
                  cudaStream_t stream, const float* norm_w = nullptr, float eps = 0.0f);
+// Issue 17, not yet run on a GPU (docs/cuda.md, "Issue 17, step 2"): Gemv under a chosen split-K rule
+// (kernels/gemv_plan.h GemvPlanKind; kDefault is Gemv). Bitwise GemvReference(..., kind), batch-invariant.
+cudaError_t GemvPlanned(const float* x, int64_t n, const DeviceWeight& w, GemvEpilogue epilogue, float* y,
+                        cudaStream_t stream, GemvPlanKind kind, const float* norm_w = nullptr, float eps = 0.0f);
+// Floats of scratch GemvArgmax needs for n tokens of a [M, K] weight.
+int64_t GemvArgmaxScratchFloats(int64_t M, int64_t K, int64_t n, GemvPlanKind kind = GemvPlanKind::kDefault);
+// ids[n] = Argmax(GemvPlanned(x, n, w, kStore, kind)) without writing the [n, M] product: the GEMV's epilogue
+// keeps a (max, first index) candidate per (token, block) in `scratch` and a second kernel reduces them; the
+// same values are compared, so the ids equal Argmax's bitwise (first index on ties; all NaN: 0).
+cudaError_t GemvArgmax(const float* x, int64_t n, const DeviceWeight& w, float* scratch, int* ids,
+                       cudaStream_t stream, GemvPlanKind kind = GemvPlanKind::kDefault);
 
 // --- attention_cuda.cu
 // One layer of the device KV cache: K of (slot, pos) at k + slot*slot_stride + pos*kv_heads*head_dim
@@ -119,6 +132,16 @@ std::vector<int> AttentionTiles(const int* slots, int64_t n, int group);
 cudaError_t AttentionPrefill(const float* q, const int* tiles, int num_tiles, int tile_tokens, const int* slots,
                              const int* positions, int heads, const KvLayerView& kv, float* out,
                              cudaStream_t stream);
+
+// Issue 17, not yet run on a GPU (docs/cuda.md): AttentionDecode in one kernel. Each (token, kv head, chunk)
+// block writes its partial to `scratch` as AttentionDecode does; the block that arrives last for its (token,
+// kv head) (an atomic count in counters[n, kv_heads]) folds chunks 0..pos/64 in chunk order with the fold
+// kernel's arithmetic and resets its counter. Bitwise AttentionDecode. counters: zero before the first call,
+// left zero by every call (so a CUDA graph may replay it); one call at a time per counters buffer.
+int64_t AttentionDecodeCounterInts(int64_t n, int kv_heads);
+cudaError_t AttentionDecodeFused(const float* q, int64_t n, const int* slots, const int* positions, int heads,
+                                 int max_positions, const KvLayerView& kv, float* scratch, int* counters,
+                                 float* out, cudaStream_t stream);
 
 // --- sampling_cuda.cu
 // ids[i] = index of the largest logits[i, :] (the first one on ties); logits: [n, V].
