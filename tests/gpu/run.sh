@@ -332,6 +332,22 @@ if have cuda_backend_test; then
 else
   warn "cuda_backend_test not built/packed: the backend with the new kernels not run"
 fi
+step "issue 17 new kernels: compute-sanitizer over the new op tests"
+SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+if ! gpu; then warn "no GPU (nvidia-smi -L): compute-sanitizer (new kernels) skipped"
+elif [ -z "$SAN" ] && [ "$DRY" = 0 ]; then warn "no compute-sanitizer: the new kernels not sanitized"
+elif have cuda_ops_test; then
+  for tool in racecheck memcheck; do  # shared-memory hazards; out-of-bounds and misaligned accesses
+    run_to "sanitizer_${tool}_new17.txt" 150 env LD_LIBRARY_PATH="$LS_LD" "${SAN:-compute-sanitizer}" --tool "$tool" \
+      --error-exitcode 3 "$BIN/cuda_ops_test" --gtest_color=no \
+      --gtest_filter='*NewKernelsAttention*:*ArgmaxInTheHead*/bf16'
+    rc=$?  # a timeout (124) is a WARNING (run_to says so): the sanitizer is slow, not the kernels wrong
+    [ "$rc" = 0 ] || [ "$rc" = 124 ] || fail "compute-sanitizer --tool $tool (new kernels, exit $rc)"
+    [ "$DRY" = 1 ] || grep -E "ERROR SUMMARY|^\[  (PASSED|FAILED)" "$LOG/sanitizer_${tool}_new17.txt" |
+      sed "s/^/compute-sanitizer $tool (new kernels): /" >> "$OUTDIR/summary.txt"
+    save_logs
+  done
+fi
 step "issue 17 new kernels: cuda_bench old vs new"
 if ! gpu; then warn "no GPU (nvidia-smi -L): cuda_bench old vs new skipped"
 elif have cuda_bench; then
