@@ -77,6 +77,15 @@ struct Group<float> {
   }
 };
 
+// Programmatic dependent launch (sm_90): griddepcontrol.launch_dependents, then griddepcontrol.wait (which
+// returns once the preceding grid has completed and its memory operations are visible).
+__device__ __forceinline__ void PdlLaunchDependentsThenWait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 struct Args {
   const float* x;  // [n, K]
   int64_t n, M, K;
@@ -89,6 +98,7 @@ struct Args {
   const float* norm_w;  // [K], or null: x is used as given
   float eps;
   bool early_loads = false;       // the plan's first round of weight loads before the norm prologue
+  bool pdl = false;               // launched as a programmatic dependent: wait before reading x or y
   float* arg_value = nullptr;     // GemvArgmax: [n, arg_stride] candidates' values
   int* arg_index = nullptr;       // and indices
   int64_t arg_stride = 0;
@@ -157,10 +167,14 @@ __global__ void __launch_bounds__(kGemvWarps * kWarp) GemvKernel(const W* __rest
   // kWide plans: the first round's weight loads go out before the folded norm's prologue (which reads x and
   // waits on three barriers), so the HBM latency overlaps it. Only when the loads happen changes.
   bool preloaded = false;
-  if (kNorm && a.early_loads && g_begin + lane < g_end) {
+  if ((kNorm || a.pdl) && a.early_loads && g_begin + lane < g_end) {
     load_round(g_begin + lane);
     preloaded = true;
   }
+  // kWidePdl: let the next kernel launch now (it, too, touches only its weights until its own wait), then
+  // wait for the kernel before this one to complete: x, norm_w and y are read, and y written, only after.
+  // Every block reaches this point (no return before it), so the grid completes only after its predecessor.
+  if (a.pdl) PdlLaunchDependentsThenWait();
 
   // Folded RMSNorm: h[k] = w[k] * (x[k] * inv), as RmsNormKernel writes it, computed per (token, group).
   __shared__ float norm_shared[32];
@@ -312,6 +326,20 @@ template <typename W, int T, int R>
 cudaError_t Launch(const W* w, const GemvPlan& p, const Args& a, cudaStream_t stream) {
   if (p.rows_per_warp != R) return cudaErrorInvalidValue;  // the plan's grid assumes R rows per warp
   const dim3 grid(static_cast<unsigned int>(p.grid_x), static_cast<unsigned int>(p.grid_y));
+  if (a.pdl) {  // kWidePdl: the launch may overlap the previous kernel in the stream (see GemvKernel)
+    cudaLaunchConfig_t config = {};
+    config.gridDim = grid;
+    config.blockDim = dim3(kGemvWarps * kWarp);
+    config.stream = stream;
+    cudaLaunchAttribute attribute[1];
+    attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attribute[0].val.programmaticStreamSerializationAllowed = 1;
+    config.attrs = attribute;
+    config.numAttrs = 1;
+    if (a.arg_value) return cudaLaunchKernelEx(&config, GemvKernel<W, T, R, false, true>, w, a);
+    if (a.norm_w) return cudaLaunchKernelEx(&config, GemvKernel<W, T, R, true, false>, w, a);
+    return cudaLaunchKernelEx(&config, GemvKernel<W, T, R, false, false>, w, a);
+  }
   if (a.arg_value) GemvKernel<W, T, R, false, true><<<grid, kGemvWarps * kWarp, 0, stream>>>(w, a);
   else if (a.norm_w) GemvKernel<W, T, R, true, false><<<grid, kGemvWarps * kWarp, 0, stream>>>(w, a);
   else GemvKernel<W, T, R, false, false><<<grid, kGemvWarps * kWarp, 0, stream>>>(w, a);
@@ -366,6 +394,7 @@ cudaError_t MakeArgs(const float* x, int64_t n, const DeviceWeight& w, GemvEpilo
   a.norm_w = norm_w;
   a.eps = eps;
   a.early_loads = p.early_loads;
+  a.pdl = p.pdl;
   *plan = p;
   return cudaSuccess;
 }

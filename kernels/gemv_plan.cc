@@ -9,7 +9,7 @@ int GemvSplitK(int64_t M, int64_t K) { return GemvSplitK(M, K, GemvPlanKind::kDe
 
 int GemvSplitK(int64_t M, int64_t K, GemvPlanKind kind) {
   if (M <= 0 || K <= 0 || K % 8 != 0) return 1;
-  const bool wide = kind == GemvPlanKind::kWide;
+  const bool wide = kind != GemvPlanKind::kDefault;
   const int64_t target = wide ? kGemvWideTargetWarps : kGemvTargetWarps;
   const int64_t min_groups = wide ? kGemvWideMinGroupsPerLane : kGemvMinGroupsPerLane;
   const int64_t groups = K / 8, units = (M + 1) / 2;
@@ -29,7 +29,8 @@ GemvPlan PlanGemv(int64_t M, int64_t K, int64_t n, bool swiglu, GemvPlanKind kin
   p.supported = M > 0 && K > 0 && K % 8 == 0 && (!swiglu || M % 2 == 0);
   if (!p.supported) return p;
   p.split_k = GemvSplitK(M, K, kind);
-  p.early_loads = kind == GemvPlanKind::kWide;
+  p.early_loads = kind != GemvPlanKind::kDefault;
+  p.pdl = kind == GemvPlanKind::kWidePdl;
   const int64_t groups = K / 8;
   p.segment_groups = (groups + p.split_k - 1) / p.split_k;
   p.row_slots = kGemvWarps / p.split_k;

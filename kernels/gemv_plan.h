@@ -35,7 +35,12 @@ constexpr int64_t kGemvMinGroupsPerLane = 2;
 // o): the split grows until ceil(M/2) * S >= kGemvWideTargetWarps (about 62 warps per SM: nearly every warp
 // slot of a 132-SM H200) while a segment keeps >= kGemvWideMinGroupsPerLane group per lane, and the kernel
 // issues the first round of weight loads before a folded RMSNorm's prologue (same arithmetic, less latency).
-enum class GemvPlanKind { kDefault, kWide };
+//
+// kWidePdl is kWide launched with programmatic dependent launch (Hopper): each block lets the next kernel
+// start at once, and waits (griddepcontrol.wait) for the previous kernel's completion after issuing its
+// first weight loads and before touching anything but weights, so a GEMV streams its weights while the
+// kernel before it finishes. The same split and arithmetic as kWide (bitwise).
+enum class GemvPlanKind { kDefault, kWide, kWidePdl };
 constexpr int64_t kGemvWideTargetWarps = 8192;
 constexpr int64_t kGemvWideMinGroupsPerLane = 1;
 
@@ -50,6 +55,7 @@ struct GemvPlan {
   int64_t grid_x = 0;       // ceil(units / row_slots)
   int64_t grid_y = 0;       // ceil(n / tile)
   bool early_loads = false; // kWide: the first round of weight loads before the folded-norm prologue
+  bool pdl = false;         // kWidePdl: programmatic dependent launch (weights before the wait)
 };
 
 // The split-K of a [M, K] weight (K % 8 == 0): the smallest power of two S <= 8 with ceil(M/2) * S >=

@@ -4,7 +4,7 @@
 // autoregressive decoding on the demo model.
 //   cuda_bench [--shapes 1b,8b] [--steps N] [--model DIR] [--batches 1,16] [--kernels fused|legacy]
 //              [--kv f32|bf16] [--no-fold-norm] [--profile] [--skip-demo]
-//              [--new-kernels] [--gemv-plan default|wide] [--head-argmax] [--attention split|fused]
+//              [--new-kernels] [--gemv-plan default|wide|wide-pdl] [--head-argmax] [--attention split|fused]
 // --new-kernels: every issue-17 kernel that is not yet the default (CudaModelOptions gemv_plan = wide,
 // head_argmax, fused_attention; UseNewKernels); the other three flags turn them on one at a time.
 // --profile: per decode step, each kernel's device time from CUDA events (in a graph replay, so without
@@ -61,6 +61,10 @@ absl::StatusOr<double> MeasureBandwidth(cudaStream_t s) {
   cudaEventDestroy(a);
   cudaEventDestroy(b);
   return best;
+}
+
+const char* PlanName(GemvPlanKind kind) {
+  return kind == GemvPlanKind::kWide ? "wide" : kind == GemvPlanKind::kWidePdl ? "wide-pdl" : "default";
 }
 
 struct BenchOptions {
@@ -213,8 +217,12 @@ int Run(int argc, char** argv) {
     } else if (!std::strcmp(argv[i], "--head-argmax")) {
       issue17.head_argmax = true;
     } else if (has_value && !std::strcmp(argv[i], "--gemv-plan") &&
-               (!std::strcmp(argv[i + 1], "default") || !std::strcmp(argv[i + 1], "wide"))) {
-      issue17.gemv_plan = !std::strcmp(argv[++i], "wide") ? GemvPlanKind::kWide : GemvPlanKind::kDefault;
+               (!std::strcmp(argv[i + 1], "default") || !std::strcmp(argv[i + 1], "wide") ||
+                !std::strcmp(argv[i + 1], "wide-pdl"))) {
+      const std::string plan = argv[++i];
+      issue17.gemv_plan = plan == "wide"       ? GemvPlanKind::kWide
+                          : plan == "wide-pdl" ? GemvPlanKind::kWidePdl
+                                               : GemvPlanKind::kDefault;
     } else if (has_value && !std::strcmp(argv[i], "--attention") &&
                (!std::strcmp(argv[i + 1], "split") || !std::strcmp(argv[i + 1], "fused"))) {
       issue17.fused_attention = !std::strcmp(argv[++i], "fused");
@@ -273,7 +281,7 @@ int Run(int argc, char** argv) {
               "the head %s, decode attention %s\n",
               prop.name, *bw / 1e9, kernels == CudaKernels::kFused ? "fused" : "legacy",
               kernels == CudaKernels::kFused && !fold_norm ? " (norm not folded)" : "",
-              bo.kv == DType::kBF16 ? "bf16" : "f32", issue17.gemv_plan == GemvPlanKind::kWide ? "wide" : "default",
+              bo.kv == DType::kBF16 ? "bf16" : "f32", PlanName(issue17.gemv_plan),
               issue17.head_argmax ? "on" : "off", issue17.fused_attention ? "one kernel" : "split-K + fold");
   for (const std::string name : {"1b", "8b"}) {
     if (shapes.find(name) == std::string::npos) continue;

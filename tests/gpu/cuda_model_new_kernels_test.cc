@@ -104,6 +104,13 @@ TEST_P(CudaNewKernelsModelTest, NearCpuBatchInvariantAndArgmaxInTheHead) {
   ASSERT_TRUE(gpu2);
   const std::vector<float> got2 = GpuLogits(*gpu2, ids, 12, DType::kF32);
   EXPECT_EQ(std::memcmp(got.data(), got2.data(), got.size() * sizeof(float)), 0) << "one-kernel attention";
+  // And with the GEMVs launched as programmatic dependents (kWidePdl): bitwise kWide.
+  CudaModelOptions pdl = NewKernels();
+  pdl.gemv_plan = GemvPlanKind::kWidePdl;
+  auto gpu3 = NewModel(*cpu->weights, pdl);
+  ASSERT_TRUE(gpu3);
+  const std::vector<float> got3 = GpuLogits(*gpu3, ids, 12, DType::kF32);
+  EXPECT_EQ(std::memcmp(got.data(), got3.data(), got.size() * sizeof(float)), 0) << "programmatic launches";
 
   // 16 sequences: 3-token prompts, then 3 one-token steps, alone and in batches of 1..16; logits bitwise,
   // and ExitArgmax (no logits written) equal to the argmax of the logits.
@@ -149,10 +156,15 @@ INSTANTIATE_TEST_SUITE_P(Dtypes, CudaNewKernelsModelTest, ::testing::Values(Weig
 
 // The demo model with every new kernel: greedy self-speculative == greedy autoregressive (eager rounds and
 // round graphs, f32 and bf16 KV), and one graph per decode step (CaptureDecodeStep, argmax in the head) for
-// 1 and 4 sequences gives the autoregressive ids. Prints how many ids equal the default kernels' (the wide
-// plan's sums round differently; lossless decoding needs equality within one configuration only).
-TEST(CudaNewKernelsDemoTest, SelfSpeculativeAndStepGraphsEqualAutoregressive) {
-  LS_SKIP_WITHOUT_GPU();
+// 1 and 4 sequences gives the autoregressive ids; the same with the GEMVs as programmatic dependent launches
+// (kWidePdl, param "programmatic"). Prints how many ids equal the default kernels' (the wide plan's sums
+// round differently; lossless decoding needs equality within one configuration only).
+class CudaNewKernelsDemoTest : public ::testing::TestWithParam<bool> {  // GEMVs as programmatic launches
+ protected:
+  void SetUp() override { LS_SKIP_WITHOUT_GPU(); }
+};
+
+TEST_P(CudaNewKernelsDemoTest, SelfSpeculativeAndStepGraphsEqualAutoregressive) {
   ModelLoadOptions lo;
   lo.threads = 1;
   lo.max_context = 512;
@@ -160,7 +172,9 @@ TEST(CudaNewKernelsDemoTest, SelfSpeculativeAndStepGraphsEqualAutoregressive) {
   ASSERT_TRUE(demo.ok()) << demo.status();
   const std::vector<int> prompt =
       (*demo)->tokenizer->Encode("def read_config(path):\n    \"\"\"Read the configuration file at path and return");
-  auto gpu = NewModel(*(*demo)->weights, NewKernels(512));
+  CudaModelOptions options = NewKernels(512);
+  if (GetParam()) options.gemv_plan = GemvPlanKind::kWidePdl;
+  auto gpu = NewModel(*(*demo)->weights, options);
   CudaModelOptions plain;
   plain.max_positions = 512;
   auto base = NewModel(*(*demo)->weights, plain);
@@ -227,6 +241,9 @@ TEST(CudaNewKernelsDemoTest, SelfSpeculativeAndStepGraphsEqualAutoregressive) {
     }
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Launch, CudaNewKernelsDemoTest, ::testing::Values(false, true),
+                         [](const auto& info) { return std::string(info.param ? "programmatic" : "serial"); });
 
 }  // namespace
 }  // namespace layerskip::cuda

@@ -91,6 +91,52 @@ TEST_P(CudaNewKernelsGemvTest, WidePlanFoldedNormEqualsRmsNormThenGemv) {
   }
 }
 
+// kWidePdl (programmatic dependent launch) on a chain of dependent GEMVs enqueued back to back on one
+// stream, as a layer runs them (folded norm, residual add into the input of the next, SwiGLU, LM-head argmax):
+// bitwise the same chain under kWide, whose launches serialise fully. A GEMV that read x or wrote y before
+// its predecessor finished would differ.
+TEST_P(CudaNewKernelsGemvTest, ProgrammaticLaunchChainEqualsSerialChain) {
+  const int64_t D = 2048, F = 4096, n = 2;
+  const HostWeight wqkv = RandomWeight(GetParam(), 3072, D, 1), wo = RandomWeight(GetParam(), D, D, 2);
+  const HostWeight wup = RandomWeight(GetParam(), 2 * F, D, 3), wdown = RandomWeight(GetParam(), D, F, 4);
+  const HostWeight head = RandomWeight(GetParam(), 16000, D, 5);
+  DeviceMatrix qkv_d = UpWeight(*wqkv.m), o_d = UpWeight(*wo.m), up_d = UpWeight(*wup.m), down_d = UpWeight(*wdown.m);
+  DeviceMatrix head_d = UpWeight(*head.m);
+  auto norm = Up(RandomVector(D, 6, 0.5f));
+  const std::vector<float> x0 = RandomVector(n * D, 7);
+  cudaStream_t stream;
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), cudaSuccess);
+  auto run = [&](GemvPlanKind kind, std::vector<float>* x_out, std::vector<int>* ids_out) {
+    auto x = Up(x0);
+    auto qkv = Zeros<float>(n * 3072), gate = Zeros<float>(n * F);
+    auto ids = Zeros<int>(n);
+    auto scratch = Zeros<float>(GemvArgmaxScratchFloats(16000, D, n, kind));
+    for (int layer = 0; layer < 4; ++layer) {  // x += o(qkv[:, :D]); x += down(swiglu(up(norm(x))))
+      ASSERT_EQ(GemvPlanned(x.get(), n, qkv_d.view, GemvEpilogue::kStore, qkv.get(), stream, kind, norm.get(), 1e-5f),
+                cudaSuccess);
+      for (int64_t i = 0; i < n; ++i)  // o reads the first D columns of each qkv row: a strided view
+        ASSERT_EQ(GemvPlanned(qkv.get() + i * 3072, 1, o_d.view, GemvEpilogue::kAdd, x.get() + i * D, stream, kind),
+                  cudaSuccess);
+      ASSERT_EQ(GemvPlanned(x.get(), n, up_d.view, GemvEpilogue::kSwiGlu, gate.get(), stream, kind, norm.get(), 1e-5f),
+                cudaSuccess);
+      ASSERT_EQ(GemvPlanned(gate.get(), n, down_d.view, GemvEpilogue::kAdd, x.get(), stream, kind), cudaSuccess);
+    }
+    ASSERT_EQ(GemvArgmax(x.get(), n, head_d.view, scratch.get(), ids.get(), stream, kind), cudaSuccess);
+    ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+    *x_out = Down(x);
+    *ids_out = Down(ids);
+  };
+  std::vector<float> xa, xb;
+  std::vector<int> ia, ib;
+  run(GemvPlanKind::kWide, &xa, &ia);
+  for (int rep = 0; rep < 3; ++rep) {
+    run(GemvPlanKind::kWidePdl, &xb, &ib);
+    ASSERT_TRUE(Bitwise(xa, xb.data())) << "repetition " << rep;
+    EXPECT_EQ(ia, ib);
+  }
+  cudaStreamDestroy(stream);
+}
+
 // GemvArgmax == Argmax(Gemv) on every row, both plans: random weights (no ties), then weights where rows
 // {5, 6, 700, M-1} are one identical large row (exact ties at the maximum: the first index, 5, must win,
 // across warps and blocks) and row 3 is NaN (never chosen), then all-zero weights (every logit ties: 0).

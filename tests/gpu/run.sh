@@ -369,16 +369,17 @@ elif have cuda_bench; then
   nbench new17_old_2.txt 90 "${K17[@]}"
   nbench new17_new_2.txt 90 --new-kernels "${K17[@]}"
   nbench new17_demo.txt 90 --new-kernels --shapes none --steps 64 --model "$DEMO"
+  nbench new17_pdl.txt 90 --new-kernels --gemv-plan wide-pdl "${K17[@]}"  # GEMVs as programmatic launches
   for one in "--gemv-plan wide" "--head-argmax" "--attention fused"; do  # each option alone, 1B batch 1
     # shellcheck disable=SC2086
     nbench "new17_only_${one//[ -]/_}.txt" 60 $one --shapes 1b --batches 1 --steps 64 --skip-demo
   done
   # The graph step times side by side (us/step): the decision to flip the defaults (docs/cuda.md).
   if [ "$DRY" = 0 ]; then
-    { echo; echo "### graph us/step, old vs new (lines: shape batch old_1 new_1 old_2 new_2)"; echo
+    { echo; echo "### graph us/step, old vs new (lines: shape batch old_1 new_1 old_2 new_2 new+pdl)"; echo
       for shape in 1b 8b; do for b in " 1" "16"; do
         row="    llama-$shape batch $b:"
-        for f in old_1 new_1 old_2 new_2; do
+        for f in old_1 new_1 old_2 new_2 pdl; do
           v=$(grep "llama-$shape bf16 batch $b graph" "$LOG/new17_$f.txt" 2>/dev/null | sed -n 's/.*, *\([0-9.]*\) us\/step.*/\1/p' | head -1)
           row="$row ${v:-?}"
         done

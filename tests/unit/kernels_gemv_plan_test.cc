@@ -141,6 +141,21 @@ TEST(GemvPlanTest, WidePlanIsFixedPerShapeAndCoversOnce) {
   }
 }
 
+// kWidePdl only changes how the GEMV is launched: the same split, segments and grid as kWide.
+TEST(GemvPlanTest, WidePdlPlanIsTheWidePlan) {
+  for (const Shape& s : kShapes)
+    for (int64_t n : {1, 3, 16, 40}) {
+      const GemvPlan a = PlanGemv(s.M, s.K, n, s.swiglu, GemvPlanKind::kWide);
+      const GemvPlan b = PlanGemv(s.M, s.K, n, s.swiglu, GemvPlanKind::kWidePdl);
+      EXPECT_EQ(a.split_k, b.split_k);
+      EXPECT_EQ(a.segment_groups, b.segment_groups);
+      EXPECT_EQ(a.grid_x, b.grid_x);
+      EXPECT_EQ(a.grid_y, b.grid_y);
+      EXPECT_TRUE(b.early_loads && b.pdl && !a.pdl);
+      EXPECT_EQ(GemvArgmaxBlocks(s.M, s.K, GemvPlanKind::kWide), GemvArgmaxBlocks(s.M, s.K, GemvPlanKind::kWidePdl));
+    }
+}
+
 TEST(GemvPlanTest, WidePlanSplitsTheSmallProjectionsFurther) {
   EXPECT_EQ(GemvSplitK(3072, 2048, GemvPlanKind::kWide), 8);    // 1B QKV: 12288 warps (default 2: 3072)
   EXPECT_EQ(GemvSplitK(2048, 2048, GemvPlanKind::kWide), 8);    // 1B o: 8192 warps (default 2)

@@ -47,7 +47,8 @@ struct CudaModelOptions {
   // Issue 17, written but not yet run on a GPU (docs/cuda.md, "Issue 17: prepared, not yet run"); each
   // defaults to the verified path, and each keeps a token's results bitwise the same at every batch size.
   // kFused: the split-K rule of every decode GEMV (kWide: more warps in flight for q/k/v and o; a different
-  // but fixed order per shape, so its logits differ from kDefault's by rounding).
+  // but fixed order per shape, so its logits differ from kDefault's by rounding; kWidePdl: kWide launched
+  // with programmatic dependent launch, bitwise kWide; not part of UseNewKernels).
   GemvPlanKind gemv_plan = GemvPlanKind::kDefault;
   // kFused: ExitArgmax (greedy steps) runs the LM head with an argmax epilogue (GemvArgmax), never writing
   // the [n, V] logits; the ids equal ExitHead + Argmax bitwise.
