@@ -85,6 +85,8 @@ int64_t GemvArgmaxBlocks(int64_t M, int64_t K, GemvPlanKind kind = GemvPlanKind:
 // The argmax rule of kernels Argmax (first index on ties, NaN never chosen; all NaN or empty: 0), as the
 // order-free comparison GemvArgmax reduces with: is (v2, i2) a better candidate than (v1, i1)?
 // (Plain C++ here; also compiled for the device, where GemvArgmax's kernels call it.)
-LS_GEMV_HOST_DEVICE inline bool ArgmaxBetter(float v2, int64_t i2, float v1, int64_t i1) { return v2 > v1 || (v2 == v1 && i2 < i1); }
+LS_GEMV_HOST_DEVICE inline bool ArgmaxBetter(float v2, int64_t i2, float v1, int64_t i1) {
+  return v2 > v1 || (v2 == v1 && i2 < i1);
+}
 
 }  // namespace layerskip::cuda

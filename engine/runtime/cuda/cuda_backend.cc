@@ -301,7 +301,8 @@ absl::Status CudaBackend::ExitArgmax(const Activations& h, absl::Span<const int>
   const int n = static_cast<int>(rows.size());
   for (int begin = 0; begin < n; begin += kHeadChunk) {
     const int m = std::min(kHeadChunk, n - begin);
-    LS_RETURN_IF_ERROR(model_->ExitArgmax(x + static_cast<size_t>(begin) * hidden_size(), m, logits_.get(), ids_.get()));
+    const float* rows_x = x + static_cast<size_t>(begin) * hidden_size();
+    LS_RETURN_IF_ERROR(model_->ExitArgmax(rows_x, m, logits_.get(), ids_.get()));
     LS_RETURN_IF_ERROR(CudaStatus(
         cudaMemcpyAsync(ids + begin, ids_.get(), sizeof(int) * m, cudaMemcpyDeviceToHost, model_->stream()),
         "ids to the host"));

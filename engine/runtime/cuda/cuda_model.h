@@ -125,10 +125,11 @@ class CudaModel {
   absl::Status Synchronize();
 
   // One decode step captured as a CUDA graph on the model's stream: EmbedDevice(ids) -> ForwardDevice(0,
-  // num_layers) -> ExitArgmax into ids (head_argmax: logits not written), for n <= kDecodeAttentionMaxTokens tokens at fixed device
-  // buffers ids[n], slots[n], positions[n], x[n, D], logits[n, V]. Each Launch(stream()) runs the step
-  // with the buffers' current contents (argmax overwrites ids, so replays decode on); the caller writes
-  // the next positions on stream() before each launch and keeps the cache lengths. Needs the whole model.
+  // num_layers) -> ExitArgmax into ids (head_argmax: logits not written), for n <= kDecodeAttentionMaxTokens
+  // tokens at fixed device buffers ids[n], slots[n], positions[n], x[n, D], logits[n, V]. Each
+  // Launch(stream()) runs the step with the buffers' current contents (argmax overwrites ids, so replays
+  // decode on); the caller writes the next positions on stream() before each launch and keeps the cache
+  // lengths. Needs the whole model.
   absl::StatusOr<std::unique_ptr<CudaGraph>> CaptureDecodeStep(int n, int* ids, const int* slots,
                                                                const int* positions, float* x, float* logits,
                                                                CudaKvCache* cache);
