@@ -58,8 +58,8 @@ struct CudaModelOptions {
   bool fused_attention = false;
 };
 
-// Turns on every issue-17 option above (cuda_bench --new-kernels; the CUDA backend when the environment
-// has LAYERSKIP_CUDA_NEW_KERNELS=1).
+// Turns on the issue-17 options above: gemv_plan = kWide, head_argmax, fused_attention (cuda_bench
+// --new-kernels; the CUDA backend when the environment has LAYERSKIP_CUDA_NEW_KERNELS=1).
 void UseNewKernels(CudaModelOptions* options);
 // Whether LAYERSKIP_CUDA_NEW_KERNELS=1 is set (the CUDA backend's switch, for the GPU tests and run.sh).
 bool NewKernelsFromEnvironment();
