@@ -187,6 +187,7 @@ TEST_P(CudaNewKernelsDemoTest, SelfSpeculativeAndStepGraphsEqualAutoregressive) 
     auto ar = GreedyAutoregressive(*gpu, ar_cache->get(), 0, prompt, tokens, L);
     ASSERT_TRUE(ar.ok()) << ar.status();
     auto base_cache = CudaKvCache::Create(c, 0, L, 1, 512, kv);
+    ASSERT_TRUE(base_cache.ok());
     auto base_ids = GreedyAutoregressive(*base, base_cache->get(), 0, prompt, tokens, L);
     ASSERT_TRUE(base_ids.ok());
     int same = 0;
