@@ -80,5 +80,15 @@ cudaError_t AttentionPrefill(const float* q, const int* tiles, int num_tiles, in
                              const int* positions, int heads, const KvLayerView& kv, float* out,
                              cudaStream_t stream);
 
+// Issue 17, not yet run on a GPU (docs/cuda.md): AttentionDecode in one kernel. Each (token, kv head, chunk)
+// block writes its partial to `scratch` as AttentionDecode does; the block that arrives last for its (token,
+// kv head) (an atomic count in counters[n, kv_heads]) folds chunks 0..pos/64 in chunk order with the fold
+// kernel's arithmetic and resets its counter. Bitwise AttentionDecode. counters: zero before the first call,
+// left zero by every call (so a CUDA graph may replay it); one call at a time per counters buffer.
+int64_t AttentionDecodeCounterInts(int64_t n, int kv_heads);
+cudaError_t AttentionDecodeFused(const float* q, int64_t n, const int* slots, const int* positions, int heads,
+                                 int max_positions, const KvLayerView& kv, float* scratch, int* counters,
+                                 float* out, cudaStream_t stream);
+
 }  // namespace layerskip::cuda
 #endif  // LAYERSKIP_WITH_CUDA

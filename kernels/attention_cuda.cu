@@ -8,7 +8,9 @@
 //   Fold: chunks are combined in increasing c: M' = max(M, m), L = L*e^(M-M') + l*e^(m-M'), O likewise.
 //   out = O / L.
 // AttentionDecode computes every chunk partial in its own block (split-K with a FIXED split of 64
-// positions, so the split depends on the token's position only) and folds them in a second kernel;
+// positions, so the split depends on the token's position only) and folds them in a second kernel
+// (AttentionDecodeFused: in the last block of the token's chunks to finish, reading the partials in chunk
+// order, so which block folds never changes what is folded or in what order);
 // AttentionPrefill walks the chunks in one block per tile of query tokens, sharing each K/V chunk in shared
 // memory, and folds as it goes. Both give bitwise the same output (tests/gpu/cuda_ops_test.cc).
 #include <cmath>
@@ -99,11 +101,33 @@ __device__ __forceinline__ void Fold(float& M, float& L, float (&O)[DPL], float 
   M = nm;
 }
 
+// One warp: folds the chunk partials part[0..last] ([hd+2] each: m, l, o) of one (token, head) in chunk
+// order and writes O / L to oi [hd]. kL2: read through L2 only (partials other blocks just wrote).
+template <int DPL, bool kL2>
+__device__ __forceinline__ void FoldChunks(const float* part, int last, int hd, int lane, float* oi) {
+  auto ld = [](const float* p) { return kL2 ? __ldcg(p) : *p; };
+  float M = ld(part), L = ld(part + 1), O[DPL];
+#pragma unroll
+  for (int t = 0; t < DPL; ++t) O[t] = lane + t * kWarp < hd ? ld(part + 2 + lane + t * kWarp) : 0.0f;
+  for (int c = 1; c <= last; ++c) {
+    const float* pc = part + static_cast<int64_t>(c) * (hd + 2);
+    float o[DPL];
+#pragma unroll
+    for (int t = 0; t < DPL; ++t) o[t] = lane + t * kWarp < hd ? ld(pc + 2 + lane + t * kWarp) : 0.0f;
+    Fold<DPL>(M, L, O, ld(pc), ld(pc + 1), o);
+  }
+#pragma unroll
+  for (int t = 0; t < DPL; ++t)
+    if (lane + t * kWarp < hd) oi[lane + t * kWarp] = O[t] / L;
+}
+
 // grid: (chunks, kv_heads, n), block: group warps (warp w: query head kvh*group + w).
 // Writes the partial of (token, head, chunk) to scratch [n, heads, chunks, hd+2] as (m, l, o[hd]).
-template <int DPL>
+// kFold (AttentionDecodeFused): then the last block of (token, kv head) to arrive (counters [n, kv_heads])
+// folds every chunk of its group's heads in chunk order into out [n, heads, hd] and resets the counter.
+template <int DPL, bool kFold>
 __global__ void DecodeChunkKernel(const float* q, const int* slots, const int* positions, int heads, KvLayerView kv,
-                                  int chunks, float scale, float* scratch) {
+                                  int chunks, float scale, float* scratch, int* counters, float* out) {
   extern __shared__ float smem[];
   const int c = blockIdx.x, kvh = blockIdx.y, i = blockIdx.z;
   const int pos = positions[i], start = c * kChunk;
@@ -129,6 +153,22 @@ __global__ void DecodeChunkKernel(const float* q, const int* slots, const int* p
 #pragma unroll
   for (int t = 0; t < DPL; ++t)
     if (lane + t * kWarp < hd) part[2 + lane + t * kWarp] = o[t];
+  if (!kFold) return;
+  // Publish this block's partials, then count it in; the block that makes the count reach the token's
+  // chunk total is the last one and every other block's partials are visible to it.
+  __shared__ int is_last;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int* counter = counters + static_cast<int64_t>(i) * kv.kv_heads + kvh;
+    is_last = atomicAdd(counter, 1) == pos / kChunk;
+    if (is_last) atomicExch(counter, 0);  // all of this call's blocks for it have arrived
+  }
+  __syncthreads();
+  if (!is_last) return;
+  __threadfence();
+  const float* first = scratch + (static_cast<int64_t>(i) * heads + h) * chunks * (hd + 2);
+  FoldChunks<DPL, true>(first, pos / kChunk, hd, lane, out + (static_cast<int64_t>(i) * heads + h) * hd);
 }
 
 // grid: (heads, n), block: one warp. Folds chunks 0..pos/64 of (token, head) in order; out: [n, heads, hd].
@@ -136,22 +176,8 @@ template <int DPL>
 __global__ void DecodeCombineKernel(const int* positions, int heads, int hd, int chunks, const float* scratch,
                                     float* out) {
   const int h = blockIdx.x, i = blockIdx.y, lane = threadIdx.x;
-  const int last = positions[i] / kChunk;
   const float* part = scratch + (static_cast<int64_t>(i) * heads + h) * chunks * (hd + 2);
-  float M = part[0], L = part[1], O[DPL];
-#pragma unroll
-  for (int t = 0; t < DPL; ++t) O[t] = lane + t * kWarp < hd ? part[2 + lane + t * kWarp] : 0.0f;
-  for (int c = 1; c <= last; ++c) {
-    const float* pc = part + static_cast<int64_t>(c) * (hd + 2);
-    float o[DPL];
-#pragma unroll
-    for (int t = 0; t < DPL; ++t) o[t] = lane + t * kWarp < hd ? pc[2 + lane + t * kWarp] : 0.0f;
-    Fold<DPL>(M, L, O, pc[0], pc[1], o);
-  }
-  float* oi = out + (static_cast<int64_t>(i) * heads + h) * hd;
-#pragma unroll
-  for (int t = 0; t < DPL; ++t)
-    if (lane + t * kWarp < hd) oi[lane + t * kWarp] = O[t] / L;
+  FoldChunks<DPL, false>(part, positions[i] / kChunk, hd, lane, out + (static_cast<int64_t>(i) * heads + h) * hd);
 }
 
 // grid: (num_tiles, kv_heads), block: tile_tokens*group warps; warp w serves token tiles[tile, w / group] and
@@ -223,17 +249,25 @@ cudaError_t AllowSharedMemory(Kernel kernel, size_t bytes) {
   return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
 }
 
+// counters: null runs the two kernels of AttentionDecode, else the one of AttentionDecodeFused.
 template <int DPL>
 cudaError_t LaunchDecode(const float* q, int64_t n, const int* slots, const int* positions, int heads,
-                         int max_positions, const KvLayerView& kv, float* scratch, float* out, cudaStream_t stream) {
+                         int max_positions, const KvLayerView& kv, float* scratch, int* counters, float* out,
+                         cudaStream_t stream) {
   const int hd = kv.head_dim, group = heads / kv.kv_heads, chunks = Chunks(max_positions);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const size_t bytes = SharedBytes(hd, group);
-  cudaError_t err = AllowSharedMemory(DecodeChunkKernel<DPL>, bytes);
-  if (err != cudaSuccess) return err;
   const dim3 grid(static_cast<unsigned int>(chunks), static_cast<unsigned int>(kv.kv_heads), static_cast<unsigned int>(n));
-  DecodeChunkKernel<DPL><<<grid, group * kWarp, bytes, stream>>>(q, slots, positions, heads, kv, chunks, scale,
-                                                                 scratch);
+  cudaError_t err;
+  if (counters) {
+    if ((err = AllowSharedMemory(DecodeChunkKernel<DPL, true>, bytes)) != cudaSuccess) return err;
+    DecodeChunkKernel<DPL, true><<<grid, group * kWarp, bytes, stream>>>(q, slots, positions, heads, kv, chunks,
+                                                                         scale, scratch, counters, out);
+    return cudaGetLastError();
+  }
+  if ((err = AllowSharedMemory(DecodeChunkKernel<DPL, false>, bytes)) != cudaSuccess) return err;
+  DecodeChunkKernel<DPL, false><<<grid, group * kWarp, bytes, stream>>>(q, slots, positions, heads, kv, chunks, scale,
+                                                                        scratch, nullptr, nullptr);
   if ((err = cudaGetLastError()) != cudaSuccess) return err;
   const dim3 grid2(static_cast<unsigned int>(heads), static_cast<unsigned int>(n));
   DecodeCombineKernel<DPL><<<grid2, kWarp, 0, stream>>>(positions, heads, hd, chunks, scratch, out);
@@ -290,7 +324,21 @@ cudaError_t AttentionDecode(const float* q, int64_t n, const int* slots, const i
   if (n == 0) return cudaSuccess;
   if (!ValidShape(heads, kv)) return cudaErrorInvalidValue;
   return WithLanes(kv.head_dim, [&](auto lanes) {
-    return LaunchDecode<decltype(lanes)::value>(q, n, slots, positions, heads, max_positions, kv, scratch, out, stream);
+    return LaunchDecode<decltype(lanes)::value>(q, n, slots, positions, heads, max_positions, kv, scratch, nullptr,
+                                                out, stream);
+  });
+}
+
+int64_t AttentionDecodeCounterInts(int64_t n, int kv_heads) { return n * kv_heads; }
+
+cudaError_t AttentionDecodeFused(const float* q, int64_t n, const int* slots, const int* positions, int heads,
+                                 int max_positions, const KvLayerView& kv, float* scratch, int* counters,
+                                 float* out, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  if (!ValidShape(heads, kv) || !counters) return cudaErrorInvalidValue;
+  return WithLanes(kv.head_dim, [&](auto lanes) {
+    return LaunchDecode<decltype(lanes)::value>(q, n, slots, positions, heads, max_positions, kv, scratch, counters,
+                                                out, stream);
   });
 }
 

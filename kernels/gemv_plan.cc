@@ -5,13 +5,16 @@
 
 namespace layerskip::cuda {
 
-int GemvSplitK(int64_t M, int64_t K) {
+int GemvSplitK(int64_t M, int64_t K) { return GemvSplitK(M, K, GemvPlanKind::kDefault); }
+
+int GemvSplitK(int64_t M, int64_t K, GemvPlanKind kind) {
   if (M <= 0 || K <= 0 || K % 8 != 0) return 1;
+  const bool wide = kind != GemvPlanKind::kDefault;
+  const int64_t target = wide ? kGemvWideTargetWarps : kGemvTargetWarps;
+  const int64_t min_groups = wide ? kGemvWideMinGroupsPerLane : kGemvMinGroupsPerLane;
   const int64_t groups = K / 8, units = (M + 1) / 2;
   int split = 1;
-  while (split < kGemvMaxSplit && units * split < kGemvTargetWarps &&
-         groups / (2 * split) >= 32 * kGemvMinGroupsPerLane)
-    split *= 2;
+  while (split < kGemvMaxSplit && units * split < target && groups / (2 * split) >= 32 * min_groups) split *= 2;
   return split;
 }
 
@@ -21,11 +24,13 @@ int GemvTile(int64_t n) {
   return tile;
 }
 
-GemvPlan PlanGemv(int64_t M, int64_t K, int64_t n, bool swiglu) {
+GemvPlan PlanGemv(int64_t M, int64_t K, int64_t n, bool swiglu, GemvPlanKind kind) {
   GemvPlan p;
   p.supported = M > 0 && K > 0 && K % 8 == 0 && (!swiglu || M % 2 == 0);
   if (!p.supported) return p;
-  p.split_k = GemvSplitK(M, K);
+  p.split_k = GemvSplitK(M, K, kind);
+  p.early_loads = kind != GemvPlanKind::kDefault;
+  p.pdl = kind == GemvPlanKind::kWidePdl;
   const int64_t groups = K / 8;
   p.segment_groups = (groups + p.split_k - 1) / p.split_k;
   p.row_slots = kGemvWarps / p.split_k;
@@ -39,8 +44,8 @@ GemvPlan PlanGemv(int64_t M, int64_t K, int64_t n, bool swiglu) {
   return p;
 }
 
-void GemvReference(const float* x, int64_t n, const float* w, int64_t M, int64_t K, float* y) {
-  const int split = GemvSplitK(M, K);
+void GemvReference(const float* x, int64_t n, const float* w, int64_t M, int64_t K, float* y, GemvPlanKind kind) {
+  const int split = GemvSplitK(M, K, kind);
   const int64_t groups = K / 8, seg = (groups + split - 1) / split;
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j < M; ++j) {
@@ -63,6 +68,11 @@ void GemvReference(const float* x, int64_t n, const float* w, int64_t M, int64_t
       }
       y[i * M + j] = total;
     }
+}
+
+int64_t GemvArgmaxBlocks(int64_t M, int64_t K, GemvPlanKind kind) {
+  const GemvPlan p = PlanGemv(M, K, 1, false, kind);
+  return p.supported ? p.grid_x : 0;
 }
 
 }  // namespace layerskip::cuda

@@ -8,6 +8,12 @@
 #include <cstdint>
 #include <vector>
 
+#ifdef __CUDACC__
+#define LS_GEMV_HOST_DEVICE __host__ __device__
+#else
+#define LS_GEMV_HOST_DEVICE
+#endif
+
 namespace layerskip::cuda {
 
 constexpr int kGemvWarps = 8;        // warps per block (256 threads)
@@ -23,6 +29,21 @@ constexpr int64_t kGemvTargetWarps = 2048;
 // A segment keeps at least this many 8-element groups per lane (enough independent 16-byte loads per lane).
 constexpr int64_t kGemvMinGroupsPerLane = 2;
 
+// Which split-K rule a model uses (CudaModelOptions::gemv_plan; fixed for the life of the model, so y[i, j]
+// is still one fixed sequence per weight shape). kDefault is the rule above (verified on an H200). kWide
+// (issue 17, not yet run on a GPU) puts more warps and bytes in flight for the small projections (q/k/v,
+// o): the split grows until ceil(M/2) * S >= kGemvWideTargetWarps (about 62 warps per SM: nearly every warp
+// slot of a 132-SM H200) while a segment keeps >= kGemvWideMinGroupsPerLane group per lane, and the kernel
+// issues the first round of weight loads before a folded RMSNorm's prologue (same arithmetic, less latency).
+//
+// kWidePdl is kWide launched with programmatic dependent launch (Hopper): each block lets the next kernel
+// start at once, and waits (griddepcontrol.wait) for the previous kernel's completion after issuing its
+// first weight loads and before touching anything but weights, so a GEMV streams its weights while the
+// kernel before it finishes. The same split and arithmetic as kWide (bitwise).
+enum class GemvPlanKind { kDefault, kWide, kWidePdl };
+constexpr int64_t kGemvWideTargetWarps = 8192;
+constexpr int64_t kGemvWideMinGroupsPerLane = 1;
+
 struct GemvPlan {
   bool supported = false;   // K % 8 == 0 and the shape is non-empty (else the caller uses the old Matmul)
   int split_k = 1;          // K segments per output row: 1, 2, 4 or 8; summed in segment order
@@ -33,23 +54,39 @@ struct GemvPlan {
   int64_t units = 0;        // warp units: ceil(M / R) (SwiGLU: ceil((M/2) / (R/2)) column groups)
   int64_t grid_x = 0;       // ceil(units / row_slots)
   int64_t grid_y = 0;       // ceil(n / tile)
+  bool early_loads = false; // kWide: the first round of weight loads before the folded-norm prologue
+  bool pdl = false;         // kWidePdl: programmatic dependent launch (weights before the wait)
 };
 
 // The split-K of a [M, K] weight (K % 8 == 0): the smallest power of two S <= 8 with ceil(M/2) * S >=
 // kGemvTargetWarps, stopping early when a segment would hold fewer than kGemvMinGroupsPerLane groups per lane.
 int GemvSplitK(int64_t M, int64_t K);
+// The same under a chosen rule (kDefault: GemvSplitK(M, K)).
+int GemvSplitK(int64_t M, int64_t K, GemvPlanKind kind);
 
 // The token tile for n tokens: the smallest power of two >= n, at most kGemvMaxTile.
 int GemvTile(int64_t n);
 
 // The whole launch plan of y[n, M] = x[n, K] W^T (swiglu: M = 2F rows, F output columns).
-GemvPlan PlanGemv(int64_t M, int64_t K, int64_t n, bool swiglu);
+GemvPlan PlanGemv(int64_t M, int64_t K, int64_t n, bool swiglu, GemvPlanKind kind = GemvPlanKind::kDefault);
 
 // The exact arithmetic of the GPU kernel on the CPU (the GPU tests compare bitwise): y[n, M] = x[n, K] W^T
 // with w the weights as f32 (bf16 widened exactly). Per (token i, row j): segment s of split_k covers
 // groups [s*seg, min((s+1)*seg, K/8)); lane l (0..31) runs acc = fmaf(w, x, acc) from 0 over the groups
 // l, l+32, ... of its segment in order, elements 0..7 of a group in order; the 32 lane sums are added by the
 // butterfly (offsets 16, 8, 4, 2, 1); the segment sums are added in segment order.
-void GemvReference(const float* x, int64_t n, const float* w, int64_t M, int64_t K, float* y);
+void GemvReference(const float* x, int64_t n, const float* w, int64_t M, int64_t K, float* y,
+                   GemvPlanKind kind = GemvPlanKind::kDefault);
+
+// The fused LM-head argmax (GemvArgmax, issue 17): the number of per-block (max, index) candidates one token
+// produces, the largest over every tile (R = 2 rows per warp gives the most blocks): PlanGemv(M, K, 1).grid_x.
+int64_t GemvArgmaxBlocks(int64_t M, int64_t K, GemvPlanKind kind = GemvPlanKind::kDefault);
+
+// The argmax rule of kernels Argmax (first index on ties, NaN never chosen; all NaN or empty: 0), as the
+// order-free comparison GemvArgmax reduces with: is (v2, i2) a better candidate than (v1, i1)?
+// (Plain C++ here; also compiled for the device, where GemvArgmax's kernels call it.)
+LS_GEMV_HOST_DEVICE inline bool ArgmaxBetter(float v2, int64_t i2, float v1, int64_t i1) {
+  return v2 > v1 || (v2 == v1 && i2 < i1);
+}
 
 }  // namespace layerskip::cuda

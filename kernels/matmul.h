@@ -31,6 +31,7 @@ void MatmulSwiGlu(const float* x, int64_t n, const Matrix& w_gate, const Matrix&
 #include <cuda_runtime.h>
 
 #include "kernels/device_weight.h"
+#include "kernels/gemv_plan.h"  // GemvPlanKind (plain C++)
 
 namespace layerskip::cuda {
 
@@ -53,6 +54,17 @@ bool GemvSupported(const DeviceWeight& w, GemvEpilogue epilogue);
 // recomputes its tokens' norm scale in RmsNorm's order; x must not alias y).
 cudaError_t Gemv(const float* x, int64_t n, const DeviceWeight& w, GemvEpilogue epilogue, float* y,
                  cudaStream_t stream, const float* norm_w = nullptr, float eps = 0.0f);
+// Issue 17, not yet run on a GPU (docs/cuda.md, "Issue 17, step 2"): Gemv under a chosen split-K rule
+// (kernels/gemv_plan.h GemvPlanKind; kDefault is Gemv). Bitwise GemvReference(..., kind), batch-invariant.
+cudaError_t GemvPlanned(const float* x, int64_t n, const DeviceWeight& w, GemvEpilogue epilogue, float* y,
+                        cudaStream_t stream, GemvPlanKind kind, const float* norm_w = nullptr, float eps = 0.0f);
+// Floats of scratch GemvArgmax needs for n tokens of a [M, K] weight.
+int64_t GemvArgmaxScratchFloats(int64_t M, int64_t K, int64_t n, GemvPlanKind kind = GemvPlanKind::kDefault);
+// ids[n] = Argmax(GemvPlanned(x, n, w, kStore, kind)) without writing the [n, M] product: the GEMV's epilogue
+// keeps a (max, first index) candidate per (token, block) in `scratch` and a second kernel reduces them; the
+// same values are compared, so the ids equal Argmax's bitwise (first index on ties; all NaN: 0).
+cudaError_t GemvArgmax(const float* x, int64_t n, const DeviceWeight& w, float* scratch, int* ids,
+                       cudaStream_t stream, GemvPlanKind kind = GemvPlanKind::kDefault);
 
 }  // namespace layerskip::cuda
 #endif  // LAYERSKIP_WITH_CUDA

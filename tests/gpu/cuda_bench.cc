@@ -4,6 +4,9 @@
 // autoregressive decoding on the demo model.
 //   cuda_bench [--shapes 1b,8b] [--steps N] [--model DIR] [--batches 1,16] [--kernels fused|legacy]
 //              [--kv f32|bf16] [--no-fold-norm] [--profile] [--skip-demo]
+//              [--new-kernels] [--gemv-plan default|wide|wide-pdl] [--head-argmax] [--attention split|fused]
+// --new-kernels: every issue-17 kernel that is not yet the default (CudaModelOptions gemv_plan = wide,
+// head_argmax, fused_attention; UseNewKernels); the other three flags turn them on one at a time.
 // --profile: per decode step, each kernel's device time from CUDA events (in a graph replay, so without
 // launch gaps, and eagerly), the launch overhead (eager step - graph step), and the bytes each kernel reads
 // against the measured bandwidth.
@@ -62,6 +65,10 @@ absl::StatusOr<double> MeasureBandwidth(cudaStream_t s) {
   return best;
 }
 
+const char* PlanName(GemvPlanKind kind) {
+  return kind == GemvPlanKind::kWide ? "wide" : kind == GemvPlanKind::kWidePdl ? "wide-pdl" : "default";
+}
+
 struct BenchOptions {
   int steps = 64;
   DType kv = DType::kF32;
@@ -114,8 +121,7 @@ absl::StatusOr<StepRates> DecodeStepsPerSecond(CudaModel& m, int batch, int step
     LS_RETURN_IF_ERROR(m.EmbedDevice(ids.get(), batch, x.get()));
     LS_RETURN_IF_ERROR(m.ForwardDevice(0, c.num_hidden_layers, batch, slots_d.get(),
                                        pos_d.get() + static_cast<size_t>(t) * batch, x.get(), cache.get()));
-    LS_RETURN_IF_ERROR(m.ExitHead(x.get(), batch, logits.get()));
-    LS_RETURN_IF_ERROR(m.Argmax(logits.get(), batch, ids.get()));
+    LS_RETURN_IF_ERROR(m.ExitArgmax(x.get(), batch, logits.get(), ids.get()));
   }
   LS_RETURN_IF_ERROR(m.Synchronize());
   const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -157,8 +163,7 @@ absl::StatusOr<StepRates> DecodeStepsPerSecond(CudaModel& m, int batch, int step
   absl::Status st = prof.Start(m.stream(), false);
   if (st.ok()) st = m.EmbedDevice(ids.get(), batch, x.get());
   if (st.ok()) st = m.ForwardDevice(0, c.num_hidden_layers, batch, slots_d.get(), step_pos.get(), x.get(), cache.get());
-  if (st.ok()) st = m.ExitHead(x.get(), batch, logits.get());
-  if (st.ok()) st = m.Argmax(logits.get(), batch, ids.get());
+  if (st.ok()) st = m.ExitArgmax(x.get(), batch, logits.get(), ids.get());
   if (st.ok()) st = m.Synchronize();
   absl::StatusOr<std::vector<KernelProfiler::Entry>> eager = st.ok() ? prof.Collect() : st;
   auto timed = CudaGraph::Capture(m.stream(), [&]() -> absl::Status {
@@ -166,8 +171,7 @@ absl::StatusOr<StepRates> DecodeStepsPerSecond(CudaModel& m, int batch, int step
     LS_RETURN_IF_ERROR(m.EmbedDevice(ids.get(), batch, x.get()));
     LS_RETURN_IF_ERROR(
         m.ForwardDevice(0, c.num_hidden_layers, batch, slots_d.get(), step_pos.get(), x.get(), cache.get()));
-    LS_RETURN_IF_ERROR(m.ExitHead(x.get(), batch, logits.get()));
-    return m.Argmax(logits.get(), batch, ids.get());
+    return m.ExitArgmax(x.get(), batch, logits.get(), ids.get());
   });
   m.set_profiler(nullptr);
   absl::StatusOr<std::vector<KernelProfiler::Entry>> in_graph = absl::UnknownError("no graph");
@@ -203,12 +207,27 @@ int Run(int argc, char** argv) {
   BenchOptions bo;
   CudaKernels kernels = CudaKernels::kFused;
   bool demo_section = true, fold_norm = true;
+  CudaModelOptions issue17;  // the not-yet-default options (--new-kernels and the flags after it)
   for (int i = 1; i < argc; ++i) {
     const bool has_value = i + 1 < argc;
     if (!std::strcmp(argv[i], "--profile")) {
       bo.profile = true;
     } else if (!std::strcmp(argv[i], "--no-fold-norm")) {
       fold_norm = false;
+    } else if (!std::strcmp(argv[i], "--new-kernels")) {
+      UseNewKernels(&issue17);
+    } else if (!std::strcmp(argv[i], "--head-argmax")) {
+      issue17.head_argmax = true;
+    } else if (has_value && !std::strcmp(argv[i], "--gemv-plan") &&
+               (!std::strcmp(argv[i + 1], "default") || !std::strcmp(argv[i + 1], "wide") ||
+                !std::strcmp(argv[i + 1], "wide-pdl"))) {
+      const std::string plan = argv[++i];
+      issue17.gemv_plan = plan == "wide"       ? GemvPlanKind::kWide
+                          : plan == "wide-pdl" ? GemvPlanKind::kWidePdl
+                                               : GemvPlanKind::kDefault;
+    } else if (has_value && !std::strcmp(argv[i], "--attention") &&
+               (!std::strcmp(argv[i + 1], "split") || !std::strcmp(argv[i + 1], "fused"))) {
+      issue17.fused_attention = !std::strcmp(argv[++i], "fused");
     } else if (!std::strcmp(argv[i], "--skip-demo")) {
       demo_section = false;
     } else if (has_value && !std::strcmp(argv[i], "--shapes")) {
@@ -260,10 +279,12 @@ int Run(int argc, char** argv) {
     std::fprintf(stderr, "cuda_bench: %s\n", bw.status().ToString().c_str());
     return 1;
   }
-  std::printf("device %s: measured read bandwidth %.1f GB/s; kernels %s%s, KV cache %s\n", prop.name, *bw / 1e9,
-              kernels == CudaKernels::kFused ? "fused" : "legacy",
+  std::printf("device %s: measured read bandwidth %.1f GB/s; kernels %s%s, KV cache %s; gemv plan %s, argmax in "
+              "the head %s, decode attention %s\n",
+              prop.name, *bw / 1e9, kernels == CudaKernels::kFused ? "fused" : "legacy",
               kernels == CudaKernels::kFused && !fold_norm ? " (norm not folded)" : "",
-              bo.kv == DType::kBF16 ? "bf16" : "f32");
+              bo.kv == DType::kBF16 ? "bf16" : "f32", PlanName(issue17.gemv_plan),
+              issue17.head_argmax ? "on" : "off", issue17.fused_attention ? "one kernel" : "split-K + fold");
   for (const std::string name : {"1b", "8b"}) {
     if (shapes.find(name) == std::string::npos) continue;
     CudaModelOptions o;
@@ -271,6 +292,9 @@ int Run(int argc, char** argv) {
     o.max_batch = 64;
     o.kernels = kernels;
     o.fold_norm = fold_norm;
+    o.gemv_plan = issue17.gemv_plan;
+    o.head_argmax = issue17.head_argmax;
+    o.fused_attention = issue17.fused_attention;
     auto m = CudaModel::CreateRandom(Shape(name), WeightType::kBF16, 1, o);
     if (!m.ok()) {
       std::fprintf(stderr, "cuda_bench: %s: %s\n", name.c_str(), m.status().ToString().c_str());
@@ -318,6 +342,9 @@ int Run(int argc, char** argv) {
   o.max_positions = 512;
   o.kernels = kernels;
   o.fold_norm = fold_norm;
+  o.gemv_plan = issue17.gemv_plan;
+  o.head_argmax = issue17.head_argmax;
+  o.fused_attention = issue17.fused_attention;
   auto gm = CudaModel::Create(*(*demo)->weights, o);
   if (!gm.ok()) return 1;
   const LlamaConfig& c = (*gm)->config();

@@ -22,47 +22,20 @@
 #include "kernels/swiglu.h"
 #include "tests/gpu/cuda_model_util.h"
 #include "tests/gpu/cuda_test_util.h"
+#include "tests/gpu/gemv_test_util.h"
 
 namespace layerskip::cuda {
 namespace {
 
+using ::layerskip::cuda::testing::Bitwise;
+using ::layerskip::cuda::testing::DeviceMatrix;
 using ::layerskip::cuda::testing::Down;
+using ::layerskip::cuda::testing::HostWeight;
+using ::layerskip::cuda::testing::RandomWeight;
 using ::layerskip::cuda::testing::RandomVector;
 using ::layerskip::cuda::testing::Up;
+using ::layerskip::cuda::testing::UpWeight;
 using ::layerskip::cuda::testing::Zeros;
-
-// A [rows, cols] weight in `type` and the same values as f32 (bf16 widened exactly).
-struct HostWeight {
-  std::unique_ptr<Matrix> m;
-  std::vector<float> f32;
-};
-HostWeight RandomWeight(WeightType type, int64_t rows, int64_t cols, uint64_t seed) {
-  HostWeight h{std::make_unique<Matrix>(type, rows, cols), RandomVector(rows * cols, seed)};
-  for (int64_t i = 0; i < rows * cols; ++i) {
-    if (type == WeightType::kF32) {
-      static_cast<float*>(h.m->data())[i] = h.f32[i];
-    } else {
-      const uint16_t b = F32ToBf16(h.f32[i]);
-      static_cast<uint16_t*>(h.m->data())[i] = b;
-      h.f32[i] = Bf16ToF32(b);
-    }
-  }
-  return h;
-}
-
-struct DeviceMatrix {
-  DeviceBuffer<uint8_t> data;
-  DeviceWeight view;
-};
-DeviceMatrix UpWeight(const Matrix& m) {
-  std::vector<uint8_t> bytes(m.bytes());
-  std::memcpy(bytes.data(), m.data(), m.bytes());
-  DeviceMatrix d{Up(bytes), {}};
-  d.view = {m.type() == WeightType::kBF16 ? DType::kBF16 : DType::kF32, m.rows(), m.cols(), d.data.get()};
-  return d;
-}
-
-bool Bitwise(const std::vector<float>& a, const float* b) { return std::memcmp(a.data(), b, a.size() * 4) == 0; }
 
 class CudaGemvTest : public ::testing::TestWithParam<WeightType> {
  protected:

@@ -13,7 +13,9 @@
 #            time left; one that would start with under 20 s is skipped with a WARNING)
 #            --only SECTION,...  of: tests (tests/gpu/gpu_tests.txt), issue11 (service on cuda:0 at 1/16/64
 #            streams, self-speculative vs autoregressive, Hugging Face transformers), issue17 (the decode
-#            kernels' profile and before/after, tests/gpu/cuda_bench); default all three, in that order;
+#            kernels' profile and before/after, tests/gpu/cuda_bench), new17 (issue 17's kernels that are
+#            not yet the default, LAYERSKIP_CUDA_NEW_KERNELS / cuda_bench --new-kernels: the backend tests with
+#            them on, then old vs new paired and interleaved); default all four, in that order;
 #            issue11's parts alone: bench, hf, service
 #            --bin DIR (binaries from elsewhere, e.g. build/bin)  --device D (default cuda:0; `none` passes no
 #            --device flag: the same steps on the CPU build, which is how the CPU figures are taken)
@@ -29,7 +31,7 @@ BUILD=1
 PREBUILT=""
 DRY=0
 BUDGET=460
-ONLY="tests,issue11,issue17"
+ONLY="tests,issue11,issue17,new17"
 MODEL_1B=""
 BIN_ARG=""
 DEV=cuda:0
@@ -135,6 +137,7 @@ HFDEV="$DEV"
 export LAYERSKIP_SOURCE_DIR="$ROOT" LAYERSKIP_BIN_DIR="$BIN"  # the IPC test starts workers from here
 LS_LD="$LS_LD${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 have() { [ -x "$BIN/$1" ] || [ "$DRY" = 1 ]; }
+gpu() { [ "$DRY" = 1 ] || nvidia-smi -L > /dev/null 2>&1; }  # a device to benchmark on
 lsx() { LD_LIBRARY_PATH="$LS_LD" "$@"; }  # runs one of our binaries
 
 step "device"
@@ -288,7 +291,8 @@ save_logs
 # demo model, the issue-7 kernels for the before/after rows; bf16 KV on 8B only if time is left.
 if section issue17; then
 step "cuda_bench (issue 17)"
-if have cuda_bench; then
+if ! gpu; then warn "no GPU (nvidia-smi -L): cuda_bench (issue 17) skipped"
+elif have cuda_bench; then
   kbench() {  # kbench LOGNAME MAXSECONDS ARGS...
     local name="$1" max="$2"; shift 2
     run_to "$name" "$max" "$BIN/cuda_bench" "$@" || fail "cuda_bench $*"
@@ -310,6 +314,82 @@ if have cuda_bench; then
   fi
 fi
 fi  # issue17
+
+# ---- issue 17, not yet the default (docs/cuda.md, "Issue 17: prepared, not yet run"): the wide GEMV plan,
+# the argmax in the LM head, the one-kernel decode attention. Their op and model tests (CudaNewKernels*) ran
+# with cuda_ops_test / cuda_model_test above; here the backend tests with them on, then cuda_bench old vs new
+# (paired: old, new, old, new; then each option alone on the 1B shape, and the demo model's lossless check).
+if section new17; then
+step "issue 17 new kernels: cuda_backend_test with LAYERSKIP_CUDA_NEW_KERNELS=1"
+if have cuda_backend_test; then
+  run_to cuda_backend_test_new17.txt 240 env LAYERSKIP_CUDA_NEW_KERNELS=1 LD_LIBRARY_PATH="$LS_LD" \
+    "$BIN/cuda_backend_test" --gtest_color=no || fail "cuda_backend_test with LAYERSKIP_CUDA_NEW_KERNELS=1"
+  [ "$DRY" = 1 ] || grep -E "^\[  (PASSED|FAILED)|^\[  FAILED|tests? ran" "$LOG/cuda_backend_test_new17.txt" |
+    sed "s/^/cuda_backend_test (new kernels): /" >> "$OUTDIR/summary.txt"
+  [ "$DRY" = 1 ] || ! grep -q "SKIPPED" "$LOG/cuda_backend_test_new17.txt" ||
+    warn "cuda_backend_test (new kernels) skipped tests (no device?)"
+  save_logs
+else
+  warn "cuda_backend_test not built/packed: the backend with the new kernels not run"
+fi
+step "issue 17 new kernels: compute-sanitizer over the new op tests"
+SAN=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+if ! gpu; then warn "no GPU (nvidia-smi -L): compute-sanitizer (new kernels) skipped"
+elif [ -z "$SAN" ] && [ "$DRY" = 0 ]; then warn "no compute-sanitizer: the new kernels not sanitized"
+elif have cuda_ops_test; then
+  for tool in racecheck memcheck; do  # shared-memory hazards; out-of-bounds and misaligned accesses
+    run_to "sanitizer_${tool}_new17.txt" 150 env LD_LIBRARY_PATH="$LS_LD" "${SAN:-compute-sanitizer}" --tool "$tool" \
+      --error-exitcode 3 "$BIN/cuda_ops_test" --gtest_color=no \
+      --gtest_filter='*NewKernelsAttention*:*ArgmaxInTheHead*/bf16'
+    rc=$?  # a timeout (124) is a WARNING (run_to says so): the sanitizer is slow, not the kernels wrong
+    [ "$rc" = 0 ] || [ "$rc" = 124 ] || fail "compute-sanitizer --tool $tool (new kernels, exit $rc)"
+    [ "$DRY" = 1 ] || grep -E "ERROR SUMMARY|^\[  (PASSED|FAILED)" "$LOG/sanitizer_${tool}_new17.txt" |
+      sed "s/^/compute-sanitizer $tool (new kernels): /" >> "$OUTDIR/summary.txt"
+    save_logs
+  done
+fi
+step "issue 17 new kernels: cuda_bench old vs new"
+if ! gpu; then warn "no GPU (nvidia-smi -L): cuda_bench old vs new skipped"
+elif have cuda_bench; then
+  nbench() {  # nbench LOGNAME MAXSECONDS ARGS...: as kbench, the step lines only
+    local name="$1" max="$2"; shift 2
+    run_to "$name" "$max" "$BIN/cuda_bench" "$@" || fail "cuda_bench $*"
+    [ "$DRY" = 1 ] && return
+    grep -q "ids DIFFER" "$LOG/$name" && fail "cuda_bench $*: ids DIFFER"
+    { echo; echo "### cuda_bench $*"; echo
+      grep -E "^device|% of measured|step / batch 1 step|tokens/s|ids (equal|DIFFER)|^    step:|gaps between" "$LOG/$name" |
+        head -40 | sed 's/^/    /'; } >> "$OUTDIR/figures.md"
+    save_logs
+  }
+  fig ""; fig "## Issue 17 new kernels vs the default (cuda_bench; paired runs: old, new, old, new)"
+  K17=(--shapes 1b,8b --batches 1,16 --steps 64 --skip-demo)
+  nbench new17_profile.txt 150 --new-kernels --profile "${K17[@]}"
+  nbench new17_old_1.txt 90 "${K17[@]}"
+  nbench new17_new_1.txt 90 --new-kernels "${K17[@]}"
+  nbench new17_old_2.txt 90 "${K17[@]}"
+  nbench new17_new_2.txt 90 --new-kernels "${K17[@]}"
+  nbench new17_demo.txt 90 --new-kernels --shapes none --steps 64 --model "$DEMO"
+  nbench new17_pdl.txt 90 --new-kernels --gemv-plan wide-pdl "${K17[@]}"  # GEMVs as programmatic launches
+  for one in "--gemv-plan wide" "--head-argmax" "--attention fused"; do  # each option alone, 1B batch 1
+    # shellcheck disable=SC2086
+    nbench "new17_only_${one//[ -]/_}.txt" 60 $one --shapes 1b --batches 1 --steps 64 --skip-demo
+  done
+  # The graph step times side by side (us/step): the decision to flip the defaults (docs/cuda.md).
+  if [ "$DRY" = 0 ]; then
+    { echo; echo "### graph us/step, old vs new (lines: shape batch old_1 new_1 old_2 new_2 new+pdl)"; echo
+      for shape in 1b 8b; do for b in " 1" "16"; do
+        row="    llama-$shape batch $b:"
+        for f in old_1 new_1 old_2 new_2 pdl; do
+          v=$(grep "llama-$shape bf16 batch $b graph" "$LOG/new17_$f.txt" 2>/dev/null | sed -n 's/.*, *\([0-9.]*\) us\/step.*/\1/p' | head -1)
+          row="$row ${v:-?}"
+        done
+        echo "$row"
+      done; done; } >> "$OUTDIR/figures.md"
+  fi
+else
+  warn "cuda_bench not built/packed: old vs new not measured"
+fi
+fi  # new17
 
 step "done, status $status (figures in figures.md, logs in logs.tar.gz)"
 save_logs

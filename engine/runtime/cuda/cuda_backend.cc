@@ -59,6 +59,7 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelWeig
   CudaModelOptions o;
   o.device = device.index;
   o.max_positions = capacity;
+  if (NewKernelsFromEnvironment()) UseNewKernels(&o);  // issue 17's kernels (not yet the default)
   auto model = CudaModel::Create(weights, o);
   if (!model.ok())
     return absl::Status(model.status().code(), absl::StrCat(device.ToString(), ": ", model.status().message()));
@@ -107,8 +108,7 @@ absl::Status CudaBackend::EnqueueStep(int b, int bucket) {
   LS_RETURN_IF_ERROR(model_->EmbedDevice(step_ids_.get(), bucket, step_x_.get()));
   LS_RETURN_IF_ERROR(model_->ForwardDevice(0, b, bucket, step_slots_.get(), step_positions_.get(), step_x_.get(),
                                            cache_.get()));
-  LS_RETURN_IF_ERROR(model_->ExitHead(step_x_.get(), bucket, step_logits_.get()));
-  return model_->Argmax(step_logits_.get(), bucket, step_out_.get());
+  return model_->ExitArgmax(step_x_.get(), bucket, step_logits_.get(), step_out_.get());
 }
 
 absl::Status CudaBackend::DecodeArgmax(int b, const TokenBatch& batch, absl::Span<const int> ids, bool draft,
@@ -298,11 +298,16 @@ absl::Status CudaBackend::ExitArgmax(const Activations& h, absl::Span<const int>
   LS_RETURN_IF_ERROR(Select());
   std::unique_ptr<Activations> scratch;
   LS_ASSIGN_OR_RETURN(const float* x, RowsOf(h, rows, &scratch));
-  return HeadChunks(x, static_cast<int>(rows.size()), [&](int begin, int m) -> absl::Status {
-    LS_RETURN_IF_ERROR(model_->Argmax(logits_.get(), m, ids_.get()));
-    return CudaStatus(cudaMemcpyAsync(ids + begin, ids_.get(), sizeof(int) * m, cudaMemcpyDeviceToHost, model_->stream()),
-                      "ids to the host");
-  });
+  const int n = static_cast<int>(rows.size());
+  for (int begin = 0; begin < n; begin += kHeadChunk) {
+    const int m = std::min(kHeadChunk, n - begin);
+    const float* rows_x = x + static_cast<size_t>(begin) * hidden_size();
+    LS_RETURN_IF_ERROR(model_->ExitArgmax(rows_x, m, logits_.get(), ids_.get()));
+    LS_RETURN_IF_ERROR(CudaStatus(
+        cudaMemcpyAsync(ids + begin, ids_.get(), sizeof(int) * m, cudaMemcpyDeviceToHost, model_->stream()),
+        "ids to the host"));
+  }
+  return model_->Synchronize();
 }
 
 // The draft vocabulary's rows of the LM head give the same values as the full head's rows, so the draft

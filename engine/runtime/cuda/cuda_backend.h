@@ -10,6 +10,8 @@
 // write the same K/V to the same place) and runs as one CUDA graph captured per (bucket, layer count):
 // embed, layers [0, b), exit head, argmax. The first use of a bucket runs eagerly (kernel set-up), the
 // second captures. Longer steps (prefill) run eagerly. LAYERSKIP_CUDA_GRAPHS=0 turns the graphs off.
+// LAYERSKIP_CUDA_NEW_KERNELS=1: the model runs issue 17's not-yet-default kernels (UseNewKernels; the argmax
+// in the LM head, the wide GEMV plan, one-kernel decode attention; docs/cuda.md).
 #include <map>
 #include <memory>
 #include <vector>

@@ -44,13 +44,11 @@ absl::StatusOr<std::vector<int>> GreedyAutoregressive(CudaModel& model, CudaKvCa
   for (int i = 0; i < P; ++i) batch.Add(slot, i);
   LS_RETURN_IF_ERROR(model.Embed(prompt, x.get()));
   LS_RETURN_IF_ERROR(model.Forward(0, E, batch, x.get(), cache));
-  LS_RETURN_IF_ERROR(model.ExitHead(x.get() + static_cast<size_t>(P - 1) * D, 1, logits.get()));
-  LS_RETURN_IF_ERROR(model.Argmax(logits.get(), 1, ids.get()));
+  LS_RETURN_IF_ERROR(model.ExitArgmax(x.get() + static_cast<size_t>(P - 1) * D, 1, logits.get(), ids.get()));
   for (int j = 1; j < max_new_tokens; ++j) {  // token j-1 goes in at position P + j - 1
     LS_RETURN_IF_ERROR(model.EmbedDevice(ids.get() + j - 1, 1, x.get()));
     LS_RETURN_IF_ERROR(model.ForwardDevice(0, E, 1, slot_dev.get(), pos_dev.get() + j - 1, x.get(), cache));
-    LS_RETURN_IF_ERROR(model.ExitHead(x.get(), 1, logits.get()));
-    LS_RETURN_IF_ERROR(model.Argmax(logits.get(), 1, ids.get() + j));
+    LS_RETURN_IF_ERROR(model.ExitArgmax(x.get(), 1, logits.get(), ids.get() + j));
   }
   for (int l = 0; l < E; ++l) cache->set_length(l, slot, P + max_new_tokens - 1);
   return ids.ToHost();
@@ -79,15 +77,13 @@ absl::Status EnqueueRound(CudaModel& model, CudaKvCache* cache, int E, RoundBuff
     LS_RETURN_IF_ERROR(model.EmbedDevice(b.ids.get() + j, 1, row));
     LS_RETURN_IF_ERROR(model.ForwardDevice(0, E, 1, b.slots.get(), b.positions.get() + j, row, cache));
     if (j < d) {
-      LS_RETURN_IF_ERROR(model.ExitHead(row, 1, b.logits.get()));
-      LS_RETURN_IF_ERROR(model.Argmax(b.logits.get(), 1, b.ids.get() + j + 1));
+      LS_RETURN_IF_ERROR(model.ExitArgmax(row, 1, b.logits.get(), b.ids.get() + j + 1));
     }
   }
   LS_RETURN_IF_ERROR(model.ForwardDevice(E, model.num_layers(), d + 1, b.slots.get(), b.positions.get(),
                                          b.exit_cache.get(), cache));
-  LS_RETURN_IF_ERROR(model.ExitHead(b.exit_cache.get(), d + 1, b.logits.get()));
   (void)V;
-  return model.Argmax(b.logits.get(), d + 1, b.verified.get());
+  return model.ExitArgmax(b.exit_cache.get(), d + 1, b.logits.get(), b.verified.get());
 }
 
 }  // namespace
@@ -116,8 +112,7 @@ absl::StatusOr<std::vector<int>> GreedySelfSpeculative(CudaModel& model, CudaKvC
     for (int i = 0; i < P; ++i) batch.Add(slot, i);
     LS_RETURN_IF_ERROR(model.Embed(prompt, x.get()));
     LS_RETURN_IF_ERROR(model.Forward(0, L, batch, x.get(), cache));
-    LS_RETURN_IF_ERROR(model.ExitHead(x.get() + static_cast<size_t>(P - 1) * D, 1, logits.get()));
-    LS_RETURN_IF_ERROR(model.Argmax(logits.get(), 1, id.get()));
+    LS_RETURN_IF_ERROR(model.ExitArgmax(x.get() + static_cast<size_t>(P - 1) * D, 1, logits.get(), id.get()));
     LS_ASSIGN_OR_RETURN(std::vector<int> first, id.ToHost());
     out.push_back(first[0]);
   }

@@ -1,6 +1,7 @@
 #include "engine/runtime/cuda/cuda_model.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -16,6 +17,17 @@
 namespace layerskip::cuda {
 
 #define LS_OP(expr) LS_CUDA_RETURN_IF_ERROR(expr)
+
+void UseNewKernels(CudaModelOptions* options) {
+  options->gemv_plan = GemvPlanKind::kWide;
+  options->head_argmax = true;
+  options->fused_attention = true;
+}
+
+bool NewKernelsFromEnvironment() {
+  const char* env = std::getenv("LAYERSKIP_CUDA_NEW_KERNELS");
+  return env && std::strcmp(env, "1") == 0;
+}
 
 absl::Status CudaModel::Init(const LlamaConfig& config, WeightType type, int first_layer, int end_layer,
                              const CudaModelOptions& options) {
@@ -52,6 +64,16 @@ absl::Status CudaModel::Init(const LlamaConfig& config, WeightType type, int fir
   LS_ASSIGN_OR_RETURN(attn_scratch_, DeviceBuffer<float>::Alloc(AttentionDecodeScratchFloats(
                                          decode_tokens, config.num_attention_heads, options.max_positions,
                                          config.head_dim)));
+  if (options.fused_attention) {
+    LS_ASSIGN_OR_RETURN(attn_counters_, DeviceBuffer<int>::Alloc(
+                                            AttentionDecodeCounterInts(decode_tokens, config.num_key_value_heads)));
+    LS_OP(cudaMemset(attn_counters_.get(), 0, attn_counters_.bytes()));
+    LS_OP(cudaDeviceSynchronize());  // the legacy-stream memset before the model's stream reads them
+  }
+  if (options.head_argmax && options.kernels == CudaKernels::kFused) {
+    LS_ASSIGN_OR_RETURN(head_scratch_, DeviceBuffer<float>::Alloc(GemvArgmaxScratchFloats(
+                                           config.vocab_size, D, options.max_batch, options.gemv_plan)));
+  }
   LS_ASSIGN_OR_RETURN(ids_, DeviceBuffer<int>::Alloc(B));
   LS_ASSIGN_OR_RETURN(slots_, DeviceBuffer<int>::Alloc(B));
   LS_ASSIGN_OR_RETURN(positions_, DeviceBuffer<int>::Alloc(B));
@@ -274,6 +296,9 @@ absl::Status CudaModel::Attention(int n, const int* slots, const int* positions,
   if (tiles) {
     LS_OP(AttentionPrefill(q_.get(), tiles, num_tiles, AttentionTileTokens(H / KV), slots, positions, H, kv,
                            att_.get(), stream_));
+  } else if (options_.fused_attention) {
+    LS_OP(AttentionDecodeFused(q_.get(), n, slots, positions, H, bound, kv, attn_scratch_.get(), attn_counters_.get(),
+                               att_.get(), stream_));
   } else {
     LS_OP(AttentionDecode(q_.get(), n, slots, positions, H, bound, kv, attn_scratch_.get(), att_.get(), stream_));
   }
@@ -304,9 +329,10 @@ absl::Status CudaModel::LayerForward(int l, int n, const int* slots, const int* 
   }
   if (qkv_gemv) {
     if (fold_attn_norm) {  // [n, (H + 2KV) hd] = RmsNorm(x) [q; k; v]^T
-      LS_OP(Gemv(x, n, w.wqkv, GemvEpilogue::kStore, qkv_.get(), stream_, w.attn_norm.get(), eps));
+      LS_OP(GemvPlanned(x, n, w.wqkv, GemvEpilogue::kStore, qkv_.get(), stream_, options_.gemv_plan, w.attn_norm.get(),
+                        eps));
     } else {
-      LS_OP(Gemv(h_.get(), n, w.wqkv, GemvEpilogue::kStore, qkv_.get(), stream_));
+      LS_OP(GemvPlanned(h_.get(), n, w.wqkv, GemvEpilogue::kStore, qkv_.get(), stream_, options_.gemv_plan));
     }
     LS_RETURN_IF_ERROR(Mark(fold_attn_norm ? "norm + gemv qkv" : "gemv qkv", Bytes(w.wqkv)));
     LS_OP(RopeStoreKv(qkv_.get(), n, H, slots, positions, rope_cos_.get(), rope_sin_.get(), q_.get(), kv, stream_));
@@ -323,7 +349,7 @@ absl::Status CudaModel::LayerForward(int l, int n, const int* slots, const int* 
   }
   LS_RETURN_IF_ERROR(Attention(n, slots, positions, tiles, num_tiles, kv, cache->capacity()));
   if (GemvSupported(w.wo, GemvEpilogue::kAdd)) {
-    LS_OP(Gemv(att_.get(), n, w.wo, GemvEpilogue::kAdd, x, stream_));  // x += att wo^T
+    LS_OP(GemvPlanned(att_.get(), n, w.wo, GemvEpilogue::kAdd, x, stream_, options_.gemv_plan));  // x += att wo^T
   } else {
     LS_OP(Matmul(att_.get(), n, w.wo, h_.get(), stream_));
     LS_OP(AddInPlace(x, h_.get(), static_cast<int64_t>(n) * D, stream_));
@@ -336,9 +362,11 @@ absl::Status CudaModel::LayerForward(int l, int n, const int* slots, const int* 
     LS_RETURN_IF_ERROR(Mark("rms_norm", 0));
   }
   if (fold_mlp_norm) {  // [n, F] = swiglu(RmsNorm(x) [gate; up]^T)
-    LS_OP(Gemv(x, n, w.w_gate_up, GemvEpilogue::kSwiGlu, gate_.get(), stream_, w.mlp_norm.get(), eps));
+    LS_OP(GemvPlanned(x, n, w.w_gate_up, GemvEpilogue::kSwiGlu, gate_.get(), stream_, options_.gemv_plan,
+                      w.mlp_norm.get(), eps));
   } else if (up_gemv) {
-    LS_OP(Gemv(h_.get(), n, w.w_gate_up, GemvEpilogue::kSwiGlu, gate_.get(), stream_));  // [n, F]
+    LS_OP(GemvPlanned(h_.get(), n, w.w_gate_up, GemvEpilogue::kSwiGlu, gate_.get(), stream_,
+                      options_.gemv_plan));  // [n, F]
   } else {
     LS_OP(Matmul(h_.get(), n, w.w_gate, gate_.get(), stream_));
     LS_OP(Matmul(h_.get(), n, w.w_up, up_.get(), stream_));
@@ -347,7 +375,8 @@ absl::Status CudaModel::LayerForward(int l, int n, const int* slots, const int* 
   LS_RETURN_IF_ERROR(
       Mark(fold_mlp_norm ? "norm + gemv gate/up + swiglu" : "gemv gate/up + swiglu", Bytes(w.w_gate_up)));
   if (GemvSupported(w.w_down, GemvEpilogue::kAdd)) {
-    LS_OP(Gemv(gate_.get(), n, w.w_down, GemvEpilogue::kAdd, x, stream_));  // x += swiglu w_down^T
+    LS_OP(GemvPlanned(gate_.get(), n, w.w_down, GemvEpilogue::kAdd, x, stream_,
+                      options_.gemv_plan));  // x += swiglu w_down^T
   } else {
     LS_OP(Matmul(gate_.get(), n, w.w_down, h_.get(), stream_));
     LS_OP(AddInPlace(x, h_.get(), static_cast<int64_t>(n) * D, stream_));
@@ -408,7 +437,7 @@ absl::Status CudaModel::ExitHead(const float* h, int n, float* logits) {
     LS_OP(RmsNorm(hb, final_norm_.get(), h_.get(), m, hidden_size(), config_.rms_norm_eps, stream_));
     LS_RETURN_IF_ERROR(Mark("rms_norm", 0));
     if (gemv) {
-      LS_OP(Gemv(h_.get(), m, lm_head_, GemvEpilogue::kStore, out, stream_));
+      LS_OP(GemvPlanned(h_.get(), m, lm_head_, GemvEpilogue::kStore, out, stream_, options_.gemv_plan));
     } else {
       LS_OP(Matmul(h_.get(), m, lm_head_, out, stream_));
     }
@@ -422,6 +451,24 @@ absl::Status CudaModel::Argmax(const float* logits, int n, int* ids) {
   return Mark("argmax", 0);
 }
 
+absl::Status CudaModel::ExitArgmax(const float* h, int n, float* logits, int* ids) {
+  const bool fused = options_.head_argmax && options_.kernels == CudaKernels::kFused && lm_head_.data &&
+                     final_norm_.size() > 0 && GemvSupported(lm_head_, GemvEpilogue::kStore);
+  if (!fused) {
+    LS_RETURN_IF_ERROR(ExitHead(h, n, logits));
+    return Argmax(logits, n, ids);
+  }
+  for (int begin = 0; begin < n; begin += max_batch()) {
+    const int m = std::min(max_batch(), n - begin);
+    LS_OP(RmsNorm(h + static_cast<size_t>(begin) * hidden_size(), final_norm_.get(), h_.get(), m, hidden_size(),
+                  config_.rms_norm_eps, stream_));
+    LS_RETURN_IF_ERROR(Mark("rms_norm", 0));
+    LS_OP(GemvArgmax(h_.get(), m, lm_head_, head_scratch_.get(), ids + begin, stream_, options_.gemv_plan));
+    LS_RETURN_IF_ERROR(Mark("lm head + argmax", Bytes(lm_head_)));
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::unique_ptr<CudaGraph>> CudaModel::CaptureDecodeStep(int n, int* ids, const int* slots,
                                                                         const int* positions, float* x,
                                                                         float* logits, CudaKvCache* cache) {
@@ -433,8 +480,7 @@ absl::StatusOr<std::unique_ptr<CudaGraph>> CudaModel::CaptureDecodeStep(int n, i
   return CudaGraph::Capture(stream_, [&]() -> absl::Status {
     LS_RETURN_IF_ERROR(EmbedDevice(ids, n, x));
     LS_RETURN_IF_ERROR(ForwardDevice(0, num_layers(), n, slots, positions, x, cache));
-    LS_RETURN_IF_ERROR(ExitHead(x, n, logits));
-    return Argmax(logits, n, ids);
+    return ExitArgmax(x, n, logits, ids);
   });
 }
 

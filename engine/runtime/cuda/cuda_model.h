@@ -45,7 +45,25 @@ struct CudaModelOptions {
   // separate RmsNorm + GEMV, one launch fewer each) for calls of at most kFoldNormMaxTokens tokens. false:
   // always a separate RmsNorm launch, as before.
   bool fold_norm = true;
+  // Issue 17, written but not yet run on a GPU (docs/cuda.md, "Issue 17: prepared, not yet run"); each
+  // defaults to the verified path, and each keeps a token's results bitwise the same at every batch size.
+  // kFused: the split-K rule of every decode GEMV (kWide: more warps in flight for q/k/v and o; a different
+  // but fixed order per shape, so its logits differ from kDefault's by rounding; kWidePdl: kWide launched
+  // with programmatic dependent launch, bitwise kWide; not part of UseNewKernels).
+  GemvPlanKind gemv_plan = GemvPlanKind::kDefault;
+  // kFused: ExitArgmax (greedy steps) runs the LM head with an argmax epilogue (GemvArgmax), never writing
+  // the [n, V] logits; the ids equal ExitHead + Argmax bitwise.
+  bool head_argmax = false;
+  // The split-K decode attention as one kernel (AttentionDecodeFused: the last chunk block folds); bitwise
+  // the two-kernel AttentionDecode.
+  bool fused_attention = false;
 };
+
+// Turns on the issue-17 options above: gemv_plan = kWide, head_argmax, fused_attention (cuda_bench
+// --new-kernels; the CUDA backend when the environment has LAYERSKIP_CUDA_NEW_KERNELS=1).
+void UseNewKernels(CudaModelOptions* options);
+// Whether LAYERSKIP_CUDA_NEW_KERNELS=1 is set (the CUDA backend's switch, for the GPU tests and run.sh).
+bool NewKernelsFromEnvironment();
 
 // Every block of a folded-norm GEMV re-reads its tokens' rows of x (from L2): worth a launch for 1-2
 // tokens, not for a 16-token tile (as many bytes as the weights). The two ways are bitwise equal, so
@@ -101,14 +119,18 @@ class CudaModel {
   absl::Status ExitHead(const float* h, int n, float* logits);
   // ids[n] (device) = argmax of each row of logits[n, V] (device).
   absl::Status Argmax(const float* logits, int n, int* ids);
+  // ids[n] (device) = Argmax(ExitHead(h)): with head_argmax (and an LM head the decode GEMV takes) in one
+  // GEMV with an argmax epilogue, `logits` [n, V] then left as it was; else ExitHead into logits, Argmax.
+  absl::Status ExitArgmax(const float* h, int n, float* logits, int* ids);
 
   absl::Status Synchronize();
 
   // One decode step captured as a CUDA graph on the model's stream: EmbedDevice(ids) -> ForwardDevice(0,
-  // num_layers) -> ExitHead -> Argmax into ids, for n <= kDecodeAttentionMaxTokens tokens at fixed device
-  // buffers ids[n], slots[n], positions[n], x[n, D], logits[n, V]. Each Launch(stream()) runs the step
-  // with the buffers' current contents (argmax overwrites ids, so replays decode on); the caller writes
-  // the next positions on stream() before each launch and keeps the cache lengths. Needs the whole model.
+  // num_layers) -> ExitArgmax into ids (head_argmax: logits not written), for n <= kDecodeAttentionMaxTokens
+  // tokens at fixed device buffers ids[n], slots[n], positions[n], x[n, D], logits[n, V]. Each
+  // Launch(stream()) runs the step with the buffers' current contents (argmax overwrites ids, so replays
+  // decode on); the caller writes the next positions on stream() before each launch and keeps the cache
+  // lengths. Needs the whole model.
   absl::StatusOr<std::unique_ptr<CudaGraph>> CaptureDecodeStep(int n, int* ids, const int* slots,
                                                                const int* positions, float* x, float* logits,
                                                                CudaKvCache* cache);
@@ -116,6 +138,7 @@ class CudaModel {
   // While set, every op the model enqueues is followed by profiler->Mark(op name, bytes it reads).
   void set_profiler(KernelProfiler* profiler) { profiler_ = profiler; }
   CudaKernels kernels() const { return options_.kernels; }
+  const CudaModelOptions& options() const { return options_; }
 
  private:
   struct Layer {
@@ -155,6 +178,8 @@ class CudaModel {
   DeviceBuffer<float> rope_cos_, rope_sin_;       // [max_positions, head_dim/2]
   // Scratch for max_batch tokens.
   DeviceBuffer<float> h_, q_, k_, v_, qkv_, att_, gate_, up_, attn_scratch_;
+  DeviceBuffer<float> head_scratch_;  // head_argmax: GemvArgmax's candidates for max_batch tokens
+  DeviceBuffer<int> attn_counters_;   // fused_attention: [decode tokens, kv_heads], zero between calls
   KernelProfiler* profiler_ = nullptr;
   DeviceBuffer<int> ids_, slots_, positions_, tiles_;
 };
