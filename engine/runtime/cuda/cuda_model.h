@@ -19,6 +19,7 @@
 #include "kernels/attention.h"
 #include "kernels/cuda_common.h"
 #include "kernels/device_weight.h"
+#include "kernels/gemv_plan.h"
 
 namespace layerskip::cuda {
 
