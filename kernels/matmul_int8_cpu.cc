@@ -13,10 +13,13 @@
 //     lane[g] = fma(float(isum[g]), ws[8b+g] * xs[8b+g], lane[g])    (the scale product rounded to f32 first)
 //   y[t, j] = HorizontalSum(lane)                             (kernels/simd.h: fixed tree)
 // The int32 sums are exact, so how a path forms them (VNNI vpdpbusd on the +128-offset bytes minus 128 * the
-// group's sum of xq, or AVX2 maddubs on |w| and sign-adjusted x) never changes a bit.
+// group's sum of xq, or AVX2 maddubs on |w| and sign-adjusted x) never changes a bit; nor does which lanes
+// of a register hold a row's f32 steps (VNNI keeps two rows in one 16-lane vector: per lane the same
+// multiply and fma).
 //
 // Schedule: rows in blocks of about kBlockBytes of W that threads claim from a shared counter; in a block,
-// tokens in pairs (an odd last one alone) pass over register tiles of R rows x T tokens.
+// tokens in groups of the path's kTokens (4 on VNNI, 2 otherwise; then 3, 2, 1 for the rest) pass over
+// register tiles of R rows x T tokens.
 #include "kernels/matmul_int8_cpu.h"
 
 #include <immintrin.h>
@@ -32,6 +35,7 @@
 
 // GCC 12's AVX-512 headers trip -Wmaybe-uninitialized on _mm512_extracti64x4_epi64 (an undefined merge source).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"  // the same for _mm512_castpd256_pd512 (undefined upper half)
 
 #define LS_TARGET_VNNI __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")))
 
@@ -40,8 +44,8 @@ namespace {
 
 constexpr int64_t kBlockBytes = 64 << 10;  // W bytes per row block
 
-// The activations of one call, quantised: q [n, Kp] int8, scale [n, G] f32, corr [n, G] int32 (128 * the
-// group's sum of q, which the VNNI path subtracts for the +128 offset of W). G = Kp / 32.
+// The activations of one call, quantised: q [n, Kp] int8, scale [n, G] f32, corr [n, G] int32 (-128 * the
+// group's sum of q: the VNNI path starts its int32 sums there, which removes the +128 offset of W). G = Kp / 32.
 struct QuantizedX {
   const int8_t* q;
   const float* scale;
@@ -95,7 +99,7 @@ void QuantizeActivations(const float* x, int64_t n, int64_t K, int64_t Kp, int8_
       } else {
         scale[t * G + g] = finite ? 0.0f : NAN;  // a non-finite activation poisons its outputs, as in f32
       }
-      corr[t * G + g] = 128 * sum;
+      corr[t * G + g] = -128 * sum;
     }
   }
 }
@@ -111,6 +115,7 @@ struct Problem {
 
 // Scalar reference: one output at a time, in exactly the order of the file comment.
 struct ScalarPath {
+  static constexpr int kTokens = 2;
   template <int R, int T>
   static void Tile(const Problem& p, int64_t j0, int64_t t0) {
     for (int r = 0; r < R; ++r)
@@ -137,6 +142,7 @@ struct ScalarPath {
 // AVX2: per 32-byte chunk, maddubs(|w|, x * sign(w)) (pairs <= 2 * 127 * 127, no saturation), then pairs
 // summed to int32 by madd with ones.
 struct Avx2Path {
+  static constexpr int kTokens = 2;  // 4 rows x 2 tokens: 8 int32 and 8 f32 accumulators (16 registers)
   template <int R, int T>
   static void Tile(const Problem& p, int64_t j0, int64_t t0) {
     const __m256i ones = _mm256_set1_epi16(1), bias = _mm256_set1_epi8(static_cast<char>(0x80));
@@ -180,10 +186,25 @@ struct Avx2Path {
 };
 
 // AVX-512 VNNI: per 64-byte chunk (two 32-byte chunks), vpdpbusd of the +128-offset W bytes (unsigned) with
-// xq (signed); the two 256-bit halves are added and 128 * sum(xq) subtracted per group.
+// xq (signed), into int32 sums that start at -128 * sum(xq) of each group (lanes 0-7; lanes 8-15 at 0); the
+// two 256-bit halves then add up to the exact group sums. The f32 steps run on two rows at once: rows r and
+// r + 1 of a token share one 16-lane vector (lanes 0-7 row r, 8-15 row r + 1), each lane the same multiply
+// and fma as an 8-lane one. Up to 4 rows x 4 tokens per tile: each loaded W chunk serves 4 tokens.
 struct VnniPath {
+  static constexpr int kTokens = 4;
+
+  // [lo(a) + hi(a), lo(b) + hi(b)]: the halves of two rows' int32 sums added, the rows side by side.
+  LS_TARGET_VNNI static __m512i FoldPair(__m512i a, __m512i b) {
+    return _mm512_add_epi32(_mm512_shuffle_i64x2(a, b, 0x44), _mm512_shuffle_i64x2(a, b, 0xEE));
+  }
+  LS_TARGET_VNNI static __m512 Join(__m256 lo, __m256 hi) {
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)), _mm256_castps_pd(hi), 1));
+  }
+  LS_TARGET_VNNI static __m256 High(__m512 v) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)); }
+
   template <int R, int T>
   LS_TARGET_VNNI static void Tile(const Problem& p, int64_t j0, int64_t t0) {
+    constexpr int P = (R + 1) / 2;  // row pairs (the last one half used when R is odd)
     const uint8_t* w[R];
     const float* wsc[R];
     for (int r = 0; r < R; ++r) w[r] = p.w + (j0 + r) * p.x.Kp, wsc[r] = p.ws + (j0 + r) * p.x.G;
@@ -194,13 +215,15 @@ struct VnniPath {
       xq[t] = p.x.q + (t0 + t) * p.x.Kp, xsc[t] = p.x.scale + (t0 + t) * p.x.G;
       corr[t] = p.x.corr + (t0 + t) * p.x.G;
     }
-    __m256 lane[R][T];
-    for (int r = 0; r < R; ++r)
-      for (int t = 0; t < T; ++t) lane[r][t] = _mm256_setzero_ps();
+    __m512 lane[P][T];
+    for (int r = 0; r < P; ++r)
+      for (int t = 0; t < T; ++t) lane[r][t] = _mm512_setzero_ps();
     for (int64_t b = 0; b < p.x.Kp / kInt8Block; ++b) {
       __m512i acc[R][T];
-      for (int r = 0; r < R; ++r)
-        for (int t = 0; t < T; ++t) acc[r][t] = _mm512_setzero_si512();
+      for (int t = 0; t < T; ++t) {
+        const __m512i start = _mm512_zextsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr[t] + b * 8)));
+        for (int r = 0; r < R; ++r) acc[r][t] = start;
+      }
       for (int c = 0; c < 4; ++c) {
         const int64_t off = b * kInt8Block + c * 64;
         __m512i xv[T];
@@ -210,18 +233,26 @@ struct VnniPath {
           for (int t = 0; t < T; ++t) acc[r][t] = _mm512_dpbusd_epi32(acc[r][t], wv, xv[t]);
         }
       }
-      for (int r = 0; r < R; ++r) {
-        const __m256 wv = _mm256_loadu_ps(wsc[r] + b * 8);
+      __m512 xs[T];
+      for (int t = 0; t < T; ++t) {
+        const __m256 one = _mm256_loadu_ps(xsc[t] + b * 8);
+        xs[t] = Join(one, one);
+      }
+      for (int r = 0; r < P; ++r) {
+        const int r1 = 2 * r + 1 < R ? 2 * r + 1 : 2 * r;  // an odd R's last pair repeats its row
+        const __m512 wv = Join(_mm256_loadu_ps(wsc[2 * r] + b * 8), _mm256_loadu_ps(wsc[r1] + b * 8));
         for (int t = 0; t < T; ++t) {
-          const __m256i halves = _mm256_add_epi32(_mm512_castsi512_si256(acc[r][t]), _mm512_extracti64x4_epi64(acc[r][t], 1));
-          const __m256i isum = _mm256_sub_epi32(halves, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(corr[t] + b * 8)));
-          const __m256 sc = _mm256_mul_ps(wv, _mm256_loadu_ps(xsc[t] + b * 8));
-          lane[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), sc, lane[r][t]);
+          const __m512i isum = FoldPair(acc[2 * r][t], acc[r1][t]);
+          lane[r][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(wv, xs[t]), lane[r][t]);
         }
       }
     }
-    for (int r = 0; r < R; ++r)
-      for (int t = 0; t < T; ++t) p.y[(t0 + t) * p.M + j0 + r] = HorizontalSum(lane[r][t]);
+    for (int r = 0; r < P; ++r)
+      for (int t = 0; t < T; ++t) {
+        float* yt = p.y + (t0 + t) * p.M + j0;
+        yt[2 * r] = HorizontalSum(_mm512_castps512_ps256(lane[r][t]));
+        if (2 * r + 1 < R) yt[2 * r + 1] = HorizontalSum(High(lane[r][t]));
+      }
   }
 };
 
@@ -243,7 +274,10 @@ void Run(Problem p, ThreadPool* pool) {
     for (int64_t b = next.fetch_add(1, std::memory_order_relaxed); b < blocks; b = next.fetch_add(1, std::memory_order_relaxed)) {
       const int64_t jb = b * p.block_rows, j1 = std::min(p.M, jb + p.block_rows);
       int64_t t = 0;
-      for (; t + 2 <= p.n; t += 2) TokenGroupPass<Path, 2>(p, jb, j1, t);
+      for (; t + Path::kTokens <= p.n; t += Path::kTokens) TokenGroupPass<Path, Path::kTokens>(p, jb, j1, t);
+      if constexpr (Path::kTokens > 3)  // fewer than kTokens left
+        if (p.n - t >= 3) TokenGroupPass<Path, 3>(p, jb, j1, t), t += 3;
+      if (p.n - t >= 2) TokenGroupPass<Path, 2>(p, jb, j1, t), t += 2;
       if (t < p.n) TokenGroupPass<Path, 1>(p, jb, j1, t);
     }
   };

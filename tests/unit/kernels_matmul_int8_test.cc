@@ -114,6 +114,29 @@ TEST_P(MatmulInt8Test, BatchInvariantBitwise) {
   }
 }
 
+// Prefill tiles (up to 4 tokens x 4 rows on VNNI, and the 3-, 2- and 1-token rest): every n from 1 to 70 on
+// every path and 1-3 threads gives each row the bits of the scalar reference's 1-token product. M = 37 leaves
+// 1-row and 2-row tiles at the end of each row block.
+TEST_P(MatmulInt8Test, PrefillTilesInvariantOverTokenCounts) {
+  const int64_t K = GetParam(), M = 37, N = 70;
+  auto w = RandomInt8(M, K, 8);
+  std::vector<float> x = RandomVector(N * K, 9);
+  std::vector<float> alone(N * M);
+  for (int64_t i = 0; i < N; ++i)
+    cpu::MatmulInt8(x.data() + i * K, 1, *w, alone.data() + i * M, nullptr, cpu::Int8Path::kScalar);
+  for (cpu::Int8Path p : SupportedPaths())
+    for (int threads : {1, 2, 3}) {
+      ThreadPool pool(threads);
+      for (int64_t n = 1; n <= N; ++n) {
+        const int64_t start = (n * 7) % (N - n + 1);
+        std::vector<float> y(n * M, -1.0f);
+        cpu::MatmulInt8(x.data() + start * K, n, *w, y.data(), &pool, p);
+        ASSERT_EQ(0, std::memcmp(y.data(), alone.data() + start * M, n * M * sizeof(float)))
+            << cpu::Int8PathName(p) << " n=" << n << " start=" << start << " threads=" << threads;
+      }
+    }
+}
+
 INSTANTIATE_TEST_SUITE_P(Widths, MatmulInt8Test, ::testing::Values(16, 100, 256, 300, 2048));
 
 }  // namespace
