@@ -94,15 +94,28 @@ inline void ScoreBlock(const float* q, const float* kbase, int64_t stride, int h
   for (int p = p0; p < std::min(p0 + 8, len); ++p) scores[p] = DotF32(q, kbase + p * stride, hd);
 }
 
-// scores[0..len) = exp(score * scale - max) in place; returns 1 / their sum (ascending).
+// scores[0..len) = exp(score * scale - max) in place; returns 1 / their sum (ascending). The max is taken 8
+// lanes at a time: without NaNs it is the same value in any order (a +0/-0 tie changes no difference below);
+// a NaN score makes every output NaN whichever max is found.
 inline float Softmax(float* scores, int len, float scale) {
+  const __m256 sv = _mm256_set1_ps(scale);
+  __m256 mv = _mm256_set1_ps(-INFINITY);
+  int p = 0;
+  for (; p + 8 <= len; p += 8) {
+    const __m256 x = _mm256_mul_ps(_mm256_loadu_ps(scores + p), sv);
+    _mm256_storeu_ps(scores + p, x);
+    mv = _mm256_max_ps(mv, x);
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, mv);
   float max_score = -INFINITY;
-  for (int p = 0; p < len; ++p) {
+  for (float l : lanes) max_score = std::max(max_score, l);
+  for (; p < len; ++p) {
     scores[p] = scores[p] * scale;
     max_score = std::max(max_score, scores[p]);
   }
   float sum = 0.0f;
-  for (int p = 0; p < len; ++p) {
+  for (p = 0; p < len; ++p) {
     scores[p] = std::exp(scores[p] - max_score);
     sum += scores[p];
   }
