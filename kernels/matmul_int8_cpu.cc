@@ -72,8 +72,49 @@ class AlignedBytes {
   size_t size_ = 0;
 };
 
-// Quantises token rows x[n, K] into q/scale/corr (see the file comment).
-void QuantizeActivations(const float* x, int64_t n, int64_t K, int64_t Kp, int8_t* q, float* scale, int32_t* corr) {
+// One full group of 32 activations x[0..32) with AVX2, the same bits as the scalar loop in
+// QuantizeActivations: the max of |x| (exact in any order), one division, x * inv rounded to the nearest
+// integer, ties to even (nearbyint in the default rounding mode), the int32 sum exact. Writes the 8 words of
+// 4 columns to qg[c * 32] (the layout's stride between chunks); returns false (nothing written) if an x is
+// not finite or max |x| < 1e-30 (left to the scalar loop).
+bool QuantizeGroup32(const float* x, int8_t* qg, float* scale, int32_t* corr) {
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff)), inf = _mm256_set1_ps(INFINITY);
+  __m256 v[4], amax = _mm256_setzero_ps(), finite = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+  for (int i = 0; i < 4; ++i) {
+    v[i] = _mm256_loadu_ps(x + 8 * i);
+    const __m256 a = _mm256_and_ps(v[i], abs_mask);
+    finite = _mm256_and_ps(finite, _mm256_cmp_ps(a, inf, _CMP_LT_OQ));  // false for inf and NaN
+    amax = _mm256_max_ps(amax, a);
+  }
+  if (_mm256_movemask_ps(finite) != 0xff) return false;
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, amax);
+  float m = 0.0f;
+  for (float l : lanes) m = std::max(m, l);
+  if (m < 1e-30f) return false;  // zero, or so small that 127 / m overflows: the scalar loop's cases
+  const __m256 inv = _mm256_set1_ps(127.0f / m);
+  __m256i qi[4], sum = _mm256_setzero_si256();
+  for (int i = 0; i < 4; ++i) {
+    qi[i] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[i], inv), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    sum = _mm256_add_epi32(sum, qi[i]);
+  }
+  // int32 -> int8 (|q| <= 127: no saturation); the packs interleave 128-bit lanes, the permute restores order.
+  const __m256i b = _mm256_packs_epi16(_mm256_packs_epi32(qi[0], qi[1]), _mm256_packs_epi32(qi[2], qi[3]));
+  alignas(32) int32_t words[8], sums[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(words), _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+  _mm256_store_si256(reinterpret_cast<__m256i*>(sums), sum);
+  for (int c = 0; c < 8; ++c) std::memcpy(qg + c * 32, &words[c], 4);
+  int32_t total = 0;
+  for (int32_t s : sums) total += s;
+  *scale = m / 127.0f;
+  *corr = -128 * total;
+  return true;
+}
+
+// Quantises token rows x[n, K] into q/scale/corr (see the file comment). `vector`: full groups with
+// QuantizeGroup32 (the same bits; the scalar path keeps the plain loop as the reference).
+void QuantizeActivations(const float* x, int64_t n, int64_t K, int64_t Kp, int8_t* q, float* scale, int32_t* corr,
+                         bool vector) {
   const int64_t G = Kp / kInt8Group;
   std::memset(q, 0, static_cast<size_t>(n * Kp));
   for (int64_t t = 0; t < n; ++t) {
@@ -81,6 +122,9 @@ void QuantizeActivations(const float* x, int64_t n, int64_t K, int64_t Kp, int8_
     int8_t* qt = q + t * Kp;
     for (int64_t g = 0; g < G; ++g) {
       const int64_t k0 = g * kInt8Group, k1 = std::min(K, k0 + kInt8Group);
+      if (vector && k1 - k0 == kInt8Group &&
+          QuantizeGroup32(xt + k0, qt + Int8Position(k0), scale + t * G + g, corr + t * G + g))
+        continue;
       float amax = 0.0f;
       bool finite = true;
       for (int64_t k = k0; k < k1; ++k) {
@@ -328,7 +372,7 @@ void MatmulInt8(const float* x, int64_t n, const Matrix& w, float* y, ThreadPool
   int8_t* q = static_cast<int8_t*>(qbuf.Get(static_cast<size_t>(n * Kp)));
   float* scale = static_cast<float*>(sbuf.Get(static_cast<size_t>(n * G) * sizeof(float)));
   int32_t* corr = static_cast<int32_t*>(cbuf.Get(static_cast<size_t>(n * G) * sizeof(int32_t)));
-  QuantizeActivations(x, n, K, Kp, q, scale, corr);
+  QuantizeActivations(x, n, K, Kp, q, scale, corr, path != Int8Path::kScalar);
   const Problem p{QuantizedX{q, scale, corr, Kp, G}, n, M, w.int8(), w.scales(), y, 0};
   switch (path) {
     case Int8Path::kScalar: return Run<ScalarPath>(p, pool);

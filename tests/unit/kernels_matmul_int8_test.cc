@@ -137,6 +137,41 @@ TEST_P(MatmulInt8Test, PrefillTilesInvariantOverTokenCounts) {
     }
 }
 
+// The activations' quantisation (vectorised on the AVX2 and VNNI paths, the plain loop on the scalar one)
+// on groups that test its cases: all zero, a NaN, an infinity, values too small for 127 / max, rounding ties
+// (max 127: x * 127 / max = x), huge values, and a partial last group.
+TEST(MatmulInt8EdgeTest, ActivationGroupsMatchScalarReference) {
+  const int64_t K = 9 * 32 + 5, M = 6;
+  auto w = RandomInt8(M, K, 10);
+  std::vector<float> x = RandomVector(K, 11);
+  for (int k = 0; k < 32; ++k) {
+    x[k] = 0.0f;                                          // group 0: zeros
+    x[3 * 32 + k] = 1e-35f * (k - 16);                    // group 3: tiny
+    x[4 * 32 + k] = (k == 0) ? 127.0f : 0.5f * (k - 16);  // group 4: ties at every odd half
+    x[5 * 32 + k] = 3e38f * ((k % 3) - 1);                // group 5: huge
+  }
+  x[32 + 7] = NAN;        // group 1
+  x[2 * 32 + 31] = INFINITY;  // group 2
+  std::vector<float> ref(M), y(M);
+  cpu::MatmulInt8(x.data(), 1, *w, ref.data(), nullptr, cpu::Int8Path::kScalar);
+  for (cpu::Int8Path p : SupportedPaths()) {
+    cpu::MatmulInt8(x.data(), 1, *w, y.data(), nullptr, p);
+    for (int64_t j = 0; j < M; ++j)
+      EXPECT_TRUE((std::isnan(ref[j]) && std::isnan(y[j])) || std::memcmp(&ref[j], &y[j], 4) == 0)
+          << cpu::Int8PathName(p) << " row " << j << ": " << y[j] << " vs " << ref[j];
+  }
+  // Without the non-finite groups every output is finite, and still the reference's bits.
+  x[32 + 7] = 1.0f, x[2 * 32 + 31] = -2.0f;
+  cpu::MatmulInt8(x.data(), 1, *w, ref.data(), nullptr, cpu::Int8Path::kScalar);
+  for (cpu::Int8Path p : SupportedPaths()) {
+    cpu::MatmulInt8(x.data(), 1, *w, y.data(), nullptr, p);
+    for (int64_t j = 0; j < M; ++j) {
+      EXPECT_TRUE(std::isfinite(y[j])) << cpu::Int8PathName(p);
+      EXPECT_EQ(0, std::memcmp(&ref[j], &y[j], 4)) << cpu::Int8PathName(p) << " row " << j;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Widths, MatmulInt8Test, ::testing::Values(16, 100, 256, 300, 2048));
 
 }  // namespace
