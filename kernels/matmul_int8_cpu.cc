@@ -291,12 +291,16 @@ struct VnniPath {
         }
       }
     }
-    for (int r = 0; r < P; ++r)
-      for (int t = 0; t < T; ++t) {
-        float* yt = p.y + (t0 + t) * p.M + j0;
-        yt[2 * r] = HorizontalSum(_mm512_castps512_ps256(lane[r][t]));
-        if (2 * r + 1 < R) yt[2 * r + 1] = HorizontalSum(High(lane[r][t]));
-      }
+    // The R x T horizontal sums 8 at a time (HorizontalSum8: bit for bit HorizontalSum), [t][r] order.
+    constexpr int kOut = (R * T + 7) / 8 * 8;
+    __m256 fin[kOut];
+    for (int t = 0; t < T; ++t)
+      for (int r = 0; r < R; ++r) fin[t * R + r] = r % 2 == 0 ? _mm512_castps512_ps256(lane[r / 2][t]) : High(lane[r / 2][t]);
+    for (int i = R * T; i < kOut; ++i) fin[i] = _mm256_setzero_ps();
+    alignas(32) float sums[kOut];
+    for (int i = 0; i < kOut; i += 8) _mm256_store_ps(sums + i, HorizontalSum8(fin + i));
+    for (int t = 0; t < T; ++t)
+      for (int r = 0; r < R; ++r) p.y[(t0 + t) * p.M + j0 + r] = sums[t * R + r];
   }
 };
 
