@@ -8,8 +8,9 @@
 //
 // Two loop nests compute exactly that. AttentionPerQuery runs one query at a time over all its keys (the
 // reference; what a 1-token decode step used to do). Attention works on tiles: the queries of up to
-// kTileTokens tokens of one sequence times the `group` query heads that share one KV head. It computes the
-// scores block of 8 keys by block of 8 keys, every query of the tile on a block before the next block (the
+// max(1, kTileQueries / group) tokens of one sequence times the `group` query heads that share one KV head
+// (64 queries, so the scores take 64 rows at most whatever the group). It computes the scores block of 8 keys
+// by block of 8 keys, every query of the tile on a block before the next block (the
 // block's K stays in L1), then each query's softmax, then sums V in blocks of kVBlock keys, every query of
 // the tile on a block before the next (its accumulators stored to `out` between blocks and reloaded: exact).
 // For each query the keys it reads, the Dot8 / DotF32 split, the max, the exp sum and the V additions are
@@ -47,7 +48,7 @@ inline void Dot8(const float* q, const float* k, int64_t stride, int hd, float* 
   _mm256_storeu_ps(scores, HorizontalSum8(sums));
 }
 
-constexpr int kTileTokens = 16;  // tokens per tile (times the group's query heads)
+constexpr int kTileQueries = 64;  // queries per tile: max(1, 64 / group) tokens x the group's query heads
 constexpr int kVBlock = 32;      // keys per block of V (32 * head_dim floats: L1-resident)
 
 // o[0..HD) = (first ? 0 : o) + sum over p in [p0, p1) of w[p] * v[p] (ascending), in registers. HD % 8 == 0.
@@ -169,10 +170,11 @@ void Attention(const float* q, int64_t n, const int* slots, const int* positions
   const int group = heads / kv.kv_heads;
   const int64_t pos_stride = static_cast<int64_t>(kv.kv_heads) * hd;
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  // Tiles: runs of consecutive tokens of one slot, cut every kTileTokens tokens. first[t] .. first[t + 1].
+  // Tiles: runs of consecutive tokens of one slot, cut every tile_tokens tokens. first[t] .. first[t + 1].
+  const int tile_tokens = std::max(1, kTileQueries / group);
   std::vector<int64_t> first;
   for (int64_t i = 0; i < n; ++i)
-    if (i == 0 || slots[i] != slots[i - 1] || i - first.back() == kTileTokens) first.push_back(i);
+    if (i == 0 || slots[i] != slots[i - 1] || i - first.back() == tile_tokens) first.push_back(i);
   first.push_back(n);
   const int64_t tiles = static_cast<int64_t>(first.size()) - 1;
 

@@ -63,14 +63,15 @@ TEST(AttentionTilesTest, EveryPromptLengthTo300) {
 }
 
 // Head sizes (64 and 128 in registers, other multiples of 16 with Dot8, others key by key), GQA groups,
-// prompt lengths around the 8-key and 32-key blocks and the 16-token tiles, threads 1-3.
+// prompt lengths around the 8-key and 32-key blocks and the tiles (64 / group tokens), threads 1-3.
 TEST(AttentionTilesTest, HeadSizesGroupsLengthsThreads) {
   for (int hd : {16, 20, 48, 64, 128})
-    for (int group : {1, 2, 4, 8})
+    for (int group : {1, 2, 4, 8, 32})  // tiles of 64, 32, 16, 8 and 2 tokens
       for (int len : {1, 5, 8, 9, 16, 17, 33, 70, 129, 300})
         for (int threads : {0, 1, 2, 3}) {
           if (len > 100 && threads % 2 == 1) continue;  // keep the test short: long prompts at 0 and 2 threads
-          const int kv_heads = group == 8 ? 1 : 2, heads = kv_heads * group;
+          if (group == 32 && hd != 64) continue;
+          const int kv_heads = group >= 8 ? 1 : 2, heads = kv_heads * group;
           const Cache cache(1, len, kv_heads, hd, {len}, hd * 1000 + group * 10 + len);
           std::vector<int> slots(len, 0), pos(len);
           for (int i = 0; i < len; ++i) pos[i] = i;
