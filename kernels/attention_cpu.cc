@@ -1,5 +1,5 @@
 // Causal GQA attention on the CPU (AVX2). Per query (token, head), in a fixed order whatever the batch:
-//   score[p] = DotF32(q, K[p]) * scale for p = 0 .. len-1   (kernels/simd.h's order; keys in tiles of 8
+//   score[p] = DotF32(q, K[p]) * scale for p = 0 .. len-1   (kernels/simd.h's order; keys in blocks of 8
 //              whose 8 sums finish at once with HorizontalSum8, bit for bit DotF32's HorizontalSum; the
 //              last len % 8 keys one at a time)
 //   w[p] = exp(score[p] - max), sum = w[0] + w[1] + ... (ascending)
@@ -7,14 +7,14 @@
 // So a query's output is the same bits alone or in a batch, on any thread.
 //
 // Two loop nests compute exactly that. AttentionPerQuery runs one query at a time over all its keys (the
-// reference; what a 1-token decode step used to do). Attention works on tiles: the queries of up to
-// max(1, kTileQueries / group) tokens of one sequence times the `group` query heads that share one KV head
-// (64 queries, so the scores take 64 rows at most whatever the group). It computes the scores block of 8 keys
-// by block of 8 keys, every query of the tile on a block before the next block (the
-// block's K stays in L1), then each query's softmax, then sums V in blocks of kVBlock keys, every query of
-// the tile on a block before the next (its accumulators stored to `out` between blocks and reloaded: exact).
-// For each query the keys it reads, the Dot8 / DotF32 split, the max, the exp sum and the V additions are
-// the same operations in the same order as in AttentionPerQuery; only which query runs between them changes.
+// reference). Attention works on tiles: the queries of up to max(1, kTileQueries / group) tokens of one
+// sequence times the `group` query heads that share one KV head (64 queries, so the scores take 64 rows at
+// most whatever the group). It computes the scores block of 8 keys by block of 8 keys, every query of the
+// tile on a block before the next block (the block's K stays in L1), then each query's softmax, then sums V
+// in blocks of kVBlock keys, every query of the tile on a block before the next (its accumulators stored to
+// `out` between blocks and reloaded: exact). For each query the keys it reads, the Dot8 / DotF32 split, the
+// max, the exp sum and the V additions are the same operations in the same order as in AttentionPerQuery;
+// only which query runs between them changes. A decode step is a tile of one token's group of heads.
 #include <immintrin.h>
 
 #include <algorithm>
