@@ -183,6 +183,20 @@ struct ScalarPath {
   }
 };
 
+// y[t0 + t, j0 + r] = HorizontalSum(lane[r * T + t]) for an R x T tile, 8 at a time with HorizontalSum8 (bit for
+// bit HorizontalSum).
+template <int R, int T>
+inline void FinishTile(const __m256* lane, const Problem& p, int64_t j0, int64_t t0) {
+  constexpr int kOut = (R * T + 7) / 8 * 8;
+  __m256 fin[kOut];
+  for (int i = 0; i < R * T; ++i) fin[i] = lane[i];
+  for (int i = R * T; i < kOut; ++i) fin[i] = _mm256_setzero_ps();
+  alignas(32) float sums[kOut];
+  for (int i = 0; i < kOut; i += 8) _mm256_store_ps(sums + i, HorizontalSum8(fin + i));
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < T; ++t) p.y[(t0 + t) * p.M + j0 + r] = sums[r * T + t];
+}
+
 // AVX2: per 32-byte chunk, maddubs(|w|, x * sign(w)) (pairs <= 2 * 127 * 127, no saturation), then pairs
 // summed to int32 by madd with ones.
 struct Avx2Path {
@@ -224,8 +238,7 @@ struct Avx2Path {
         }
       }
     }
-    for (int r = 0; r < R; ++r)
-      for (int t = 0; t < T; ++t) p.y[(t0 + t) * p.M + j0 + r] = HorizontalSum(lane[r][t]);
+    FinishTile<R, T>(&lane[0][0], p, j0, t0);
   }
 };
 
