@@ -1,7 +1,7 @@
 // cpu::Matmul alone on the matrices of one decode step of a model shape (all layers + LM head, distinct
 // random weights, so a step streams them from memory as the engine does), for n tokens at once:
 //   build/bin/layerskip-matmul-bench [--shape llama3.2-1b|llama3-8b|tiny] [--n 16] [--steps 3]
-//                                     [--threads 2] [--dtype bf16|f32] [--layers L] [--check] [--hot ROWS]
+//                                     [--threads 2] [--dtype bf16|f32|int8] [--layers L] [--check] [--hot ROWS]
 // Prints GFLOP/s per matrix kind and for the whole step (best of --steps). --check also verifies batch
 // invariance: every row of the n-token product must equal, bitwise, the 1-token product of that row.
 #include <algorithm>
@@ -14,6 +14,7 @@
 #include <ctime>
 #include <vector>
 
+#include "engine/model/quantize_int8.h"
 #include "engine/model/weights.h"
 #include "engine/util/bf16.h"
 #include "engine/util/thread_pool.h"
@@ -40,6 +41,10 @@ uint64_t Mix(uint64_t z) {
 float Uniform(uint64_t seed) { return static_cast<float>(Mix(seed) >> 40) / 16777216.0f * 2.0f - 1.0f; }
 
 std::unique_ptr<Matrix> RandomMatrix(WeightType type, int64_t rows, int64_t cols, uint64_t seed) {
+  if (type == WeightType::kInt8)  // the same values as f32, quantised (engine/model/quantize_int8.h)
+    return QuantizeInt8(rows, cols, [&](int64_t r, float* out) {
+      for (int64_t c = 0; c < cols; ++c) out[c] = Uniform(seed * 0x9e3779b97f4a7c15ull + r * cols + c) / 32.0f;
+    }, 2);
   auto m = std::make_unique<Matrix>(type, rows, cols);
   const int64_t count = rows * cols;
   const float scale = 1.0f / 32.0f;
@@ -96,7 +101,7 @@ int Main(int argc, char** argv) {
     if (a == "--help" || a == "-h") {
       std::printf(
           "usage: layerskip-matmul-bench [--shape llama3.2-1b|llama3-8b|tiny] [--n 16] [--steps 3] [--threads 2]\n"
-          "                              [--dtype bf16|f32] [--layers L] [--check] [--hot ROWS]\n"
+          "                              [--dtype bf16|f32|int8] [--layers L] [--check] [--hot ROWS]\n"
           "  cpu::Matmul on one decode step's matrices for n tokens: GFLOP/s per matrix kind and per step\n"
           "  (best of --steps); --check verifies batch invariance row by row\n");
       return 0;
@@ -106,7 +111,10 @@ int Main(int argc, char** argv) {
     else if (a == "--steps") steps = std::atoll(next().c_str());
     else if (a == "--threads") threads = std::atoll(next().c_str());
     else if (a == "--layers") layers = std::atoll(next().c_str());
-    else if (a == "--dtype") type = next() == "f32" ? WeightType::kF32 : WeightType::kBF16;
+    else if (a == "--dtype") {
+      const std::string d = next();
+      type = d == "f32" ? WeightType::kF32 : d == "int8" ? WeightType::kInt8 : WeightType::kBF16;
+    }
     else if (a == "--check") check = true;
     else if (a == "--hot") hot_rows = std::atoll(next().c_str());
     else {

@@ -1,9 +1,20 @@
-// Causal GQA attention on the CPU (AVX2). Per (token, head), in a fixed order whatever the batch:
-//   score[p] = DotF32(q, K[p]) * scale for p = 0 .. len-1   (kernels/simd.h's order; keys in tiles of 8
-//              whose 8 sums finish at once with HorizontalSum8, bit for bit DotF32's HorizontalSum)
+// Causal GQA attention on the CPU (AVX2). Per query (token, head), in a fixed order whatever the batch:
+//   score[p] = DotF32(q, K[p]) * scale for p = 0 .. len-1   (kernels/simd.h's order; keys in blocks of 8
+//              whose 8 sums finish at once with HorizontalSum8, bit for bit DotF32's HorizontalSum; the
+//              last len % 8 keys one at a time)
 //   w[p] = exp(score[p] - max), sum = w[0] + w[1] + ... (ascending)
 //   o = 0; o = o + w[p] * V[p] for p ascending (rounded multiply, then add); o = o * (1 / sum)
-// So a token's output is the same bits alone or in a batch, on any thread.
+// So a query's output is the same bits alone or in a batch, on any thread.
+//
+// Two loop nests compute exactly that. AttentionPerQuery runs one query at a time over all its keys (the
+// reference). Attention works on tiles: the queries of up to max(1, kTileQueries / group) tokens of one
+// sequence times the `group` query heads that share one KV head (64 queries, so the scores take 64 rows at
+// most whatever the group). It computes the scores block of 8 keys by block of 8 keys, every query of the
+// tile on a block before the next block (the block's K stays in L1), then each query's softmax, then sums V
+// in blocks of kVBlock keys, every query of the tile on a block before the next (its accumulators stored to
+// `out` between blocks and reloaded: exact). For each query the keys it reads, the Dot8 / DotF32 split, the
+// max, the exp sum and the V additions are the same operations in the same order as in AttentionPerQuery;
+// only which query runs between them changes. A decode step is a tile of one token's group of heads.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -37,12 +48,15 @@ inline void Dot8(const float* q, const float* k, int64_t stride, int hd, float* 
   _mm256_storeu_ps(scores, HorizontalSum8(sums));
 }
 
-// o[0..HD) = sum over p of w[p] * v[p] (ascending; o starts at 0), held in registers. HD % 8 == 0.
+constexpr int kTileQueries = 64;  // queries per tile: max(1, 64 / group) tokens x the group's query heads
+constexpr int kVBlock = 32;      // keys per block of V (32 * head_dim floats: L1-resident)
+
+// o[0..HD) = (first ? 0 : o) + sum over p in [p0, p1) of w[p] * v[p] (ascending), in registers. HD % 8 == 0.
 template <int HD>
-inline void WeightedSumV(const float* w, int len, const float* vbase, int64_t stride, float* o) {
+inline void WeightedSumV(const float* w, int p0, int p1, const float* vbase, int64_t stride, float* o, bool first) {
   __m256 acc[HD / 8];
-  for (int i = 0; i < HD / 8; ++i) acc[i] = _mm256_setzero_ps();
-  for (int p = 0; p < len; ++p) {
+  for (int i = 0; i < HD / 8; ++i) acc[i] = first ? _mm256_setzero_ps() : _mm256_loadu_ps(o + 8 * i);
+  for (int p = p0; p < p1; ++p) {
     const __m256 wv = _mm256_set1_ps(w[p]);
     const float* vp = vbase + p * stride;
     for (int i = 0; i < HD / 8; ++i) acc[i] = _mm256_add_ps(acc[i], _mm256_mul_ps(wv, _mm256_loadu_ps(vp + 8 * i)));
@@ -51,9 +65,11 @@ inline void WeightedSumV(const float* w, int len, const float* vbase, int64_t st
 }
 
 // The same for any head_dim (o in memory; a scalar tail past the last 8).
-inline void WeightedSumVAny(const float* w, int len, const float* vbase, int64_t stride, int hd, float* o) {
-  for (int d = 0; d < hd; ++d) o[d] = 0.0f;
-  for (int p = 0; p < len; ++p) {
+inline void WeightedSumVAny(const float* w, int p0, int p1, const float* vbase, int64_t stride, int hd, float* o,
+                            bool first) {
+  if (first)
+    for (int d = 0; d < hd; ++d) o[d] = 0.0f;
+  for (int p = p0; p < p1; ++p) {
     const float wp = w[p];
     const float* vp = vbase + p * stride;
     const __m256 wv = _mm256_set1_ps(wp);
@@ -64,10 +80,64 @@ inline void WeightedSumVAny(const float* w, int len, const float* vbase, int64_t
   }
 }
 
+inline void WeightedSumBlock(const float* w, int p0, int p1, const float* vbase, int64_t stride, int hd, float* o,
+                             bool first) {
+  if (hd == 64) WeightedSumV<64>(w, p0, p1, vbase, stride, o, first);
+  else if (hd == 128) WeightedSumV<128>(w, p0, p1, vbase, stride, o, first);
+  else WeightedSumVAny(w, p0, p1, vbase, stride, hd, o, first);
+}
+
+// Scores of keys [p0, min(p0 + 8, len)) for one query: a whole block of 8 with Dot8 (hd % 16 == 0), the
+// keys of a partial last block one at a time. Called with p0 = 0, 8, 16, ... it splits the keys exactly as
+// one pass over [0, len) in steps of 8 followed by a single-key tail.
+inline void ScoreBlock(const float* q, const float* kbase, int64_t stride, int hd, int p0, int len, float* scores) {
+  if (hd % 16 == 0 && p0 + 8 <= len) return Dot8(q, kbase + p0 * stride, stride, hd, scores + p0);
+  for (int p = p0; p < std::min(p0 + 8, len); ++p) scores[p] = DotF32(q, kbase + p * stride, hd);
+}
+
+// scores[0..len) = exp(score * scale - max) in place; returns 1 / their sum (ascending). The max is taken 8
+// lanes at a time: without NaNs it is the same value in any order (a +0/-0 tie changes no difference below);
+// a NaN score makes every output NaN whichever max is found.
+inline float Softmax(float* scores, int len, float scale) {
+  const __m256 sv = _mm256_set1_ps(scale);
+  __m256 mv = _mm256_set1_ps(-INFINITY);
+  int p = 0;
+  for (; p + 8 <= len; p += 8) {
+    const __m256 x = _mm256_mul_ps(_mm256_loadu_ps(scores + p), sv);
+    _mm256_storeu_ps(scores + p, x);
+    mv = _mm256_max_ps(mv, x);
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, mv);
+  float max_score = -INFINITY;
+  for (float l : lanes) max_score = std::max(max_score, l);
+  for (; p < len; ++p) {
+    scores[p] = scores[p] * scale;
+    max_score = std::max(max_score, scores[p]);
+  }
+  float sum = 0.0f;
+  for (p = 0; p < len; ++p) {
+    scores[p] = std::exp(scores[p] - max_score);
+    sum += scores[p];
+  }
+  return 1.0f / sum;
+}
+
+inline void Scale(float* o, int hd, float inv) {
+  for (int d = 0; d < hd; ++d) o[d] *= inv;
+}
+
+// Sum of (positions + 1) * heads * head_dim * 2 (~ multiply-adds): small batches stay on the calling thread.
+bool WorthThreads(const int* positions, int64_t n, int heads, int hd, ThreadPool* pool) {
+  int64_t work = 0;
+  for (int64_t i = 0; i < n; ++i) work += static_cast<int64_t>(positions[i] + 1) * heads * hd * 2;
+  return pool != nullptr && work >= (int64_t{1} << 16);
+}
+
 }  // namespace
 
-void Attention(const float* q, int64_t n, const int* slots, const int* positions, int heads,
-               const KvLayerView& kv, float* out, ThreadPool* pool) {
+void AttentionPerQuery(const float* q, int64_t n, const int* slots, const int* positions, int heads,
+                       const KvLayerView& kv, float* out, ThreadPool* pool) {
   const int hd = kv.head_dim;
   const int group = heads / kv.kv_heads;
   const int64_t pos_stride = static_cast<int64_t>(kv.kv_heads) * hd;
@@ -83,32 +153,80 @@ void Attention(const float* q, int64_t n, const int* slots, const int* positions
       const float* kbase = kv.k + slots[i] * kv.slot_stride + kvh * hd;
       const float* vbase = kv.v + slots[i] * kv.slot_stride + kvh * hd;
       scores.resize(static_cast<size_t>(len) + 8);
-      int p = 0;
-      if (hd % 16 == 0)
-        for (; p + 8 <= len; p += 8) Dot8(qi, kbase + p * pos_stride, pos_stride, hd, scores.data() + p);
-      for (; p < len; ++p) scores[p] = DotF32(qi, kbase + p * pos_stride, hd);
-      float max_score = -INFINITY;
-      for (p = 0; p < len; ++p) {
-        scores[p] = scores[p] * scale;
-        max_score = std::max(max_score, scores[p]);
-      }
-      float sum = 0.0f;
-      for (p = 0; p < len; ++p) {
-        scores[p] = std::exp(scores[p] - max_score);
-        sum += scores[p];
-      }
+      for (int p = 0; p < len; p += 8) ScoreBlock(qi, kbase, pos_stride, hd, p, len, scores.data());
+      const float inv = Softmax(scores.data(), len, scale);
       float* o = out + (i * heads + h) * hd;
-      if (hd == 64) WeightedSumV<64>(scores.data(), len, vbase, pos_stride, o);
-      else if (hd == 128) WeightedSumV<128>(scores.data(), len, vbase, pos_stride, o);
-      else WeightedSumVAny(scores.data(), len, vbase, pos_stride, hd, o);
-      const float inv = 1.0f / sum;
-      for (int d = 0; d < hd; ++d) o[d] *= inv;
+      WeightedSumBlock(scores.data(), 0, len, vbase, pos_stride, hd, o, true);
+      Scale(o, hd, inv);
     }
   };
-  int64_t work = 0;  // ~ multiply-adds: small batches run on the calling thread
-  for (int64_t i = 0; i < n; ++i) work += static_cast<int64_t>(positions[i] + 1) * heads * hd * 2;
-  if (pool && work >= (int64_t{1} << 16)) pool->ParallelFor(n * heads, 1, body);
+  if (WorthThreads(positions, n, heads, hd, pool)) pool->ParallelFor(n * heads, 1, body);
   else body(0, n * heads);
+}
+
+void Attention(const float* q, int64_t n, const int* slots, const int* positions, int heads,
+               const KvLayerView& kv, float* out, ThreadPool* pool) {
+  const int hd = kv.head_dim, kvh_count = kv.kv_heads;
+  const int group = heads / kv.kv_heads;
+  const int64_t pos_stride = static_cast<int64_t>(kv.kv_heads) * hd;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  // Tiles: runs of consecutive tokens of one slot, cut every tile_tokens tokens. first[t] .. first[t + 1].
+  const int tile_tokens = std::max(1, kTileQueries / group);
+  std::vector<int64_t> first;
+  for (int64_t i = 0; i < n; ++i)
+    if (i == 0 || slots[i] != slots[i - 1] || i - first.back() == tile_tokens) first.push_back(i);
+  first.push_back(n);
+  const int64_t tiles = static_cast<int64_t>(first.size()) - 1;
+
+  // One task: a tile and a KV head. Queries of the tile: token-major, then the group's heads.
+  auto task = [&](int64_t item) {
+    // The latest tiles of a prompt have the most keys: they go first, so the small ones fill in at the end.
+    const int64_t tile = tiles - 1 - item / kvh_count;
+    const int kvh = static_cast<int>(item % kvh_count);
+    const int64_t i0 = first[tile], i1 = first[tile + 1];
+    const int queries = static_cast<int>(i1 - i0) * group;
+    const int slot = slots[i0];
+    const float* kbase = kv.k + slot * kv.slot_stride + kvh * hd;
+    const float* vbase = kv.v + slot * kv.slot_stride + kvh * hd;
+    int max_len = 0;
+    for (int64_t i = i0; i < i1; ++i) max_len = std::max(max_len, positions[i] + 1);
+    const int64_t row = max_len + 8;  // scores per query (Dot8 writes whole blocks)
+    thread_local std::vector<float> scores, inv;
+    scores.resize(static_cast<size_t>(queries * row));
+    inv.resize(static_cast<size_t>(queries));
+    auto query = [&](int j, int* len) {  // query j's q row (and its number of keys)
+      const int64_t i = i0 + j / group;
+      *len = positions[i] + 1;
+      return (i * heads + kvh * group + j % group) * hd;
+    };
+    for (int p0 = 0; p0 < max_len; p0 += 8)
+      for (int j = 0; j < queries; ++j) {
+        int len;
+        const int64_t at = query(j, &len);
+        if (p0 < len) ScoreBlock(q + at, kbase, pos_stride, hd, p0, len, scores.data() + j * row);
+      }
+    for (int j = 0; j < queries; ++j) {
+      int len;
+      query(j, &len);
+      inv[j] = Softmax(scores.data() + j * row, len, scale);
+    }
+    for (int p0 = 0; p0 < max_len; p0 += kVBlock)
+      for (int j = 0; j < queries; ++j) {
+        int len;
+        const int64_t at = query(j, &len);
+        if (p0 < len)
+          WeightedSumBlock(scores.data() + j * row, p0, std::min(p0 + kVBlock, len), vbase, pos_stride, hd, out + at,
+                           p0 == 0);
+      }
+    for (int j = 0; j < queries; ++j) {
+      int len;
+      Scale(out + query(j, &len), hd, inv[j]);
+    }
+  };
+  const int64_t tasks = tiles * kvh_count;
+  if (WorthThreads(positions, n, heads, hd, pool)) pool->ParallelTasks(tasks, task);
+  else
+    for (int64_t item = 0; item < tasks; ++item) task(item);
 }
 
 }  // namespace layerskip::cpu

@@ -114,6 +114,64 @@ TEST_P(MatmulInt8Test, BatchInvariantBitwise) {
   }
 }
 
+// Prefill tiles (up to 4 tokens x 4 rows on VNNI, and the 3-, 2- and 1-token rest): every n from 1 to 70 on
+// every path and 1-3 threads gives each row the bits of the scalar reference's 1-token product. M = 37 leaves
+// 1-row and 2-row tiles at the end of each row block.
+TEST_P(MatmulInt8Test, PrefillTilesInvariantOverTokenCounts) {
+  const int64_t K = GetParam(), M = 37, N = 70;
+  auto w = RandomInt8(M, K, 8);
+  std::vector<float> x = RandomVector(N * K, 9);
+  std::vector<float> alone(N * M);
+  for (int64_t i = 0; i < N; ++i)
+    cpu::MatmulInt8(x.data() + i * K, 1, *w, alone.data() + i * M, nullptr, cpu::Int8Path::kScalar);
+  for (cpu::Int8Path p : SupportedPaths())
+    for (int threads : {1, 2, 3}) {
+      ThreadPool pool(threads);
+      for (int64_t n = 1; n <= N; ++n) {
+        const int64_t start = (n * 7) % (N - n + 1);
+        std::vector<float> y(n * M, -1.0f);
+        cpu::MatmulInt8(x.data() + start * K, n, *w, y.data(), &pool, p);
+        ASSERT_EQ(0, std::memcmp(y.data(), alone.data() + start * M, n * M * sizeof(float)))
+            << cpu::Int8PathName(p) << " n=" << n << " start=" << start << " threads=" << threads;
+      }
+    }
+}
+
+// The activations' quantisation (vectorised on the AVX2 and VNNI paths, the plain loop on the scalar one)
+// on groups that test its cases: all zero, a NaN, an infinity, values too small for 127 / max, rounding ties
+// (max 127: x * 127 / max = x), huge values, and a partial last group.
+TEST(MatmulInt8EdgeTest, ActivationGroupsMatchScalarReference) {
+  const int64_t K = 9 * 32 + 5, M = 6;
+  auto w = RandomInt8(M, K, 10);
+  std::vector<float> x = RandomVector(K, 11);
+  for (int k = 0; k < 32; ++k) {
+    x[k] = 0.0f;                                          // group 0: zeros
+    x[3 * 32 + k] = 1e-35f * (k - 16);                    // group 3: tiny
+    x[4 * 32 + k] = (k == 0) ? 127.0f : 0.5f * (k - 16);  // group 4: ties at every odd half
+    x[5 * 32 + k] = 3e38f * ((k % 3) - 1);                // group 5: huge
+  }
+  x[32 + 7] = NAN;        // group 1
+  x[2 * 32 + 31] = INFINITY;  // group 2
+  std::vector<float> ref(M), y(M);
+  cpu::MatmulInt8(x.data(), 1, *w, ref.data(), nullptr, cpu::Int8Path::kScalar);
+  for (cpu::Int8Path p : SupportedPaths()) {
+    cpu::MatmulInt8(x.data(), 1, *w, y.data(), nullptr, p);
+    for (int64_t j = 0; j < M; ++j)
+      EXPECT_TRUE((std::isnan(ref[j]) && std::isnan(y[j])) || std::memcmp(&ref[j], &y[j], 4) == 0)
+          << cpu::Int8PathName(p) << " row " << j << ": " << y[j] << " vs " << ref[j];
+  }
+  // Without the non-finite groups every output is finite, and still the reference's bits.
+  x[32 + 7] = 1.0f, x[2 * 32 + 31] = -2.0f;
+  cpu::MatmulInt8(x.data(), 1, *w, ref.data(), nullptr, cpu::Int8Path::kScalar);
+  for (cpu::Int8Path p : SupportedPaths()) {
+    cpu::MatmulInt8(x.data(), 1, *w, y.data(), nullptr, p);
+    for (int64_t j = 0; j < M; ++j) {
+      EXPECT_TRUE(std::isfinite(y[j])) << cpu::Int8PathName(p);
+      EXPECT_EQ(0, std::memcmp(&ref[j], &y[j], 4)) << cpu::Int8PathName(p) << " row " << j;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Widths, MatmulInt8Test, ::testing::Values(16, 100, 256, 300, 2048));
 
 }  // namespace
