@@ -1,0 +1,332 @@
+// The matmul on AMX-BF16 tiles (the `amx` path): for bf16 weights, C^T = W · X^T with TDPBF16PS; f32
+// weights go through the AVX-512 kernel exactly as on `avx512-bf16`. Compiled for AVX-512 + AMX by the
+// target pragma below only; everything else in the binary stays AVX2 (tests/cli/isa_isolation_test.sh).
+//
+// y[n, M] = x[n, K] @ W[M, K]^T. x is rounded to bf16 (nearest even, vcvtne2ps2bf16, as on avx512-bf16)
+// and packed once per call into B tiles: for token tile tt (16 tokens, zero past n) and column block kb
+// (32 columns, zero past K), 16 rows of 16 pairs, row r holding x[t][32 kb + 2r], x[t][32 kb + 2r + 1]
+// for t = 0..15 (1 KiB, contiguous). A tiles are 16 rows x 32 columns of W read in place from the
+// (memory-mapped) matrix with the row stride; a partial last block of columns or a partial last tile of
+// rows is read from a zero-padded copy of the same values.
+//
+// Arithmetic per output (the same for every n, tile, K chunk, job grouping and thread): C[j][t] starts at
+// +0 and TDPBF16PS adds the column blocks kb = 0, 1, ... in ascending order; each instruction updates
+// every element from its own A row and B column only, so an element's bits do not depend on which other
+// rows or tokens share its tile. Tiles are stored and reloaded exactly between K chunks, and y[t, j] is the
+// final C[j][t]. So the path is batch-invariant: 1-token decode computes the same bits as any prefill.
+//
+// Schedule: row blocks (a multiple of 32 rows, about kBlockBytes of W) are claimed by the threads from a
+// shared counter. In a block, per chunk of kChunkBlocks column blocks, each pair of row tiles (A, 32 KiB
+// of W for the chunk: stays in L1) meets every pair of token tiles (B from L2): 2 x 2 C tiles, 8 tile
+// registers in all. The first token pass over a row pair prefetches every row ahead (decode is a stream
+// of W from memory, 32 rows at once).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <vector>
+
+#include "engine/core/matrix.h"
+#include "engine/util/thread_pool.h"
+#include "kernels/matmul_isa.h"
+#include "kernels/swiglu.h"
+
+// Every header is included above this line: an inline function first defined below would be compiled
+// for AVX-512 / AMX and could be the copy the linker keeps for the whole binary.
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,amx-tile,amx-bf16"))), apply_to = function)
+#else
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // GCC 12's intrinsics use self-initialised "undefined" vectors
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,amx-tile,amx-bf16")
+#endif
+
+namespace layerskip::cpu::amx {
+
+constexpr int64_t kBlockBytes = 192 << 10;  // W bytes per row block
+constexpr int64_t kChunkBlocks = 16;        // column blocks per K chunk (512 columns)
+constexpr int kPrefetchBytes = 1024;        // in-row prefetch distance on the first token pass
+constexpr int64_t kMinParallelMacs = int64_t{1} << 15;
+constexpr int64_t kTileElems = 512;  // bf16 per A or B tile (16 rows x 64 bytes)
+
+// Palette 1, all 8 tiles 16 rows x 64 bytes: C00 C01 C10 C11 = tmm0-3, A0 A1 = tmm4-5, B0 B1 = tmm6-7.
+struct alignas(64) TileConfig {
+  uint8_t palette = 1, start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// Loads this thread's tile configuration; released by the destructor (TILERELEASE), so a thread that is
+// done with the tiles carries no tile state through context switches.
+class TileScope {
+ public:
+  TileScope() {
+    TileConfig c;
+    for (int i = 0; i < 8; ++i) {
+      c.colsb[i] = 64;
+      c.rows[i] = 16;
+    }
+    _tile_loadconfig(&c);
+  }
+  ~TileScope() { _tile_release(); }
+  TileScope(const TileScope&) = delete;
+  TileScope& operator=(const TileScope&) = delete;
+};
+
+// A 64-byte aligned buffer that only grows.
+template <typename T>
+class AlignedBuffer {
+ public:
+  ~AlignedBuffer() { std::free(data_); }
+  T* Get(int64_t count) {
+    if (count > size_ || data_ == nullptr) {
+      std::free(data_);
+      size_ = count;
+      const size_t bytes = std::max<size_t>(64, (static_cast<size_t>(count) * sizeof(T) + 63) / 64 * 64);
+      data_ = static_cast<T*>(std::aligned_alloc(64, bytes));
+      if (data_ == nullptr) throw std::bad_alloc();
+    }
+    return data_;
+  }
+
+ private:
+  T* data_ = nullptr;
+  int64_t size_ = 0;
+};
+
+// Lanes [0, left) of 16.
+inline __mmask16 ColumnMask16(int64_t left) {
+  return left >= 16 ? __mmask16{0xffff} : left <= 0 ? __mmask16{0} : static_cast<__mmask16>((1u << left) - 1);
+}
+
+// x [n, K] f32 -> B tiles [TT][KB][16 pairs][16 tokens] of bf16 pairs (uint32), zero past n and K.
+void PackX(const float* x, int64_t n, int64_t K, int64_t KB, uint32_t* out) {
+  const int64_t TT = (n + 15) / 16;
+  if (n % 16 != 0) std::memset(out + (TT - 1) * KB * 256, 0, static_cast<size_t>(KB) * 256 * 4);
+  alignas(64) uint32_t row[64];  // one token's 2 column blocks as bf16 pairs
+  for (int64_t t = 0; t < n; ++t) {
+    const float* xt = x + t * K;
+    uint32_t* base = out + (t / 16) * KB * 256 + (t % 16);
+    for (int64_t kb = 0; kb < KB; kb += 2) {
+      for (int h = 0; h < 2 && kb + h < KB; ++h) {
+        const int64_t k = (kb + h) * 32;
+        const __m512 lo = _mm512_maskz_loadu_ps(ColumnMask16(K - k), xt + k);
+        const __m512 hi = _mm512_maskz_loadu_ps(ColumnMask16(K - k - 16), xt + k + 16);
+        _mm512_store_si512(row + 16 * h, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+      }
+      for (int h = 0; h < 2 && kb + h < KB; ++h) {
+        uint32_t* dst = base + (kb + h) * 256;
+        for (int r = 0; r < 16; ++r) dst[r * 16] = row[16 * h + r];
+      }
+    }
+  }
+}
+
+// Where a row tile's A tiles come from: full column blocks at base + 32 kb (row stride `stride` bytes),
+// the partial last block (if K % 32) at `tail` (row stride tail_stride bytes).
+struct ATile {
+  const uint16_t* base;
+  int64_t stride;
+  const uint16_t* tail;
+  int64_t tail_stride;
+};
+
+// C tiles of row tiles a[0..NA) x token tiles b[0..NB) over column blocks [kb0, kb1) (kfull: the number of
+// full blocks; block kfull, if in range, is the tail). c[a][b]: the tiles' f32 storage (16 x 16, 64-byte
+// rows); first: start from zero, else reload. prefetch: touch every A row kPrefetchBytes ahead.
+template <int NA, int NB>
+void Micro(const ATile* a, const uint16_t* const* b, float* const (*c)[2], int64_t kb0, int64_t kb1, int64_t kfull,
+           bool first, bool prefetch) {
+  // GCC's tileloadd asm does not say it reads memory: make the packed x and scratch tiles visible first.
+  __asm__ volatile("" ::: "memory");
+  if (first) {
+    _tile_zero(0);
+    if constexpr (NB == 2) _tile_zero(1);
+    if constexpr (NA == 2) _tile_zero(2);
+    if constexpr (NA == 2 && NB == 2) _tile_zero(3);
+  } else {
+    _tile_loadd(0, c[0][0], 64);
+    if constexpr (NB == 2) _tile_loadd(1, c[0][1], 64);
+    if constexpr (NA == 2) _tile_loadd(2, c[1][0], 64);
+    if constexpr (NA == 2 && NB == 2) _tile_loadd(3, c[1][1], 64);
+  }
+  auto step = [&](const uint16_t* a0, int64_t s0, const uint16_t* a1, int64_t s1, int64_t kb) {
+    _tile_loadd(4, a0, s0);
+    if constexpr (NA == 2) _tile_loadd(5, a1, s1);
+    _tile_loadd(6, b[0] + kb * kTileElems, 64);
+    if constexpr (NB == 2) _tile_loadd(7, b[1] + kb * kTileElems, 64);
+    _tile_dpbf16ps(0, 4, 6);
+    if constexpr (NB == 2) _tile_dpbf16ps(1, 4, 7);
+    if constexpr (NA == 2) _tile_dpbf16ps(2, 5, 6);
+    if constexpr (NA == 2 && NB == 2) _tile_dpbf16ps(3, 5, 7);
+  };
+  const int64_t end = std::min(kb1, kfull);
+  const uint16_t* a1base = NA == 2 ? a[1].base : a[0].base;
+  const int64_t a1stride = NA == 2 ? a[1].stride : a[0].stride;
+  for (int64_t kb = kb0; kb < end; ++kb) {
+    const uint16_t* p0 = a[0].base + kb * 32;
+    const uint16_t* p1 = a1base + kb * 32;
+    if (prefetch) {
+      for (int r = 0; r < 16; ++r)
+        _mm_prefetch(reinterpret_cast<const char*>(p0) + r * a[0].stride + kPrefetchBytes, _MM_HINT_T0);
+      if constexpr (NA == 2)
+        for (int r = 0; r < 16; ++r)
+          _mm_prefetch(reinterpret_cast<const char*>(p1) + r * a1stride + kPrefetchBytes, _MM_HINT_T0);
+    }
+    step(p0, a[0].stride, p1, a1stride, kb);
+  }
+  if (kb1 > kfull)
+    step(a[0].tail, a[0].tail_stride, NA == 2 ? a[1].tail : a[0].tail, NA == 2 ? a[1].tail_stride : a[0].tail_stride,
+         kfull);
+  _tile_stored(0, c[0][0], 64);
+  if constexpr (NB == 2) _tile_stored(1, c[0][1], 64);
+  if constexpr (NA == 2) _tile_stored(2, c[1][0], 64);
+  if constexpr (NA == 2 && NB == 2) _tile_stored(3, c[1][1], 64);
+}
+
+// Per-call state shared by the threads.
+struct Problem {
+  const uint32_t* xb;  // packed x: [TT][KB][16][16] bf16 pairs
+  int64_t n, K, KB, TT;
+  const MatmulJob* jobs;
+  int num_jobs;
+  int64_t block_rows;
+  std::vector<int64_t> first_block;  // per job, its first index in the flattened block list; then the total
+};
+
+// Per-thread scratch: zero-padded copies of partial tiles and the C tiles of a row block.
+struct Scratch {
+  std::vector<uint16_t> rows;  // a partial row tile: [16][KB * 32]
+  std::vector<uint16_t> tails;  // the partial last column block of each full row tile: [R][16][32]
+  AlignedBuffer<float> c;       // [R][TT][16][16]
+};
+
+// Rows [jb, j1) of W [M, K] for all tokens into y[n, M].
+void RowBlock(const Problem& p, const uint16_t* w, float* y, int64_t M, int64_t jb, int64_t j1, Scratch& s) {
+  const int64_t K = p.K, KB = p.KB, TT = p.TT, kfull = K / 32;
+  const int64_t R = (j1 - jb + 15) / 16;
+  std::vector<ATile> a(static_cast<size_t>(R));
+  s.tails.assign(static_cast<size_t>(R) * kTileElems, 0);
+  for (int64_t rt = 0; rt < R; ++rt) {
+    const int64_t j = jb + rt * 16, rows = std::min<int64_t>(16, j1 - j);
+    if (rows < 16) {  // a partial row tile: all its columns from a zero-padded copy
+      s.rows.assign(static_cast<size_t>(16 * KB * 32), 0);
+      for (int64_t r = 0; r < rows; ++r) std::memcpy(s.rows.data() + r * KB * 32, w + (j + r) * K, K * 2);
+      a[rt] = ATile{s.rows.data(), KB * 64, s.rows.data() + kfull * 32, KB * 64};
+    } else {
+      uint16_t* tail = s.tails.data() + rt * kTileElems;
+      for (int64_t r = 0; r < 16; ++r)
+        std::memcpy(tail + r * 32, w + (j + r) * K + kfull * 32, (K - kfull * 32) * 2);
+      a[rt] = ATile{w + j * K, K * 2, tail, 64};
+    }
+  }
+  float* c = s.c.Get(R * TT * 256);
+  auto ctile = [&](int64_t rt, int64_t tt) { return c + (rt * TT + tt) * 256; };
+  for (int64_t kb0 = 0; kb0 < KB; kb0 += kChunkBlocks) {
+    const int64_t kb1 = std::min(KB, kb0 + kChunkBlocks);
+    for (int64_t rt = 0; rt < R; rt += 2) {
+      const int na = R - rt >= 2 ? 2 : 1;
+      for (int64_t tt = 0; tt < TT; tt += 2) {
+        const int nb = TT - tt >= 2 ? 2 : 1;
+        const uint16_t* b[2] = {reinterpret_cast<const uint16_t*>(p.xb + tt * KB * 256),
+                                reinterpret_cast<const uint16_t*>(p.xb + (tt + nb - 1) * KB * 256)};
+        float* const ct[2][2] = {{ctile(rt, tt), ctile(rt, tt + nb - 1)},
+                                 {ctile(rt + na - 1, tt), ctile(rt + na - 1, tt + nb - 1)}};
+        const bool first = kb0 == 0, pf = tt == 0;
+        if (na == 2 && nb == 2) Micro<2, 2>(&a[rt], b, ct, kb0, kb1, kfull, first, pf);
+        else if (na == 2) Micro<2, 1>(&a[rt], b, ct, kb0, kb1, kfull, first, pf);
+        else if (nb == 2) Micro<1, 2>(&a[rt], b, ct, kb0, kb1, kfull, first, pf);
+        else Micro<1, 1>(&a[rt], b, ct, kb0, kb1, kfull, first, pf);
+      }
+    }
+  }
+  // C^T tiles -> y[t, j].
+  for (int64_t rt = 0; rt < R; ++rt) {
+    const int64_t j = jb + rt * 16, rows = std::min<int64_t>(16, j1 - j);
+    for (int64_t tt = 0; tt < TT; ++tt) {
+      const float* ct = ctile(rt, tt);
+      const int64_t tokens = std::min<int64_t>(16, p.n - tt * 16);
+      for (int64_t t = 0; t < tokens; ++t)
+        for (int64_t r = 0; r < rows; ++r) y[(tt * 16 + t) * M + j + r] = ct[r * 16 + t];
+    }
+  }
+}
+
+// Task b of the flattened list: its job and row block; both products and the SwiGLU for a fused job.
+void RunBlock(const Problem& p, int64_t b, Scratch& s) {
+  const int job =
+      static_cast<int>(std::upper_bound(p.first_block.begin(), p.first_block.end(), b) - p.first_block.begin()) - 1;
+  const MatmulJob& jd = p.jobs[job];
+  const int64_t M = jd.w->rows();
+  const int64_t jb = (b - p.first_block[job]) * p.block_rows, j1 = std::min(M, jb + p.block_rows);
+  RowBlock(p, static_cast<const uint16_t*>(jd.w->data()), jd.y, M, jb, j1, s);
+  if (jd.w_up) {
+    RowBlock(p, static_cast<const uint16_t*>(jd.w_up->data()), jd.up, M, jb, j1, s);
+    for (int64_t t = 0; t < p.n; ++t) SwiGluRows(jd.y + t * M + jb, jd.up + t * M + jb, j1 - jb);
+  }
+}
+
+void RunGroup(const float* x, int64_t n, const MatmulJob* jobs, int num_jobs, ThreadPool* pool) {
+  Problem p;
+  p.n = n;
+  p.K = jobs[0].w->cols();
+  p.KB = (p.K + 31) / 32;
+  p.TT = (n + 15) / 16;
+  p.jobs = jobs;
+  p.num_jobs = num_jobs;
+  thread_local AlignedBuffer<uint32_t> xa;  // grows; no allocation per call
+  uint32_t* xb = xa.Get(p.TT * p.KB * 256);
+  PackX(x, n, p.K, p.KB, xb);
+  p.xb = xb;
+  int64_t total_rows = 0, macs = 0;
+  for (int i = 0; i < num_jobs; ++i) {
+    const int64_t rows = jobs[i].w->rows() * (jobs[i].w_up ? 2 : 1);
+    total_rows += rows;
+    macs += rows * p.K * n;
+  }
+  // Row blocks: about kBlockBytes of W, a multiple of 32 rows (pairs of row tiles), and small enough that
+  // every thread gets about 4 blocks of the group.
+  const int threads = pool ? pool->num_threads() : 1;
+  const int64_t row_bytes = std::max<int64_t>(1, p.K * 2);
+  const int64_t by_bytes = std::max<int64_t>(32, kBlockBytes / row_bytes / 32 * 32);
+  const int64_t by_threads = std::max<int64_t>(32, (total_rows / (4 * threads) + 31) / 32 * 32);
+  p.block_rows = threads > 1 ? std::min(by_bytes, by_threads) : by_bytes;
+  p.first_block.resize(num_jobs + 1);
+  p.first_block[0] = 0;
+  for (int i = 0; i < num_jobs; ++i)
+    p.first_block[i + 1] = p.first_block[i] + (jobs[i].w->rows() + p.block_rows - 1) / p.block_rows;
+  const int64_t blocks = p.first_block.back();
+  std::atomic<int64_t> next{0};
+  auto worker = [&](int64_t, int64_t) {
+    thread_local Scratch scratch;
+    TileScope tiles;  // this thread's tile configuration, for this piece of the loop
+    for (int64_t b = next.fetch_add(1, std::memory_order_relaxed); b < blocks;
+         b = next.fetch_add(1, std::memory_order_relaxed))
+      RunBlock(p, b, scratch);
+  };
+  // Which thread computes a block never changes its arithmetic, so this choice does not affect results.
+  if (threads > 1 && blocks > 1 && macs >= kMinParallelMacs) pool->ParallelFor(threads, 1, worker);
+  else worker(0, 1);
+}
+
+}  // namespace layerskip::cpu::amx
+
+namespace layerskip::cpu {
+
+void MatmulGroupAmx(const float* x, int64_t n, const MatmulJob* jobs, int num_jobs, ThreadPool* pool) {
+  if (jobs[0].w->type() == WeightType::kF32) return MatmulGroupAvx512Bf16(x, n, jobs, num_jobs, pool);
+  amx::RunGroup(x, n, jobs, num_jobs, pool);
+}
+
+}  // namespace layerskip::cpu
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
