@@ -15,11 +15,12 @@
 // rows or tokens share its tile. Tiles are stored and reloaded exactly between K chunks, and y[t, j] is the
 // final C[j][t]. So the path is batch-invariant: 1-token decode computes the same bits as any prefill.
 //
-// Schedule: row blocks (a multiple of 32 rows, about kBlockBytes of W) are claimed by the threads from a
-// shared counter. In a block, per chunk of kChunkBlocks column blocks, each pair of row tiles (A, 32 KiB
-// of W for the chunk: stays in L1) meets every pair of token tiles (B from L2): 2 x 2 C tiles, 8 tile
-// registers in all. The first token pass over a row pair prefetches every row ahead (decode is a stream
-// of W from memory, 32 rows at once).
+// Schedule: row blocks (kBlockRows, fewer with several threads; a multiple of 32) are claimed by the
+// threads from a shared counter. In a block, per K chunk (x of the chunk about 256 KiB, in L2 for all
+// the block's rows; decode: the whole width), each pair of row tiles (A: 32 rows of the chunk, in L1)
+// meets every pair of token tiles (B from L2): 2 x 2 C tiles, 8 tile registers in all. Decode is a stream
+// of W from memory, 32 rows at once; the hardware prefetchers follow it (software prefetch ahead in each
+// row, as the AVX-512 decode tiles do, measured slower here).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -47,9 +48,10 @@
 
 namespace layerskip::cpu::amx {
 
-constexpr int64_t kBlockBytes = 192 << 10;  // W bytes per row block
-constexpr int64_t kChunkBlocks = 16;        // column blocks per K chunk (512 columns)
-constexpr int kPrefetchBytes = 1024;        // in-row prefetch distance on the first token pass
+constexpr int64_t kBlockRows = 256;   // rows per row block (the x chunk in L2 serves them all)
+constexpr int64_t kChunkBlocks = 16;          // column blocks per K chunk at least (512 columns)
+constexpr int64_t kChunkXBytes = 256 << 10;  // packed x per K chunk at most (beyond kChunkBlocks)
+
 constexpr int64_t kMinParallelMacs = int64_t{1} << 15;
 constexpr int64_t kTileElems = 512;  // bf16 per A or B tile (16 rows x 64 bytes)
 
@@ -138,10 +140,10 @@ struct ATile {
 
 // C tiles of row tiles a[0..NA) x token tiles b[0..NB) over column blocks [kb0, kb1) (kfull: the number of
 // full blocks; block kfull, if in range, is the tail). c[a][b]: the tiles' f32 storage (16 x 16, 64-byte
-// rows); first: start from zero, else reload. prefetch: touch every A row kPrefetchBytes ahead.
+// rows); first: start from zero, else reload.
 template <int NA, int NB>
 void Micro(const ATile* a, const uint16_t* const* b, float* const (*c)[2], int64_t kb0, int64_t kb1, int64_t kfull,
-           bool first, bool prefetch) {
+           bool first) {
   // GCC's tileloadd asm does not say it reads memory: make the packed x and scratch tiles visible first.
   __asm__ volatile("" ::: "memory");
   if (first) {
@@ -171,13 +173,6 @@ void Micro(const ATile* a, const uint16_t* const* b, float* const (*c)[2], int64
   for (int64_t kb = kb0; kb < end; ++kb) {
     const uint16_t* p0 = a[0].base + kb * 32;
     const uint16_t* p1 = a1base + kb * 32;
-    if (prefetch) {
-      for (int r = 0; r < 16; ++r)
-        _mm_prefetch(reinterpret_cast<const char*>(p0) + r * a[0].stride + kPrefetchBytes, _MM_HINT_T0);
-      if constexpr (NA == 2)
-        for (int r = 0; r < 16; ++r)
-          _mm_prefetch(reinterpret_cast<const char*>(p1) + r * a1stride + kPrefetchBytes, _MM_HINT_T0);
-    }
     step(p0, a[0].stride, p1, a1stride, kb);
   }
   if (kb1 > kfull)
@@ -187,6 +182,32 @@ void Micro(const ATile* a, const uint16_t* const* b, float* const (*c)[2], int64
   if constexpr (NB == 2) _tile_stored(1, c[0][1], 64);
   if constexpr (NA == 2) _tile_stored(2, c[1][0], 64);
   if constexpr (NA == 2 && NB == 2) _tile_stored(3, c[1][1], 64);
+}
+
+// c: a C^T tile [16 rows][16 tokens]; y[t * ldy + r] = c[r][t] for tokens t < tokens and the rows in
+// `rows` (a 16 x 16 transpose in registers: 32-bit, 64-bit, then 128-bit lane interleaves).
+void StoreTransposed(const float* c, __mmask16 rows, int64_t tokens, float* y, int64_t ldy) {
+  __m512 r[16], t[16], u[16];
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_load_ps(c + 16 * i);
+  for (int i = 0; i < 8; ++i) {  // t[2i] lane L: r[2i][4L], r[2i+1][4L], r[2i][4L+1], r[2i+1][4L+1]
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int g = 0; g < 4; ++g) {  // u[4g + c] lane L: rows 4g..4g+3 at column 4L + c
+    u[4 * g + 0] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+    u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+    u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+    u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+  }
+  for (int c4 = 0; c4 < 4; ++c4) {  // column 4L + c4, lane g = lane L of u[4g + c4]
+    const __m512 v0 = _mm512_shuffle_f32x4(u[c4], u[4 + c4], 0x44), v1 = _mm512_shuffle_f32x4(u[c4], u[4 + c4], 0xEE);
+    const __m512 v2 = _mm512_shuffle_f32x4(u[8 + c4], u[12 + c4], 0x44);
+    const __m512 v3 = _mm512_shuffle_f32x4(u[8 + c4], u[12 + c4], 0xEE);
+    const __m512 out[4] = {_mm512_shuffle_f32x4(v0, v2, 0x88), _mm512_shuffle_f32x4(v0, v2, 0xDD),
+                           _mm512_shuffle_f32x4(v1, v3, 0x88), _mm512_shuffle_f32x4(v1, v3, 0xDD)};
+    for (int L = 0; L < 4; ++L)
+      if (4 * L + c4 < tokens) _mm512_mask_storeu_ps(y + (4 * L + c4) * ldy, rows, out[L]);
+  }
 }
 
 // Per-call state shared by the threads.
@@ -227,8 +248,11 @@ void RowBlock(const Problem& p, const uint16_t* w, float* y, int64_t M, int64_t 
   }
   float* c = s.c.Get(R * TT * 256);
   auto ctile = [&](int64_t rt, int64_t tt) { return c + (rt * TT + tt) * 256; };
-  for (int64_t kb0 = 0; kb0 < KB; kb0 += kChunkBlocks) {
-    const int64_t kb1 = std::min(KB, kb0 + kChunkBlocks);
+  // K chunks: the x of a chunk (TT x chunk B tiles) at most kChunkXBytes, so it stays in L2 for all the
+  // block's rows; at least kChunkBlocks blocks.
+  const int64_t chunk = std::max<int64_t>(kChunkBlocks, kChunkXBytes / (TT * 1024));
+  for (int64_t kb0 = 0; kb0 < KB; kb0 += chunk) {
+    const int64_t kb1 = std::min(KB, kb0 + chunk);
     for (int64_t rt = 0; rt < R; rt += 2) {
       const int na = R - rt >= 2 ? 2 : 1;
       for (int64_t tt = 0; tt < TT; tt += 2) {
@@ -237,23 +261,20 @@ void RowBlock(const Problem& p, const uint16_t* w, float* y, int64_t M, int64_t 
                                 reinterpret_cast<const uint16_t*>(p.xb + (tt + nb - 1) * KB * 256)};
         float* const ct[2][2] = {{ctile(rt, tt), ctile(rt, tt + nb - 1)},
                                  {ctile(rt + na - 1, tt), ctile(rt + na - 1, tt + nb - 1)}};
-        const bool first = kb0 == 0, pf = tt == 0;
-        if (na == 2 && nb == 2) Micro<2, 2>(&a[rt], b, ct, kb0, kb1, kfull, first, pf);
-        else if (na == 2) Micro<2, 1>(&a[rt], b, ct, kb0, kb1, kfull, first, pf);
-        else if (nb == 2) Micro<1, 2>(&a[rt], b, ct, kb0, kb1, kfull, first, pf);
-        else Micro<1, 1>(&a[rt], b, ct, kb0, kb1, kfull, first, pf);
+        const bool first = kb0 == 0;
+        if (na == 2 && nb == 2) Micro<2, 2>(&a[rt], b, ct, kb0, kb1, kfull, first);
+        else if (na == 2) Micro<2, 1>(&a[rt], b, ct, kb0, kb1, kfull, first);
+        else if (nb == 2) Micro<1, 2>(&a[rt], b, ct, kb0, kb1, kfull, first);
+        else Micro<1, 1>(&a[rt], b, ct, kb0, kb1, kfull, first);
       }
     }
   }
   // C^T tiles -> y[t, j].
   for (int64_t rt = 0; rt < R; ++rt) {
-    const int64_t j = jb + rt * 16, rows = std::min<int64_t>(16, j1 - j);
-    for (int64_t tt = 0; tt < TT; ++tt) {
-      const float* ct = ctile(rt, tt);
-      const int64_t tokens = std::min<int64_t>(16, p.n - tt * 16);
-      for (int64_t t = 0; t < tokens; ++t)
-        for (int64_t r = 0; r < rows; ++r) y[(tt * 16 + t) * M + j + r] = ct[r * 16 + t];
-    }
+    const int64_t j = jb + rt * 16;
+    const __mmask16 rows = ColumnMask16(j1 - j);
+    for (int64_t tt = 0; tt < TT; ++tt) StoreTransposed(ctile(rt, tt), rows, std::min<int64_t>(16, p.n - tt * 16),
+                                                         y + tt * 16 * M + j, M);
   }
 }
 
@@ -289,13 +310,11 @@ void RunGroup(const float* x, int64_t n, const MatmulJob* jobs, int num_jobs, Th
     total_rows += rows;
     macs += rows * p.K * n;
   }
-  // Row blocks: about kBlockBytes of W, a multiple of 32 rows (pairs of row tiles), and small enough that
-  // every thread gets about 4 blocks of the group.
+  // Row blocks: kBlockRows, or fewer (a multiple of 32: pairs of row tiles) so that every thread gets
+  // about 4 blocks of the group.
   const int threads = pool ? pool->num_threads() : 1;
-  const int64_t row_bytes = std::max<int64_t>(1, p.K * 2);
-  const int64_t by_bytes = std::max<int64_t>(32, kBlockBytes / row_bytes / 32 * 32);
   const int64_t by_threads = std::max<int64_t>(32, (total_rows / (4 * threads) + 31) / 32 * 32);
-  p.block_rows = threads > 1 ? std::min(by_bytes, by_threads) : by_bytes;
+  p.block_rows = threads > 1 ? std::min(kBlockRows, by_threads) : kBlockRows;
   p.first_block.resize(num_jobs + 1);
   p.first_block[0] = 0;
   for (int i = 0; i < num_jobs; ++i)
