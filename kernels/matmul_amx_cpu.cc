@@ -224,6 +224,7 @@ struct Problem {
 struct Scratch {
   std::vector<uint16_t> rows;  // a partial row tile: [16][KB * 32]
   std::vector<uint16_t> tails;  // the partial last column block of each full row tile: [R][16][32]
+  std::vector<ATile> a;         // per row tile of the block
   AlignedBuffer<float> c;       // [R][TT][16][16]
 };
 
@@ -231,14 +232,17 @@ struct Scratch {
 void RowBlock(const Problem& p, const uint16_t* w, float* y, int64_t M, int64_t jb, int64_t j1, Scratch& s) {
   const int64_t K = p.K, KB = p.KB, TT = p.TT, kfull = K / 32;
   const int64_t R = (j1 - jb + 15) / 16;
-  std::vector<ATile> a(static_cast<size_t>(R));
-  s.tails.assign(static_cast<size_t>(R) * kTileElems, 0);
+  s.a.resize(static_cast<size_t>(R));
+  ATile* a = s.a.data();
+  if (K != kfull * 32) s.tails.assign(static_cast<size_t>(R) * kTileElems, 0);
   for (int64_t rt = 0; rt < R; ++rt) {
     const int64_t j = jb + rt * 16, rows = std::min<int64_t>(16, j1 - j);
     if (rows < 16) {  // a partial row tile: all its columns from a zero-padded copy
       s.rows.assign(static_cast<size_t>(16 * KB * 32), 0);
       for (int64_t r = 0; r < rows; ++r) std::memcpy(s.rows.data() + r * KB * 32, w + (j + r) * K, K * 2);
       a[rt] = ATile{s.rows.data(), KB * 64, s.rows.data() + kfull * 32, KB * 64};
+    } else if (K == kfull * 32) {
+      a[rt] = ATile{w + j * K, K * 2, nullptr, 64};
     } else {
       uint16_t* tail = s.tails.data() + rt * kTileElems;
       for (int64_t r = 0; r < 16; ++r)
@@ -262,10 +266,10 @@ void RowBlock(const Problem& p, const uint16_t* w, float* y, int64_t M, int64_t 
         float* const ct[2][2] = {{ctile(rt, tt), ctile(rt, tt + nb - 1)},
                                  {ctile(rt + na - 1, tt), ctile(rt + na - 1, tt + nb - 1)}};
         const bool first = kb0 == 0;
-        if (na == 2 && nb == 2) Micro<2, 2>(&a[rt], b, ct, kb0, kb1, kfull, first);
-        else if (na == 2) Micro<2, 1>(&a[rt], b, ct, kb0, kb1, kfull, first);
-        else if (nb == 2) Micro<1, 2>(&a[rt], b, ct, kb0, kb1, kfull, first);
-        else Micro<1, 1>(&a[rt], b, ct, kb0, kb1, kfull, first);
+        if (na == 2 && nb == 2) Micro<2, 2>(a + rt, b, ct, kb0, kb1, kfull, first);
+        else if (na == 2) Micro<2, 1>(a + rt, b, ct, kb0, kb1, kfull, first);
+        else if (nb == 2) Micro<1, 2>(a + rt, b, ct, kb0, kb1, kfull, first);
+        else Micro<1, 1>(a + rt, b, ct, kb0, kb1, kfull, first);
       }
     }
   }
