@@ -185,8 +185,14 @@ void Micro(const ATile* a, const uint16_t* const* b, float* const (*c)[2], int64
 }
 
 // c: a C^T tile [16 rows][16 tokens]; y[t * ldy + r] = c[r][t] for tokens t < tokens and the rows in
-// `rows` (a 16 x 16 transpose in registers: 32-bit, 64-bit, then 128-bit lane interleaves).
+// `rows` (a 16 x 16 transpose in registers: 32-bit, 64-bit, then 128-bit lane interleaves; for 1-2 tokens
+// a gather of their columns).
 void StoreTransposed(const float* c, __mmask16 rows, int64_t tokens, float* y, int64_t ldy) {
+  if (tokens <= 2) {  // decode: gather the token's column instead
+    const __m512i column = _mm512_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240);
+    for (int64_t t = 0; t < tokens; ++t) _mm512_mask_storeu_ps(y + t * ldy, rows, _mm512_i32gather_ps(column, c + t, 4));
+    return;
+  }
   __m512 r[16], t[16], u[16];
   for (int i = 0; i < 16; ++i) r[i] = _mm512_load_ps(c + 16 * i);
   for (int i = 0; i < 8; ++i) {  // t[2i] lane L: r[2i][4L], r[2i+1][4L], r[2i][4L+1], r[2i+1][4L+1]
