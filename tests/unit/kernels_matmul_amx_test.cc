@@ -1,6 +1,6 @@
 // The `amx` matmul path (kernels/matmul_amx_cpu.cc) on shapes AMX tiles do not divide: row counts that are
 // not multiples of 16 (partial row tiles), widths that are not multiples of 32 (a partial column block),
-// widths over one K chunk, and 1..70 tokens (partial token tiles). Against a double-precision reference,
+// widths over one K chunk, and 1..300 tokens (partial token tiles). Against a double-precision reference,
 // and bitwise: every token's outputs are the bits of its 1-token product, for any n, thread count and job
 // grouping. Skipped, with the reason, on hosts without AMX-BF16 or where Linux refuses the tiles.
 #include <cmath>
@@ -76,6 +76,24 @@ TEST_F(AmxMatmulTest, OddShapesMatchReferenceAndAreBatchInvariant) {
         ASSERT_EQ(0, std::memcmp(y.data(), alone.data() + start * M, y.size() * sizeof(float)))
             << "M=" << M << " K=" << K << " n=" << n << " threads=" << threads;
       }
+    }
+  }
+}
+
+// Long prompts split K into chunks (C tiles stored and reloaded between them; short ones take the width
+// at once): still the bits of 1-token products.
+TEST_F(AmxMatmulTest, KChunksOfLongPromptsBitwiseEqualAlone) {
+  const int64_t M = 33, K = 8200, kMaxN = 300;  // K: several chunks at n >= 128, and a partial last block
+  auto w = RandomBf16(M, K, 31);
+  const std::vector<float> x = RandomVector(kMaxN * K, 32);
+  const std::vector<float> alone = Alone(x, kMaxN, *w);
+  for (int threads : {1, 2}) {
+    ThreadPool pool(threads);
+    for (int64_t n : {17, 129, 256, 300}) {
+      std::vector<float> y(n * M);
+      cpu::Matmul(x.data() + (kMaxN - n) * K, n, *w, y.data(), &pool);
+      ASSERT_EQ(0, std::memcmp(y.data(), alone.data() + (kMaxN - n) * M, y.size() * sizeof(float)))
+          << "n=" << n << " threads=" << threads;
     }
   }
 }
