@@ -108,25 +108,57 @@ inline __mmask16 ColumnMask16(int64_t left) {
   return left >= 16 ? __mmask16{0xffff} : left <= 0 ? __mmask16{0} : static_cast<__mmask16>((1u << left) - 1);
 }
 
-// x [n, K] f32 -> B tiles [TT][KB][16 pairs][16 tokens] of bf16 pairs (uint32), zero past n and K.
-void PackX(const float* x, int64_t n, int64_t K, int64_t KB, uint32_t* out) {
-  const int64_t TT = (n + 15) / 16;
-  if (n % 16 != 0) std::memset(out + (TT - 1) * KB * 256, 0, static_cast<size_t>(KB) * 256 * 4);
-  alignas(64) uint32_t row[64];  // one token's 2 column blocks as bf16 pairs
-  for (int64_t t = 0; t < n; ++t) {
-    const float* xt = x + t * K;
-    uint32_t* base = out + (t / 16) * KB * 256 + (t % 16);
-    for (int64_t kb = 0; kb < KB; kb += 2) {
-      for (int h = 0; h < 2 && kb + h < KB; ++h) {
-        const int64_t k = (kb + h) * 32;
+// out[c] = column c of the 16 x 16 matrix of 32-bit lanes r[0..16) (bit moves only: 32-bit, 64-bit, then
+// 128-bit lane interleaves).
+inline void Transpose16(const __m512 (&r)[16], __m512 (&out)[16]) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 8; ++i) {  // t[2i] lane L: r[2i][4L], r[2i+1][4L], r[2i][4L+1], r[2i+1][4L+1]
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int g = 0; g < 4; ++g) {  // u[4g + c] lane L: rows 4g..4g+3 at column 4L + c
+    u[4 * g + 0] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+    u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+    u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+    u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+  }
+  for (int c4 = 0; c4 < 4; ++c4) {  // column 4L + c4, lane g = lane L of u[4g + c4]
+    const __m512 v0 = _mm512_shuffle_f32x4(u[c4], u[4 + c4], 0x44), v1 = _mm512_shuffle_f32x4(u[c4], u[4 + c4], 0xEE);
+    const __m512 v2 = _mm512_shuffle_f32x4(u[8 + c4], u[12 + c4], 0x44);
+    const __m512 v3 = _mm512_shuffle_f32x4(u[8 + c4], u[12 + c4], 0xEE);
+    out[c4] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+    out[4 + c4] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
+    out[8 + c4] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+    out[12 + c4] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
+  }
+}
+
+// x [n, K] f32 -> B tiles [TT][KB][16 pairs][16 tokens] of bf16 pairs (uint32), zero past n and K: per
+// token tile, each token's row rounded to bf16 into `rows` [16][KB * 16 pairs], then each 16 x 16 block
+// of pairs transposed in registers into its tile.
+void PackX(const float* x, int64_t n, int64_t K, int64_t KB, uint32_t* out, uint32_t* rows) {
+  for (int64_t tt = 0; tt * 16 < n; ++tt) {
+    const int64_t tokens = std::min<int64_t>(16, n - tt * 16);
+    for (int64_t t = 0; t < 16; ++t) {
+      uint32_t* row = rows + t * KB * 16;
+      if (t >= tokens) {
+        std::memset(row, 0, static_cast<size_t>(KB) * 64);
+        continue;
+      }
+      const float* xt = x + (tt * 16 + t) * K;
+      for (int64_t kb = 0; kb < KB; ++kb) {
+        const int64_t k = kb * 32;
         const __m512 lo = _mm512_maskz_loadu_ps(ColumnMask16(K - k), xt + k);
         const __m512 hi = _mm512_maskz_loadu_ps(ColumnMask16(K - k - 16), xt + k + 16);
-        _mm512_store_si512(row + 16 * h, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+        _mm512_store_si512(row + kb * 16, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
       }
-      for (int h = 0; h < 2 && kb + h < KB; ++h) {
-        uint32_t* dst = base + (kb + h) * 256;
-        for (int r = 0; r < 16; ++r) dst[r * 16] = row[16 * h + r];
-      }
+    }
+    for (int64_t kb = 0; kb < KB; ++kb) {
+      __m512 r[16], c[16];
+      for (int t = 0; t < 16; ++t) r[t] = _mm512_load_ps(reinterpret_cast<const float*>(rows + t * KB * 16 + kb * 16));
+      Transpose16(r, c);
+      uint32_t* dst = out + (tt * KB + kb) * 256;
+      for (int p = 0; p < 16; ++p) _mm512_store_ps(reinterpret_cast<float*>(dst + p * 16), c[p]);
     }
   }
 }
@@ -187,35 +219,17 @@ void Micro(const ATile* a, const uint16_t* const* b, float* const (*c)[2], int64
 }
 
 // c: a C^T tile [16 rows][16 tokens]; y[t * ldy + r] = c[r][t] for tokens t < tokens and the rows in
-// `rows` (a 16 x 16 transpose in registers: 32-bit, 64-bit, then 128-bit lane interleaves; for 1-2 tokens
-// a gather of their columns).
+// `rows` (Transpose16; for 1-2 tokens a gather of their columns).
 void StoreTransposed(const float* c, __mmask16 rows, int64_t tokens, float* y, int64_t ldy) {
   if (tokens <= 2) {  // decode: gather the token's column instead
     const __m512i column = _mm512_setr_epi32(0, 16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240);
     for (int64_t t = 0; t < tokens; ++t) _mm512_mask_storeu_ps(y + t * ldy, rows, _mm512_i32gather_ps(column, c + t, 4));
     return;
   }
-  __m512 r[16], t[16], u[16];
+  __m512 r[16], out[16];
   for (int i = 0; i < 16; ++i) r[i] = _mm512_load_ps(c + 16 * i);
-  for (int i = 0; i < 8; ++i) {  // t[2i] lane L: r[2i][4L], r[2i+1][4L], r[2i][4L+1], r[2i+1][4L+1]
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  for (int g = 0; g < 4; ++g) {  // u[4g + c] lane L: rows 4g..4g+3 at column 4L + c
-    u[4 * g + 0] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
-    u[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
-    u[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
-    u[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
-  }
-  for (int c4 = 0; c4 < 4; ++c4) {  // column 4L + c4, lane g = lane L of u[4g + c4]
-    const __m512 v0 = _mm512_shuffle_f32x4(u[c4], u[4 + c4], 0x44), v1 = _mm512_shuffle_f32x4(u[c4], u[4 + c4], 0xEE);
-    const __m512 v2 = _mm512_shuffle_f32x4(u[8 + c4], u[12 + c4], 0x44);
-    const __m512 v3 = _mm512_shuffle_f32x4(u[8 + c4], u[12 + c4], 0xEE);
-    const __m512 out[4] = {_mm512_shuffle_f32x4(v0, v2, 0x88), _mm512_shuffle_f32x4(v0, v2, 0xDD),
-                           _mm512_shuffle_f32x4(v1, v3, 0x88), _mm512_shuffle_f32x4(v1, v3, 0xDD)};
-    for (int L = 0; L < 4; ++L)
-      if (4 * L + c4 < tokens) _mm512_mask_storeu_ps(y + (4 * L + c4) * ldy, rows, out[L]);
-  }
+  Transpose16(r, out);
+  for (int64_t t = 0; t < tokens; ++t) _mm512_mask_storeu_ps(y + t * ldy, rows, out[t]);
 }
 
 // Per-call state shared by the threads.
@@ -312,9 +326,9 @@ void RunGroup(const float* x, int64_t n, const MatmulJob* jobs, int num_jobs, Th
   p.TT = (n + 15) / 16;
   p.jobs = jobs;
   p.num_jobs = num_jobs;
-  thread_local AlignedBuffer<uint32_t> xa;  // grows; no allocation per call
+  thread_local AlignedBuffer<uint32_t> xa, xrows;  // grow; no allocation per call
   uint32_t* xb = xa.Get(p.TT * p.KB * 256);
-  PackX(x, n, p.K, p.KB, xb);
+  PackX(x, n, p.K, p.KB, xb, xrows.Get(16 * p.KB * 16));
   p.xb = xb;
   int64_t total_rows = 0, macs = 0;
   for (int i = 0; i < num_jobs; ++i) {
