@@ -105,7 +105,7 @@ absl::Status Inspect(const Flags& flags) {
               static_cast<long long>(kv.bytes_per_position), c.num_hidden_layers, b.num_slots, b.positions_per_slot,
               b.bytes / 1048576.0, static_cast<long long>(b.total_positions));
   LS_ASSIGN_OR_RETURN(cpu::CpuKernels kernels, cpu::SelectedCpuKernels());
-  std::printf("cpu: %s\ncpu kernels: %s (LAYERSKIP_CPU_KERNELS=avx2|avx512|avx512-bf16 forces one)\n",
+  std::printf("cpu: %s\ncpu kernels: %s (LAYERSKIP_CPU_KERNELS=avx2|avx512|avx512-bf16|amx forces one)\n",
               cpu::HostCpuFeatures().Describe().c_str(), cpu::CpuKernelsName(kernels));
   const auto quota = CgroupCpuLimit();
   std::printf("default threads: %d (affinity mask and cgroup CPU quota: %s)\n", DefaultThreadCount(),

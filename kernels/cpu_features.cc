@@ -1,6 +1,11 @@
 #include "kernels/cpu_features.h"
 
 #include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <atomic>
 #include <cstdint>
@@ -29,6 +34,7 @@ CpuFeatures Detect() {
   const uint64_t xcr0 = Xgetbv0();
   const bool os_avx = (xcr0 & 0x6) == 0x6;            // XMM and YMM state
   const bool os_avx512 = os_avx && (xcr0 & 0xe0) == 0xe0;  // opmask, ZMM_Hi256, Hi16_ZMM
+  const bool os_amx = (xcr0 & (uint64_t{3} << 17)) == (uint64_t{3} << 17);  // XTILECFG, XTILEDATA
   if (!os_avx) return f;
   f.fma = fma;
   f.f16c = f16c;
@@ -41,6 +47,13 @@ CpuFeatures Detect() {
     f.avx512bw = b & (1u << 30);
     f.avx512vl = b & (1u << 31);
     f.avx512_vnni = c & (1u << 11);
+  }
+  if (os_amx) {
+    f.amx_bf16 = d & (1u << 22);
+    f.amx_tile = d & (1u << 24);
+    f.amx_int8 = d & (1u << 25);
+  }
+  if (os_avx512) {
     __cpuid_count(7, 1, a, b, c, d);
     f.avx512_bf16 = a & (1u << 5);
   }
@@ -58,7 +71,8 @@ std::string CpuFeatures::Describe() const {
   const std::pair<bool, const char*> all[] = {{avx2, "avx2"},         {fma, "fma"},           {f16c, "f16c"},
                                               {avx512f, "avx512f"},   {avx512bw, "avx512bw"}, {avx512vl, "avx512vl"},
                                               {avx512dq, "avx512dq"}, {avx512_bf16, "avx512_bf16"},
-                                              {avx512_vnni, "avx512_vnni"}};
+                                              {avx512_vnni, "avx512_vnni"}, {amx_tile, "amx_tile"},
+                                              {amx_bf16, "amx_bf16"},   {amx_int8, "amx_int8"}};
   for (const auto& [has, name] : all)
     if (has) on.push_back(name);
   return on.empty() ? "none" : absl::StrJoin(on, " ");
@@ -74,13 +88,46 @@ const char* CpuKernelsName(CpuKernels k) {
     case CpuKernels::kAvx2: return "avx2";
     case CpuKernels::kAvx512: return "avx512";
     case CpuKernels::kAvx512Bf16: return "avx512-bf16";
+    case CpuKernels::kAmx: return "amx";
   }
   return "?";
 }
 
+bool CpuKernelsSupported(CpuKernels k, const CpuFeatures& f) {
+  switch (k) {
+    case CpuKernels::kAvx2: return f.avx2 && f.fma && f.f16c;
+    case CpuKernels::kAvx512: return HasAvx512(f);
+    case CpuKernels::kAvx512Bf16: return HasAvx512(f) && f.avx512_bf16;
+    case CpuKernels::kAmx: return HasAvx512(f) && f.avx512_bf16 && f.amx_tile && f.amx_bf16;
+  }
+  return false;
+}
+
+bool RoundsInputsToBf16(CpuKernels k) { return k == CpuKernels::kAvx512Bf16 || k == CpuKernels::kAmx; }
+
 CpuKernels BestCpuKernels(const CpuFeatures& f) {
   if (!HasAvx512(f)) return CpuKernels::kAvx2;
   return f.avx512_bf16 ? CpuKernels::kAvx512Bf16 : CpuKernels::kAvx512;
+}
+
+absl::Status AmxPermission() {
+  static const absl::Status status = []() -> absl::Status {
+    const CpuFeatures& f = HostCpuFeatures();
+    if (!f.amx_tile || !f.amx_bf16)
+      return absl::FailedPreconditionError(absl::StrCat(
+          "AMX-TILE and AMX-BF16 with their tile state enabled by the OS (XCR0) are missing (the CPU has: ",
+          f.Describe(), ")"));
+    constexpr long kArchGetXcompPerm = 0x1022, kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    if (syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) != 0)
+      return absl::FailedPreconditionError(
+          absl::StrCat("Linux refused this process the AMX tile state (arch_prctl(ARCH_REQ_XCOMP_PERM, "
+                       "XFEATURE_XTILEDATA): ", std::strerror(errno), "; needs Linux 5.16 or later)"));
+    unsigned long permitted = 0;
+    if (syscall(SYS_arch_prctl, kArchGetXcompPerm, &permitted) != 0 || !(permitted & (1ul << kXfeatureXtiledata)))
+      return absl::FailedPreconditionError("Linux did not grant this process the AMX tile state (ARCH_GET_XCOMP_PERM)");
+    return absl::OkStatus();
+  }();
+  return status;
 }
 
 absl::StatusOr<CpuKernels> ParseCpuKernels(std::string_view name_view, const CpuFeatures& f) {
@@ -89,14 +136,25 @@ absl::StatusOr<CpuKernels> ParseCpuKernels(std::string_view name_view, const Cpu
   if (name == "avx2") k = CpuKernels::kAvx2;
   else if (name == "avx512") k = CpuKernels::kAvx512;
   else if (name == "avx512-bf16") k = CpuKernels::kAvx512Bf16;
+  else if (name == "amx") k = CpuKernels::kAmx;
   else
-    return absl::InvalidArgumentError(
-        absl::StrCat("LAYERSKIP_CPU_KERNELS='", name, "' is not a CPU kernel path (avx2, avx512, avx512-bf16)"));
-  if (static_cast<int>(k) > static_cast<int>(BestCpuKernels(f))) {
-    const char* needs = k == CpuKernels::kAvx512 ? "AVX-512 F/BW/VL/DQ" : "AVX-512 F/BW/VL/DQ and AVX512_BF16";
+    return absl::InvalidArgumentError(absl::StrCat("LAYERSKIP_CPU_KERNELS='", name,
+                                                   "' is not a CPU kernel path (avx2, avx512, avx512-bf16, amx)"));
+  if (!CpuKernelsSupported(k, f)) {
+    const char* needs = k == CpuKernels::kAvx2     ? "AVX2, FMA and F16C"
+                        : k == CpuKernels::kAvx512 ? "AVX-512 F/BW/VL/DQ"
+                        : k == CpuKernels::kAvx512Bf16
+                            ? "AVX-512 F/BW/VL/DQ and AVX512_BF16"
+                            : "AVX-512 F/BW/VL/DQ, AVX512_BF16, AMX-TILE and AMX-BF16 (with the OS's tile state)";
     return absl::FailedPreconditionError(absl::StrCat("LAYERSKIP_CPU_KERNELS=", name, " needs ", needs,
                                                       ", which this CPU lacks (it has: ", f.Describe(),
                                                       "; best path here: ", CpuKernelsName(BestCpuKernels(f)), ")"));
+  }
+  if (k == CpuKernels::kAmx) {
+    const absl::Status permitted = AmxPermission();
+    if (!permitted.ok())
+      return absl::FailedPreconditionError(
+          absl::StrCat("LAYERSKIP_CPU_KERNELS=amx is unavailable: ", permitted.message()));
   }
   return k;
 }

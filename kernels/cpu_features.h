@@ -12,22 +12,38 @@ struct CpuFeatures {
   bool avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
   bool avx512_bf16 = false, avx512_vnni = false;
+  // AMX (CPUID leaf 7 EDX bits 24 AMX-TILE, 22 AMX-BF16, 25 AMX-INT8) with the OS enabling the tile state
+  // in XCR0 (bits 17 XTILECFG, 18 XTILEDATA). Linux also wants a per-process request: AmxPermission.
+  bool amx_tile = false, amx_bf16 = false, amx_int8 = false;
   std::string Describe() const;  // "avx2 fma f16c avx512f ..." (the flags present)
 };
 
 // What this host supports (the OS must also save the AVX / AVX-512 register state).
 const CpuFeatures& HostCpuFeatures();
 
-// Kernel paths, each a superset of the one before.
-enum class CpuKernels { kAvx2 = 0, kAvx512 = 1, kAvx512Bf16 = 2 };
+// Kernel paths, each needing the instructions of the one before. kAmx: bf16 weights through AMX-BF16
+// tiles (kernels/matmul_amx_cpu.cc), everything else as kAvx512Bf16.
+enum class CpuKernels { kAvx2 = 0, kAvx512 = 1, kAvx512Bf16 = 2, kAmx = 3 };
 
-const char* CpuKernelsName(CpuKernels k);  // "avx2", "avx512", "avx512-bf16"
+const char* CpuKernelsName(CpuKernels k);  // "avx2", "avx512", "avx512-bf16", "amx"
 
-// The best path `f` supports (AVX2 + FMA + F16C is the baseline this binary is built for).
+// Whether `f` has the instructions path k needs (for kAmx, not yet whether Linux permits the tiles).
+bool CpuKernelsSupported(CpuKernels k, const CpuFeatures& f);
+
+// Whether path k rounds a bf16-weight matmul's input x to bf16 (avx512-bf16 and amx).
+bool RoundsInputsToBf16(CpuKernels k);
+
+// The default path for `f` (AVX2 + FMA + F16C is the baseline this binary is built for). AMX is opt-in
+// (LAYERSKIP_CPU_KERNELS=amx; docs/engine.md says why), so the default is at most kAvx512Bf16.
 CpuKernels BestCpuKernels(const CpuFeatures& f);
 
-// Parses a path name; an error names the valid ones. A path above what `f` supports is an error naming
-// the missing instructions.
+// Asks Linux once per process for the AMX tile data state (arch_prctl ARCH_REQ_XCOMP_PERM,
+// XFEATURE_XTILEDATA), which every thread must have before its first tile instruction. An error says why
+// the tiles are unavailable (CPU without AMX, kernel without AMX support, or the request refused).
+absl::Status AmxPermission();
+
+// Parses a path name; an error names the valid ones. A path `f` does not support is an error naming
+// the missing instructions; for "amx" also one where Linux refuses this process the tiles (AmxPermission).
 absl::StatusOr<CpuKernels> ParseCpuKernels(std::string_view name, const CpuFeatures& f);
 
 // The process's path: LAYERSKIP_CPU_KERNELS if set (validated by ParseCpuKernels), else the best the host

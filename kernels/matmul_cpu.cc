@@ -1,6 +1,7 @@
 // The CPU matmul's entry points: pick the instruction set's kernel (kernels/cpu_features.h, chosen once
 // per process) and the weight type's. The kernels themselves: kernels/matmul_tiles.h, compiled per
-// instruction set in matmul_avx2_cpu.cc, matmul_avx512_cpu.cc and matmul_avx512bf16_cpu.cc.
+// instruction set in matmul_avx2_cpu.cc, matmul_avx512_cpu.cc and matmul_avx512bf16_cpu.cc; the AMX
+// tiles in matmul_amx_cpu.cc.
 #include <vector>
 
 #include "kernels/cpu_features.h"
@@ -29,6 +30,7 @@ bool Groupable(const MatmulJob* jobs, int num_jobs) {
 
 void RunGroup(const float* x, int64_t n, const MatmulJob* jobs, int num_jobs, ThreadPool* pool) {
   switch (ActiveCpuKernels()) {
+    case CpuKernels::kAmx: return MatmulGroupAmx(x, n, jobs, num_jobs, pool);
     case CpuKernels::kAvx512Bf16: return MatmulGroupAvx512Bf16(x, n, jobs, num_jobs, pool);
     case CpuKernels::kAvx512: return MatmulGroupAvx512(x, n, jobs, num_jobs, pool);
     case CpuKernels::kAvx2: return MatmulGroupAvx2(x, n, jobs, num_jobs, pool);

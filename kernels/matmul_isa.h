@@ -1,6 +1,7 @@
 #pragma once
 // Internal to the CPU matmul: one entry point per instruction set, each compiled in its own translation
-// unit (matmul_avx2_cpu.cc, matmul_avx512_cpu.cc, matmul_avx512bf16_cpu.cc); matmul_cpu.cc picks one.
+// unit (matmul_avx2_cpu.cc, matmul_avx512_cpu.cc, matmul_avx512bf16_cpu.cc,
+// matmul_amx_cpu.cc); matmul_cpu.cc picks one.
 #include <cstdint>
 
 #include "engine/core/matrix.h"
@@ -24,5 +25,8 @@ void MatmulGroupAvx2(const float* x, int64_t n, const MatmulJob* jobs, int num_j
 void MatmulGroupAvx512(const float* x, int64_t n, const MatmulJob* jobs, int num_jobs, ThreadPool* pool);
 // bf16 weights: x rounded to bf16 (nearest even) and vdpbf16ps dot products; f32 weights as Avx512.
 void MatmulGroupAvx512Bf16(const float* x, int64_t n, const MatmulJob* jobs, int num_jobs, ThreadPool* pool);
+// bf16 weights: x rounded to bf16 as above, AMX-BF16 tiles (kernels/matmul_amx_cpu.cc; the thread must
+// have AmxPermission); f32 weights as Avx512Bf16.
+void MatmulGroupAmx(const float* x, int64_t n, const MatmulJob* jobs, int num_jobs, ThreadPool* pool);
 
 }  // namespace layerskip::cpu

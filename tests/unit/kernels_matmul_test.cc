@@ -30,17 +30,22 @@ std::unique_ptr<Matrix> RandomMatrix(WeightType type, int64_t rows, int64_t cols
   return m;
 }
 
-// Runs the test on kernel path k, or skips it when the host lacks k.
+// Runs the test on kernel path k, or skips it when the host lacks k (why: why()).
 class PathScope {
  public:
-  explicit PathScope(CpuKernels k) : ok_(static_cast<int>(k) <= static_cast<int>(cpu::BestCpuKernels(cpu::HostCpuFeatures()))) {
+  explicit PathScope(CpuKernels k) {
+    const absl::StatusOr<CpuKernels> parsed = cpu::ParseCpuKernels(cpu::CpuKernelsName(k), cpu::HostCpuFeatures());
+    ok_ = parsed.ok();
+    why_ = parsed.ok() ? "" : std::string(parsed.status().message());
     if (ok_) cpu::SetCpuKernelsForTesting(k);
   }
   ~PathScope() { cpu::ResetCpuKernelsForTesting(); }
   bool ok() const { return ok_; }
+  const std::string& why() const { return why_; }
 
  private:
   bool ok_;
+  std::string why_;
 };
 
 class MatmulTest : public ::testing::TestWithParam<std::tuple<CpuKernels, WeightType, int>> {};
@@ -48,9 +53,9 @@ class MatmulTest : public ::testing::TestWithParam<std::tuple<CpuKernels, Weight
 TEST_P(MatmulTest, MatchesReference) {
   const auto [path, type, K] = GetParam();
   PathScope scope(path);
-  if (!scope.ok()) GTEST_SKIP() << "host lacks " << cpu::CpuKernelsName(path);
+  if (!scope.ok()) GTEST_SKIP() << scope.why();
   // bf16 dot products round x to bf16: a relative error of 2^-9 per product at most.
-  const bool bf16_x = path == CpuKernels::kAvx512Bf16 && type == WeightType::kBF16;
+  const bool bf16_x = cpu::RoundsInputsToBf16(path) && type == WeightType::kBF16;
   for (int64_t n : {1, 5, 9}) {
     const int64_t M = 37;
     auto w = RandomMatrix(type, M, K, 1);
@@ -75,7 +80,7 @@ TEST_P(MatmulTest, MatchesReference) {
 TEST_P(MatmulTest, BatchInvariantBitwise) {
   const auto [path, type, K] = GetParam();
   PathScope scope(path);
-  if (!scope.ok()) GTEST_SKIP() << "host lacks " << cpu::CpuKernelsName(path);
+  if (!scope.ok()) GTEST_SKIP() << scope.why();
   const int64_t M = 301;  // large enough that batches of 4+ tokens split rows over threads
   auto w = RandomMatrix(type, M, K, 3);
   std::vector<float> x = RandomVector(64 * K, 4);
@@ -99,7 +104,7 @@ TEST_P(MatmulTest, BatchInvariantBitwise) {
 TEST_P(MatmulTest, GroupedEqualsSeparateBitwise) {
   const auto [path, type, K] = GetParam();
   PathScope scope(path);
-  if (!scope.ok()) GTEST_SKIP() << "host lacks " << cpu::CpuKernelsName(path);
+  if (!scope.ok()) GTEST_SKIP() << scope.why();
   auto a = RandomMatrix(type, 70, K, 5), b = RandomMatrix(type, 13, K, 6), c = RandomMatrix(type, 200, K, 7);
   auto up = RandomMatrix(type, 200, K, 8);
   ThreadPool pool(2);
@@ -123,7 +128,7 @@ TEST_P(MatmulTest, GroupedEqualsSeparateBitwise) {
 
 INSTANTIATE_TEST_SUITE_P(
     Paths, MatmulTest,
-    ::testing::Combine(::testing::Values(CpuKernels::kAvx2, CpuKernels::kAvx512, CpuKernels::kAvx512Bf16),
+    ::testing::Combine(::testing::Values(CpuKernels::kAvx2, CpuKernels::kAvx512, CpuKernels::kAvx512Bf16, CpuKernels::kAmx),
                        ::testing::Values(WeightType::kF32, WeightType::kBF16),
                        ::testing::Values(16, 64, 100, 256, 688, 2048, 2056)),
     [](const auto& info) {
@@ -153,7 +158,30 @@ TEST(CpuFeaturesTest, BestPathAndForcedPaths) {
   EXPECT_FALSE(cpu::ParseCpuKernels("avx512", avx2).ok());
   const auto unknown = cpu::ParseCpuKernels("sse2", bf16);
   ASSERT_FALSE(unknown.ok());
-  EXPECT_NE(unknown.status().message().find("avx2, avx512, avx512-bf16"), std::string::npos) << unknown.status();
+  EXPECT_NE(unknown.status().message().find("avx2, avx512, avx512-bf16, amx"), std::string::npos) << unknown.status();
+
+  // AMX is opt-in: never the default, and an error without the tile instructions.
+  cpu::CpuFeatures amx = bf16;
+  amx.amx_tile = amx.amx_bf16 = amx.amx_int8 = true;
+  EXPECT_EQ(cpu::BestCpuKernels(amx), CpuKernels::kAvx512Bf16);
+  EXPECT_TRUE(cpu::CpuKernelsSupported(CpuKernels::kAmx, amx));
+  EXPECT_FALSE(cpu::CpuKernelsSupported(CpuKernels::kAmx, bf16));
+  const auto no_amx = cpu::ParseCpuKernels("amx", bf16);
+  ASSERT_FALSE(no_amx.ok());
+  EXPECT_NE(no_amx.status().message().find("AMX-TILE and AMX-BF16"), std::string::npos) << no_amx.status();
+  EXPECT_TRUE(cpu::RoundsInputsToBf16(CpuKernels::kAmx));
+  EXPECT_FALSE(cpu::RoundsInputsToBf16(CpuKernels::kAvx512));
+}
+
+// On a host with AMX the permission request either succeeds or says why; ParseCpuKernels agrees with it.
+TEST(CpuFeaturesTest, AmxPermissionMatchesParse) {
+  const cpu::CpuFeatures& f = cpu::HostCpuFeatures();
+  if (!cpu::CpuKernelsSupported(CpuKernels::kAmx, f)) GTEST_SKIP() << "host lacks AMX-BF16: " << f.Describe();
+  const absl::Status permitted = cpu::AmxPermission();
+  const auto parsed = cpu::ParseCpuKernels("amx", f);
+  EXPECT_EQ(permitted.ok(), parsed.ok()) << permitted << " / " << parsed.status();
+  if (parsed.ok()) EXPECT_EQ(*parsed, CpuKernels::kAmx);
+  else EXPECT_NE(parsed.status().message().find("unavailable"), std::string::npos) << parsed.status();
 }
 
 TEST(CpuFeaturesTest, HostHasTheBaselineAndAPath) {

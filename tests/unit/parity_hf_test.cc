@@ -145,7 +145,7 @@ struct Case {
   bool exact;  // the loaded weights equal the ones HF used: decode and greedy are checked too
   // The tolerance on this process's kernel path.
   double tol() const {
-    const bool bf16_x = type == WeightType::kBF16 && cpu::ActiveCpuKernels() == cpu::CpuKernels::kAvx512Bf16;
+    const bool bf16_x = type == WeightType::kBF16 && cpu::RoundsInputsToBf16(cpu::ActiveCpuKernels());
     return bf16_x ? std::max(tol_f32_x, kActivationsBf16) : tol_f32_x;
   }
 };
