@@ -58,8 +58,12 @@ absl::Status Bench(const Flags& flags) {
   LS_ASSIGN_OR_RETURN(int64_t prompt_tokens, flags.GetInt("prompt-tokens", 64));
   LS_ASSIGN_OR_RETURN(int64_t decode_tokens, flags.GetInt("decode-tokens", 32));
   LS_ASSIGN_OR_RETURN(int64_t batch, flags.GetInt("batch", 1));
-  if (prompt_tokens < 1 || decode_tokens < 2 || batch < 1 || batch > 256)
-    return absl::InvalidArgumentError("--prompt-tokens >= 1, --decode-tokens >= 2, --batch in [1, 256]");
+  // Untimed runs of the same prompts first (page-in of mapped weights, caches, thread start-up), as
+  // llama-bench and torch benchmarks warm up.
+  LS_ASSIGN_OR_RETURN(int64_t warmup, flags.GetInt("warmup", 1));
+  if (prompt_tokens < 1 || decode_tokens < 2 || batch < 1 || batch > 256 || warmup < 0 || warmup > 16)
+    return absl::InvalidArgumentError(
+        "--prompt-tokens >= 1, --decode-tokens >= 2, --batch in [1, 256], --warmup in [0, 16]");
   load.max_context = static_cast<int>(std::max<int64_t>(load.max_context, prompt_tokens + decode_tokens + 16));
   std::unique_ptr<LoadedModel> m;
   std::string name;
@@ -142,6 +146,7 @@ absl::Status Bench(const Flags& flags) {
     return BenchSelfSpeculative(flags, *m, *backend, id, cases, static_cast<int>(decode_tokens));
   }
   LS_ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, BackendFromFlags(flags, *m, device, static_cast<int>(batch)));
+  for (int64_t i = 0; i < warmup; ++i) LS_RETURN_IF_ERROR(MeasureDecode(*backend, prompts, 2, ar).status());
   LS_ASSIGN_OR_RETURN(BenchRun base, MeasureDecode(*backend, prompts, static_cast<int>(decode_tokens), ar));
   {
     const double bw = std::max(bw_before, MeasureReadBandwidth(m->pool.get()));
@@ -162,7 +167,7 @@ absl::Status Bench(const Flags& flags) {
 int RunBench(int argc, char** argv) {
   auto flags = Flags::Parse(argc, argv, 2,
                             {"model", "random", "mode", "prompt-tokens", "decode-tokens", "batch", "exit-layers",
-                             "speculations", "max-speculations", "repeats", "prompts-file", "draft-vocab",
+                             "speculations", "max-speculations", "repeats", "warmup", "prompts-file", "draft-vocab",
                              "draft-vocab-corpus", "calibration", "calibration-budget", "zero-layers-from", "dtype", "weights",
                              "threads", "max-context", "kv-cache-positions", "gpu-memory-fraction", "device"},
                             {"auto", "no-static", "no-mmap"});

@@ -23,7 +23,7 @@ void Usage(FILE* out) {
                "           (config, KV cache size, then a timed load: peak RSS)\n"
                "  logits   --model DIR --prompt-ids 1,2,3 [--exit-layers all|1,4,8] [--dtype auto|bf16|f32] [--weights int8] [--no-mmap] [--device D]  (JSON)\n"
                "  bench    (--model DIR | --random llama3.2-1b|llama3-8b|tiny) [--mode autoregressive|self-speculative]\n"
-               "           [--prompt-tokens N] [--decode-tokens N] [--exit-layers A-B] [--speculations 1,2,4] [--repeats N]\n"
+               "           [--prompt-tokens N] [--decode-tokens N] [--warmup N] [--exit-layers A-B] [--speculations 1,2,4] [--repeats N]\n"
                "           [--prompts N] [--auto] [--draft-vocab K] [--zero-layers-from E] [--threads N] [--dtype auto|bf16|f32]\n"
                "           [--weights int8] [--no-mmap] [--kv-cache-positions N] [--gpu-memory-fraction F] [--device cpu|cuda|cuda:N]\n"
                "  client   --server HOST:PORT (--prompt TEXT | --prompt-ids 1,2,3) [generate's sampling and speculation flags]\n"
