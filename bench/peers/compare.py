@@ -24,21 +24,22 @@ HERE = Path(__file__).resolve().parent
 PROMPT, DECODE = 256, 64
 
 
-def run(cmd):
-    """Runs cmd; returns its stdout + stderr."""
-    p = subprocess.run(cmd, capture_output=True, text=True)
+def run(cmd, env=None):
+    """Runs cmd (with env, if given); returns its stdout + stderr."""
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if p.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({p.returncode}): {p.stderr[-2000:]}")
     return p.stdout + p.stderr
 
 
-def peak_rss_of(cmd):
+def peak_rss_of(cmd, env=None):
     """Peak RSS (MiB) and wall time of cmd, via a fresh python parent so each measurement is its own."""
     code = ("import resource,subprocess,sys,time;t=time.monotonic();"
             "r=subprocess.run(sys.argv[1:],stdout=subprocess.DEVNULL,stderr=subprocess.PIPE);"
             "w=time.monotonic()-t;"
             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024.0,w,r.returncode)")
-    out = subprocess.run([sys.executable, "-c", code] + [str(c) for c in cmd], capture_output=True, text=True).stdout
+    out = subprocess.run([sys.executable, "-c", code] + [str(c) for c in cmd], capture_output=True, text=True,
+                         env=env).stdout
     rss, wall, rc = out.split()
     if int(rc) != 0:
         raise RuntimeError(f"{cmd} failed")
@@ -46,16 +47,19 @@ def peak_rss_of(cmd):
 
 
 class Ours:
-    name = "layerskip"
+    """Our engine; kernels forces a CPU kernel path (LAYERSKIP_CPU_KERNELS, e.g. the opt-in "amx")."""
 
-    def __init__(self, bin_dir):
+    def __init__(self, bin_dir, kernels=None):
         self.bin = Path(bin_dir) / "layerskip"
+        self.name = f"layerskip ({kernels})" if kernels else "layerskip"
+        self.bf16_only = bool(kernels)  # a kernel path only changes bf16 matmuls; int8 has its own kernel
+        self.env = dict(os.environ, LAYERSKIP_CPU_KERNELS=kernels) if kernels else None
 
     def speed(self, model, precision, threads):
         cmd = [self.bin, "bench", "--model", model, "--threads", str(threads), "--prompt-tokens", str(PROMPT),
                "--decode-tokens", str(DECODE), "--calibration", "off", "--repeats", "1"]
         cmd += ["--weights", "int8"] if precision == "8-bit" else ["--dtype", "bf16"]
-        out = run([str(c) for c in cmd])
+        out = run([str(c) for c in cmd], self.env)
         prefill = float(re.search(r"prefill: ([\d.]+) tokens/s", out).group(1))
         decode = float(re.search(r"decode: ([\d.]+) tokens/s", out).group(1))
         return decode, prefill
@@ -65,7 +69,7 @@ class Ours:
         cmd = [self.bin, "logits", "--model", model, "--prompt-ids", "1", "--exit-layers", str(layers),
                "--threads", str(threads)]
         cmd += ["--weights", "int8"] if precision == "8-bit" else ["--dtype", "bf16"]
-        return peak_rss_of(cmd)
+        return peak_rss_of(cmd, self.env)
 
 
 class LlamaCpp:
@@ -167,10 +171,13 @@ def main():
     ap.add_argument("--prompt-tokens", type=int, default=PROMPT)
     ap.add_argument("--decode-tokens", type=int, default=DECODE)
     ap.add_argument("--json", help="also write the raw results here")
+    ap.add_argument("--our-kernels", default="",
+                    help="extra rows of ours with a forced CPU kernel path, e.g. amx (bf16 only)")
     args = ap.parse_args()
     PROMPT, DECODE = args.prompt_tokens, args.decode_tokens
 
-    engines = [Ours(args.bin)] + ([] if args.no_llama_cpp else [LlamaCpp(args.work)])
+    ours_extra = [Ours(args.bin, k) for k in args.our_kernels.split(",") if k]
+    engines = [Ours(args.bin)] + ours_extra + ([] if args.no_llama_cpp else [LlamaCpp(args.work)])
     if not args.no_torch:
         try:
             import torch  # noqa: F401
@@ -184,7 +191,8 @@ def main():
     for model in args.models:
         for precision in precisions:
             for t in threads:
-                cells = [e for e in engines if not (e.name == "transformers" and precision == "8-bit")]
+                cells = [e for e in engines
+                         if not ((e.name == "transformers" or getattr(e, "bf16_only", False)) and precision == "8-bit")]
                 for r in range(args.rounds):
                     order = cells if r % 2 == 0 else cells[::-1]  # interleaved, alternating order
                     for e in order:
@@ -205,17 +213,27 @@ def main():
     print(f"host: {model_name}, {os.cpu_count()} CPUs; flags: {' '.join(flags)}")
     print(f"medians of {args.rounds} interleaved rounds (min-max); decode: {DECODE} tokens after a short prompt, "
           f"prefill: a {PROMPT}-token prompt; startup: load + a 1-token prompt, wall seconds\n")
-    print("| model | weights | threads | engine | decode tok/s | prefill tok/s | peak RSS MiB | startup s | decode vs ours | prefill vs ours |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    extra = [e.name for e in ours_extra]
+    head = "| model | weights | threads | engine | decode tok/s | prefill tok/s | peak RSS MiB | startup s | decode vs ours | prefill vs ours |"
+    head += "".join(f" decode vs {n} | prefill vs {n} |" for n in extra)
+    print(head)
+    print("|---" * (10 + 2 * len(extra)) + "|")
+
+    def ratios(ours, res):
+        if not ours:
+            return " | |"
+        return (f" {statistics.median(ours['decode']) / statistics.median(res['decode']):.2f}x |"
+                f" {statistics.median(ours['prefill']) / statistics.median(res['prefill']):.2f}x |")
+
     for (model, precision, t, name), res in results.items():
-        ours = results[(model, precision, t, "layerskip")]
-        dr = pr = ""
-        if name != "layerskip":
-            dr = f"{statistics.median(ours['decode']) / statistics.median(res['decode']):.2f}x"
-            pr = f"{statistics.median(ours['prefill']) / statistics.median(res['prefill']):.2f}x"
-        label = {"layerskip": "int8", "llama.cpp": "q8_0"}.get(name, precision) if precision == "8-bit" else "bf16"
+        row = ""
+        for ref in ["layerskip"] + extra:
+            row += " | |" if name.startswith("layerskip") else ratios(results.get((model, precision, t, ref)), res)
+        label = "bf16"
+        if precision == "8-bit":
+            label = "int8" if name.startswith("layerskip") else {"llama.cpp": "q8_0"}.get(name, precision)
         print(f"| {Path(model).name} | {label} | {t} | {name} | {fmt(res['decode'])} | {fmt(res['prefill'])} | "
-              f"{fmt(res['rss'])} | {fmt(res['startup'])} | {dr} | {pr} |")
+              f"{fmt(res['rss'])} | {fmt(res['startup'])} |{row}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({" ".join(map(str, k)): v for k, v in results.items()}, f, indent=1)
