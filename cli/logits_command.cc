@@ -18,7 +18,7 @@ absl::Status Logits(const Flags& flags) {
   LS_ASSIGN_OR_RETURN(ModelLoadOptions load, LoadOptionsFromFlags(flags));
   LS_ASSIGN_OR_RETURN(auto m, LoadModelDir(flags.Get("model"), load));
   const LlamaConfig& c = m->weights->config;
-  const int L = c.num_hidden_layers, D = c.hidden_size, V = c.vocab_size;
+  const int L = c.num_hidden_layers, V = c.vocab_size;
   LS_ASSIGN_OR_RETURN(std::vector<int> ids, ParseIntList(flags.Get("prompt-ids"), "--prompt-ids"));
   std::vector<int> exits;
   if (flags.Get("exit-layers", "all") == "all") {

@@ -176,10 +176,12 @@ TEST_P(CudaNewKernelsGemvTest, ArgmaxInTheHeadEqualsArgmaxOfTheLogits) {
           ASSERT_EQ(GemvArgmax(xd.get(), n, wd.view, scratch.get(), got.get(), nullptr, kind), cudaSuccess);
           const std::vector<int> w_ids = Down(want), g_ids = Down(got);
           EXPECT_EQ(g_ids, w_ids) << M << "x" << K << " variant " << variant << " n=" << n;
-          if (variant == 1 && M > 700)
+          if (variant == 1 && M > 700) {
             for (int id : g_ids) EXPECT_EQ(id, 5) << "ties resolve to the first index";
-          if (variant == 2)
+          }
+          if (variant == 2) {
             for (int id : g_ids) EXPECT_EQ(id, 0);
+          }
           // A row alone gives the id it gets in the batch.
           auto one = Zeros<int>(1);
           for (int64_t i : {int64_t{0}, n - 1}) {

@@ -94,7 +94,6 @@ std::vector<std::vector<int>> Reference(int max_tokens) {
   lo.max_context = 128;
   auto m = LoadModelDir(kTiny, lo);
   EXPECT_TRUE(m.ok()) << m.status();
-  const LlamaConfig& c = (*m)->weights->config;
   CpuBackend backend((*m)->model.get(), 4, (*m)->context);
   DecodeOptions ar;
   ar.mode = DecodeMode::kAutoregressive;

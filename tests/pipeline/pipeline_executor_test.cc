@@ -62,7 +62,6 @@ std::vector<std::vector<int>> Reference(const std::string& model, const std::vec
   lo.max_context = 128;
   auto m = LoadModelDir(model, lo);
   EXPECT_TRUE(m.ok()) << m.status();
-  const LlamaConfig& c = (*m)->weights->config;
   CpuBackend backend((*m)->model.get(), static_cast<int>(prompts.size()), (*m)->context);
   auto r = GenerateBatch(backend, prompts, params, o);
   EXPECT_TRUE(r.ok()) << r.status();
