@@ -12,6 +12,7 @@
 #include "engine/model/safetensors.h"
 #include "engine/runtime/checkpoint_dtype.h"
 #include "engine/runtime/kv_budget.h"
+#include "engine/runtime/loaded_model.h"
 #include "absl/strings/str_format.h"
 #include "engine/util/cpu_budget.h"
 #include "engine/util/status.h"
@@ -41,7 +42,9 @@ absl::Status TimedLoad(const Flags& flags, const std::string& dir) {
   LoadStats stats;
   o.stats = &stats;
   LS_ASSIGN_OR_RETURN(ModelWeights w, LoadModelWeights(dir, o));
-  std::printf("weights: %s (layers), embedding and head %s", w.weights_name(), WeightTypeName(w.type));
+  ChooseCpuKernelsFor(w);
+  std::printf("weights: %s (layers), embedding and head %s; cpu kernels for this model: %s", w.weights_name(),
+              WeightTypeName(w.type), cpu::CpuKernelsName(cpu::ActiveCpuKernels()));
   if (w.int8_layers) std::printf("; int8 kernels: %s", cpu::Int8PathName(cpu::BestInt8Path()));
   std::printf("\n");
   std::printf("load: %.3f s, peak RSS %.1f MiB, weights in memory %.1f MiB (in place from the map %.1f MiB, "
@@ -105,8 +108,10 @@ absl::Status Inspect(const Flags& flags) {
               static_cast<long long>(kv.bytes_per_position), c.num_hidden_layers, b.num_slots, b.positions_per_slot,
               b.bytes / 1048576.0, static_cast<long long>(b.total_positions));
   LS_ASSIGN_OR_RETURN(cpu::CpuKernels kernels, cpu::SelectedCpuKernels());
-  std::printf("cpu: %s\ncpu kernels: %s (LAYERSKIP_CPU_KERNELS=avx2|avx512|avx512-bf16|amx forces one)\n",
-              cpu::HostCpuFeatures().Describe().c_str(), cpu::CpuKernelsName(kernels));
+  std::printf("cpu: %s\ncpu kernels: %s (LAYERSKIP_CPU_KERNELS=avx2|avx512|avx512-bf16|amx forces one; unforced, "
+              "bf16 weights larger than the last-level cache, %lld MiB, run on amx where the host has it)\n",
+              cpu::HostCpuFeatures().Describe().c_str(), cpu::CpuKernelsName(kernels),
+              static_cast<long long>(cpu::LastLevelCacheBytes() >> 20));
   const auto quota = CgroupCpuLimit();
   std::printf("default threads: %d (affinity mask and cgroup CPU quota: %s)\n", DefaultThreadCount(),
               quota ? absl::StrFormat("%.2f CPUs", *quota).c_str() : "none");

@@ -63,6 +63,7 @@ CpuFeatures Detect() {
 bool HasAvx512(const CpuFeatures& f) { return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq; }
 
 std::atomic<int> g_override{-1};
+std::atomic<int> g_chosen{-1};  // the process's path once fixed (ActiveCpuKernels, ChooseCpuKernelsForModel)
 
 }  // namespace
 
@@ -175,11 +176,41 @@ absl::Status CheckCpuKernels() {
   return SelectedCpuKernels().status();
 }
 
+CpuKernels DefaultCpuKernelsForModel(const CpuFeatures& f, bool amx_permitted, int64_t bf16_bytes, int64_t llc_bytes) {
+  if (amx_permitted && CpuKernelsSupported(CpuKernels::kAmx, f) && bf16_bytes > llc_bytes) return CpuKernels::kAmx;
+  return BestCpuKernels(f);
+}
+
+int64_t LastLevelCacheBytes() {
+  for (int name : {_SC_LEVEL3_CACHE_SIZE, _SC_LEVEL2_CACHE_SIZE}) {
+    const long v = sysconf(name);
+    if (v > 0) return v;
+  }
+  return int64_t{32} << 20;
+}
+
+void ChooseCpuKernelsForModel(int64_t bf16_bytes) {
+  const char* env = std::getenv("LAYERSKIP_CPU_KERNELS");
+  if (env != nullptr && *env != '\0') return;  // forced: SelectedCpuKernels
+  if (g_chosen.load(std::memory_order_acquire) >= 0) return;
+  const CpuFeatures& f = HostCpuFeatures();
+  const int64_t llc = LastLevelCacheBytes();
+  // Ask Linux for the tiles only when the size rule would pick them.
+  const bool amx = bf16_bytes > llc && CpuKernelsSupported(CpuKernels::kAmx, f) && AmxPermission().ok();
+  int unset = -1;
+  g_chosen.compare_exchange_strong(unset, static_cast<int>(DefaultCpuKernelsForModel(f, amx, bf16_bytes, llc)),
+                                   std::memory_order_acq_rel);
+}
+
 CpuKernels ActiveCpuKernels() {
   const int o = g_override.load(std::memory_order_relaxed);
   if (o >= 0) return static_cast<CpuKernels>(o);
-  static const CpuKernels active = SelectedCpuKernels().value_or(CpuKernels::kAvx2);
-  return active;
+  int chosen = g_chosen.load(std::memory_order_acquire);
+  if (chosen >= 0) return static_cast<CpuKernels>(chosen);
+  // First use before any model chose: fix the variable's (or the best) path.
+  g_chosen.compare_exchange_strong(chosen, static_cast<int>(SelectedCpuKernels().value_or(CpuKernels::kAvx2)),
+                                   std::memory_order_acq_rel);
+  return static_cast<CpuKernels>(g_chosen.load(std::memory_order_acquire));
 }
 
 void SetCpuKernelsForTesting(CpuKernels k) { g_override.store(static_cast<int>(k)); }

@@ -33,9 +33,24 @@ bool CpuKernelsSupported(CpuKernels k, const CpuFeatures& f);
 // Whether path k rounds a bf16-weight matmul's input x to bf16 (avx512-bf16 and amx).
 bool RoundsInputsToBf16(CpuKernels k);
 
-// The default path for `f` (AVX2 + FMA + F16C is the baseline this binary is built for). AMX is opt-in
-// (LAYERSKIP_CPU_KERNELS=amx; docs/engine.md says why), so the default is at most kAvx512Bf16.
+// The best path for `f` regardless of the model (AVX2 + FMA + F16C is the baseline this binary is built
+// for): at most kAvx512Bf16; AMX is chosen per model (DefaultCpuKernelsForModel).
 CpuKernels BestCpuKernels(const CpuFeatures& f);
+
+// The default path for a model whose bf16 matmul weights are `bf16_bytes`: kAmx when the host has it
+// (amx_permitted: AmxPermission() is ok) and the weights exceed `llc_bytes`, the last-level cache (decode
+// then streams them from memory, where AMX decodes as fast as AVX512-BF16 and prefills ~4x faster); else
+// BestCpuKernels(f) (cache-resident weights decode faster on AVX512-BF16). docs/engine.md, "AMX".
+CpuKernels DefaultCpuKernelsForModel(const CpuFeatures& f, bool amx_permitted, int64_t bf16_bytes, int64_t llc_bytes);
+
+// This host's last-level cache in bytes (sysconf; 32 MiB when unknown).
+int64_t LastLevelCacheBytes();
+
+// Model loading calls this once the weights are known: without LAYERSKIP_CPU_KERNELS, the process's path
+// becomes DefaultCpuKernelsForModel(host, ...) unless a path is already fixed (by an earlier model or by
+// a kernel run before any model: the first choice holds for the life of the process, so every token of a
+// process is computed on one path and batch invariance holds).
+void ChooseCpuKernelsForModel(int64_t bf16_bytes);
 
 // Asks Linux once per process for the AMX tile data state (arch_prctl ARCH_REQ_XCOMP_PERM,
 // XFEATURE_XTILEDATA), which every thread must have before its first tile instruction. An error says why
@@ -46,9 +61,10 @@ absl::Status AmxPermission();
 // the missing instructions; for "amx" also one where Linux refuses this process the tiles (AmxPermission).
 absl::StatusOr<CpuKernels> ParseCpuKernels(std::string_view name, const CpuFeatures& f);
 
-// The process's path: LAYERSKIP_CPU_KERNELS if set (validated by ParseCpuKernels), else the best the host
-// has. Chosen on first use; an invalid variable is reported by CheckCpuKernels (model loading calls it)
-// and meanwhile the kernels use AVX2.
+// LAYERSKIP_CPU_KERNELS if set (validated by ParseCpuKernels), else BestCpuKernels. An invalid variable is
+// reported by CheckCpuKernels (model loading calls it) and meanwhile the kernels use AVX2.
+// ActiveCpuKernels: the process's path, fixed on first use or by ChooseCpuKernelsForModel, whichever is
+// first (a test override aside).
 absl::StatusOr<CpuKernels> SelectedCpuKernels();
 absl::Status CheckCpuKernels();
 CpuKernels ActiveCpuKernels();

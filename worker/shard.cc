@@ -8,6 +8,7 @@
 #include "engine/decode/speculative_phases.h"
 #include "engine/model/checkpoint_limits.h"
 #include "engine/runtime/factory/create_backend.h"
+#include "engine/runtime/loaded_model.h"
 #include "engine/util/status.h"
 #include "kernels/sampling.h"
 
@@ -63,6 +64,7 @@ absl::StatusOr<std::unique_ptr<Shard>> Shard::Load(const ShardSpec& spec, const 
   o.embedding = spec.embedding;
   o.head = spec.head;
   LS_ASSIGN_OR_RETURN(ModelWeights w, LoadModelWeights(spec.model_path, o));
+  ChooseCpuKernelsFor(w);  // before any matmul (a CUDA shard computes nothing on the CPU; harmless)
   if (spec.first_layer < 0 || spec.end_layer > w.config.num_hidden_layers || spec.first_layer >= spec.end_layer)
     return absl::InvalidArgumentError(absl::StrCat("layer range [", spec.first_layer, ",", spec.end_layer,
                                                    ") is not inside the model's ", w.config.num_hidden_layers, " layers"));

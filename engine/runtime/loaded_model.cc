@@ -7,7 +7,13 @@
 
 namespace layerskip {
 
+void ChooseCpuKernelsFor(const ModelWeights& weights) {
+  const bool bf16_matmuls = weights.type == WeightType::kBF16 && !weights.int8_layers;
+  cpu::ChooseCpuKernelsForModel(bf16_matmuls ? static_cast<int64_t>(weights.bytes()) : 0);
+}
+
 std::unique_ptr<LoadedModel> WrapWeights(std::shared_ptr<const ModelWeights> weights, const ModelLoadOptions& options) {
+  ChooseCpuKernelsFor(*weights);
   auto m = std::make_unique<LoadedModel>();
   m->context = std::max(2, std::min(options.max_context, weights->config.max_position_embeddings));
   m->pool = std::make_unique<ThreadPool>(options.threads);

@@ -12,9 +12,13 @@ fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 out=$("$bin/layerskip" inspect --model "$model") || fail "inspect exits $?"
 grep -Eq '^cpu kernels: (avx2|avx512|avx512-bf16|amx) ' <<<"$out" || fail "inspect names no kernel path: $out"
 grep -Eq '^default threads: [1-9]' <<<"$out" || fail "inspect names no default thread count: $out"
+# The demo model (19 MiB) fits any last-level cache: its path is the host's best, never amx.
+best=$(sed -n 's/^cpu kernels: \([a-z0-9-]*\) .*/\1/p' <<<"$out")
+grep -q "cpu kernels for this model: $best\$" <<<"$out" || fail "inspect's per-model path is not $best: $out"
 
 out=$(LAYERSKIP_CPU_KERNELS=avx2 "$bin/layerskip" inspect --model "$model") || fail "forced avx2 exits $?"
 grep -q '^cpu kernels: avx2 ' <<<"$out" || fail "forced avx2 not reported: $out"
+grep -q 'cpu kernels for this model: avx2$' <<<"$out" || fail "forced avx2 not used for the model: $out"
 
 err=$(LAYERSKIP_CPU_KERNELS=sse9 "$bin/layerskip" inspect --model "$model" 2>&1 >/dev/null)
 rc=$?

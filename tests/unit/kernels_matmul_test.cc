@@ -160,7 +160,7 @@ TEST(CpuFeaturesTest, BestPathAndForcedPaths) {
   ASSERT_FALSE(unknown.ok());
   EXPECT_NE(unknown.status().message().find("avx2, avx512, avx512-bf16, amx"), std::string::npos) << unknown.status();
 
-  // AMX is opt-in: never the default, and an error without the tile instructions.
+  // AMX is never the model-independent best path, and an error without the tile instructions.
   cpu::CpuFeatures amx = bf16;
   amx.amx_tile = amx.amx_bf16 = amx.amx_int8 = true;
   EXPECT_EQ(cpu::BestCpuKernels(amx), CpuKernels::kAvx512Bf16);
@@ -182,6 +182,36 @@ TEST(CpuFeaturesTest, AmxPermissionMatchesParse) {
   EXPECT_EQ(permitted.ok(), parsed.ok()) << permitted << " / " << parsed.status();
   if (parsed.ok()) EXPECT_EQ(*parsed, CpuKernels::kAmx);
   else EXPECT_NE(parsed.status().message().find("unavailable"), std::string::npos) << parsed.status();
+}
+
+// The per-model default: AMX only for bf16 weights beyond the last-level cache, on a host that has the tiles
+// and Linux's permission; otherwise the best path.
+TEST(CpuFeaturesTest, ModelDefaultTakesAmxForWeightsBeyondTheCache) {
+  cpu::CpuFeatures bf16;
+  bf16.avx2 = bf16.fma = bf16.f16c = true;
+  bf16.avx512f = bf16.avx512bw = bf16.avx512vl = bf16.avx512dq = bf16.avx512_bf16 = true;
+  cpu::CpuFeatures amx = bf16;
+  amx.amx_tile = amx.amx_bf16 = true;
+  const int64_t llc = int64_t{32} << 20;
+  EXPECT_EQ(cpu::DefaultCpuKernelsForModel(amx, true, 2 * llc, llc), CpuKernels::kAmx);
+  EXPECT_EQ(cpu::DefaultCpuKernelsForModel(amx, true, llc, llc), CpuKernels::kAvx512Bf16);       // fits the cache
+  EXPECT_EQ(cpu::DefaultCpuKernelsForModel(amx, true, 0, llc), CpuKernels::kAvx512Bf16);         // int8 / f32
+  EXPECT_EQ(cpu::DefaultCpuKernelsForModel(amx, false, 2 * llc, llc), CpuKernels::kAvx512Bf16);  // refused
+  EXPECT_EQ(cpu::DefaultCpuKernelsForModel(bf16, true, 2 * llc, llc), CpuKernels::kAvx512Bf16);  // no tiles
+  cpu::CpuFeatures avx2;
+  avx2.avx2 = avx2.fma = avx2.f16c = true;
+  EXPECT_EQ(cpu::DefaultCpuKernelsForModel(avx2, false, 2 * llc, llc), CpuKernels::kAvx2);
+  EXPECT_GT(cpu::LastLevelCacheBytes(), 0);
+}
+
+// Once a process's path is fixed (here by the kernels run before), a model's choice never changes it: every
+// token of the process is computed on one path.
+TEST(CpuFeaturesTest, FirstChoiceHoldsForTheProcess) {
+  const CpuKernels before = cpu::ActiveCpuKernels();
+  cpu::ChooseCpuKernelsForModel(int64_t{1} << 50);  // a model far beyond any cache
+  EXPECT_EQ(cpu::ActiveCpuKernels(), before);
+  cpu::ChooseCpuKernelsForModel(0);
+  EXPECT_EQ(cpu::ActiveCpuKernels(), before);
 }
 
 TEST(CpuFeaturesTest, HostHasTheBaselineAndAPath) {
