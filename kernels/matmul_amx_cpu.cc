@@ -33,6 +33,7 @@
 
 #include "engine/core/matrix.h"
 #include "engine/util/thread_pool.h"
+#include "kernels/aligned_buffer.h"
 #include "kernels/matmul_isa.h"
 #include "kernels/swiglu.h"
 
@@ -81,27 +82,6 @@ class TileScope {
   ~TileScope() { _tile_release(); }
   TileScope(const TileScope&) = delete;
   TileScope& operator=(const TileScope&) = delete;
-};
-
-// A 64-byte aligned buffer that only grows.
-template <typename T>
-class AlignedBuffer {
- public:
-  ~AlignedBuffer() { std::free(data_); }
-  T* Get(int64_t count) {
-    if (count > size_ || data_ == nullptr) {
-      std::free(data_);
-      size_ = count;
-      const size_t bytes = std::max<size_t>(64, (static_cast<size_t>(count) * sizeof(T) + 63) / 64 * 64);
-      data_ = static_cast<T*>(std::aligned_alloc(64, bytes));
-      if (data_ == nullptr) throw std::bad_alloc();
-    }
-    return data_;
-  }
-
- private:
-  T* data_ = nullptr;
-  int64_t size_ = 0;
 };
 
 // Lanes [0, left) of 16.

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "engine/util/bf16.h"
+#include "kernels/aligned_buffer.h"
 #include "kernels/matmul_isa.h"
 #include "kernels/simd.h"
 #include "kernels/swiglu.h"

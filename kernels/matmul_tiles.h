@@ -214,28 +214,6 @@ void RowBlock(const Problem<I, W>& p, const W* w, float* y, int64_t M, int64_t j
   }
 }
 
-// A 64-byte aligned buffer that only grows: loads of x that straddle cache lines would cost the kernel a
-// third of its speed.
-template <typename T>
-class AlignedBuffer {
- public:
-  ~AlignedBuffer() { std::free(data_); }
-  T* Get(int64_t count) {
-    if (count > size_ || data_ == nullptr) {
-      std::free(data_);
-      size_ = count;
-      const size_t bytes = std::max<size_t>(64, (static_cast<size_t>(count) * sizeof(T) + 63) / 64 * 64);
-      data_ = static_cast<T*>(std::aligned_alloc(64, bytes));
-      if (data_ == nullptr) throw std::bad_alloc();
-    }
-    return data_;
-  }
-
- private:
-  T* data_ = nullptr;
-  int64_t size_ = 0;
-};
-
 // Task b of the flattened list: its job and row block; the job's rows for (W, y), or both products and
 // the SwiGLU for a fused job.
 template <typename I, typename W>
