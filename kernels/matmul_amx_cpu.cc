@@ -311,12 +311,7 @@ void RunGroup(const float* x, int64_t n, const MatmulJob* jobs, int num_jobs, Th
   uint32_t* xb = xa.Get(p.TT * p.KB * 256);
   PackX(x, n, p.K, p.KB, xb, xrows.Get(16 * p.KB * 16));
   p.xb = xb;
-  int64_t total_rows = 0, macs = 0;
-  for (int i = 0; i < num_jobs; ++i) {
-    const int64_t rows = jobs[i].w->rows() * (jobs[i].w_up ? 2 : 1);
-    total_rows += rows;
-    macs += rows * p.K * n;
-  }
+  const int64_t total_rows = GroupRows(jobs, num_jobs), macs = total_rows * p.K * n;
   // Row blocks: kBlockRows, or fewer (a multiple of 32: pairs of row tiles) so that every thread gets
   // about 4 blocks of the group.
   const int threads = pool ? pool->num_threads() : 1;

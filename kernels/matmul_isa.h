@@ -18,6 +18,13 @@ struct MatmulJob {
   float* up = nullptr;
 };
 
+// Rows of W the group's parallel loop covers (a SwiGLU job's gate and up both count).
+inline int64_t GroupRows(const MatmulJob* jobs, int num_jobs) {
+  int64_t rows = 0;
+  for (int i = 0; i < num_jobs; ++i) rows += jobs[i].w->rows() * (jobs[i].w_up ? 2 : 1);
+  return rows;
+}
+
 // x: [n, K] f32. Every job's matrices are [M_i, K] of one type (bf16 or f32). All row blocks of all jobs
 // are one parallel loop. Each output's arithmetic depends only on the instruction set, never on n, the
 // job grouping, the tiles or the threads.

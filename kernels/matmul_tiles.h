@@ -262,12 +262,7 @@ void RunGroup(const float* x, int64_t n, const MatmulJob* jobs, int num_jobs, Th
   p.x = xp;
   // Row blocks: about kBlockBytes of W, a multiple of 12 rows (whole tiles of 3 and 4 rows), and small
   // enough that every thread gets about 4 blocks of the group.
-  int64_t total_rows = 0, macs = 0;
-  for (int i = 0; i < num_jobs; ++i) {
-    const int64_t rows = jobs[i].w->rows() * (jobs[i].w_up ? 2 : 1);
-    total_rows += rows;
-    macs += rows * p.K * n;
-  }
+  const int64_t total_rows = GroupRows(jobs, num_jobs), macs = total_rows * p.K * n;
   const int threads = pool ? pool->num_threads() : 1;
   const int64_t row_bytes = std::max<int64_t>(1, p.K * static_cast<int64_t>(sizeof(W)));
   const int64_t by_bytes = std::max<int64_t>(12, kBlockBytes / row_bytes / 12 * 12);

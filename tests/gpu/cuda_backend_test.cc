@@ -13,9 +13,9 @@
 #include "engine/runtime/cuda/cuda_backend.h"
 #include "engine/runtime/cuda/cuda_decode.h"
 #include "engine/runtime/factory/create_backend.h"
-#include "engine/util/rng.h"
 #include "gtest/gtest.h"
 #include "tests/gpu/cpu_reference.h"
+#include "tests/gpu/cuda_model_util.h"
 #include "kernels/sampling.h"
 #include "tests/gpu/cuda_test_util.h"
 #include "tests/support/decode_runs.h"
@@ -24,12 +24,7 @@
 namespace layerskip {
 namespace {
 
-std::vector<int> RandomIds(int n, int vocab, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<int> ids(n);
-  for (int& id : ids) id = static_cast<int>(rng.Next() % vocab);
-  return ids;
-}
+using ::layerskip::cuda::testing::RandomIds;
 
 std::unique_ptr<LoadedModel> LoadDemo(const char* rel, WeightType type = WeightType::kBF16) {
   ModelLoadOptions o;

@@ -12,7 +12,6 @@
 #include "engine/runtime/cuda/cuda_decode.h"
 #include "engine/runtime/cuda/cuda_model.h"
 #include "engine/runtime/loaded_model.h"
-#include "engine/util/rng.h"
 #include "gtest/gtest.h"
 #include "kernels/gemv_plan.h"
 #include "tests/gpu/cuda_model_util.h"
@@ -24,15 +23,9 @@ namespace {
 
 using ::layerskip::cuda::testing::Down;
 using ::layerskip::cuda::testing::GpuLogits;
+using ::layerskip::cuda::testing::RandomIds;
 using ::layerskip::cuda::testing::Up;
 using ::layerskip::cuda::testing::Zeros;
-
-std::vector<int> Ids(int n, int vocab, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<int> ids(n);
-  for (int& id : ids) id = static_cast<int>(rng.Next() % vocab);
-  return ids;
-}
 
 // Logits of a `prefill`-token prefill of ids, then the rest one token per call, on a fresh cache of `kv`.
 std::unique_ptr<CudaModel> Gpu(const ModelWeights& w, CudaKernels kernels, int max_positions = 256,
@@ -65,7 +58,7 @@ TEST_P(CudaFusedModelTest, FusedIsBitwiseLegacyWhenNothingSplits) {
   auto cpu = layerskip::testing::RandomModel(c, GetParam(), 3, 4.0f);
   auto legacy = Gpu(*cpu->weights, CudaKernels::kLegacy);
   ASSERT_TRUE(legacy);
-  const std::vector<int> ids = Ids(90, c.vocab_size, 5);
+  const std::vector<int> ids = RandomIds(90, c.vocab_size, 5);
   for (bool fold : {true, false}) {
     auto fused = Gpu(*cpu->weights, CudaKernels::kFused, 256, fold);
     ASSERT_TRUE(fused);
@@ -88,7 +81,7 @@ TEST_P(CudaFusedModelTest, SplitKModelMatchesCpuAndIsBatchInvariant) {
   auto gpu = Gpu(*cpu->weights, CudaKernels::kFused);
   ASSERT_TRUE(gpu);
   // Against the CPU: one 12-token prefill, then 4 decode steps.
-  const std::vector<int> ids = Ids(16, c.vocab_size, 8);
+  const std::vector<int> ids = RandomIds(16, c.vocab_size, 8);
   const std::vector<float> got = GpuLogits(*gpu, ids, 12, DType::kF32);
   KvCache cache(c, 0, c.num_hidden_layers, 1, 256);
   std::vector<float> ref;
@@ -112,7 +105,7 @@ TEST_P(CudaFusedModelTest, SplitKModelMatchesCpuAndIsBatchInvariant) {
   // Decode steps of 16 sequences at once vs each alone: 3-token prompts, then 3 steps of one token each.
   const int S = 16, prompt = 3, steps = 3;
   std::vector<std::vector<int>> seqs;
-  for (int s = 0; s < S; ++s) seqs.push_back(Ids(prompt + steps, c.vocab_size, 100 + s));
+  for (int s = 0; s < S; ++s) seqs.push_back(RandomIds(prompt + steps, c.vocab_size, 100 + s));
   std::vector<std::vector<float>> alone;
   for (int s = 0; s < S; ++s) alone.push_back(GpuLogits(*gpu, seqs[s], prompt, DType::kF32));
   for (int batch : {2, 5, 16}) {
@@ -174,7 +167,7 @@ TEST(CudaDemoBf16KvTest, LogitEffectAndLosslessDecoding) {
   ASSERT_TRUE(gpu);
   const LlamaConfig& c = gpu->config();
   std::vector<int> ids = d.prompt;
-  auto more = Ids(100, c.vocab_size, 3);
+  auto more = RandomIds(100, c.vocab_size, 3);
   ids.insert(ids.end(), more.begin(), more.end());
   const std::vector<float> a = GpuLogits(*gpu, ids, static_cast<int>(d.prompt.size()), DType::kF32);
   const std::vector<float> b = GpuLogits(*gpu, ids, static_cast<int>(d.prompt.size()), DType::kBF16);
@@ -223,7 +216,7 @@ TEST(CudaDemoFusedTest, FusedIsBitwiseLegacy) {
   ASSERT_TRUE(fused && legacy);
   if (!AllSplitOne(fused->config())) GTEST_SKIP() << "the demo model's shapes split K";
   std::vector<int> ids = d.prompt;
-  auto more = Ids(40, fused->config().vocab_size, 4);
+  auto more = RandomIds(40, fused->config().vocab_size, 4);
   ids.insert(ids.end(), more.begin(), more.end());
   const int P = static_cast<int>(d.prompt.size());
   const std::vector<float> a = GpuLogits(*fused, ids, P, DType::kF32), b = GpuLogits(*legacy, ids, P, DType::kF32);

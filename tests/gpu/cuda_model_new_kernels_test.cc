@@ -13,7 +13,6 @@
 #include "engine/runtime/cuda/cuda_decode.h"
 #include "engine/runtime/cuda/cuda_model.h"
 #include "engine/runtime/loaded_model.h"
-#include "engine/util/rng.h"
 #include "gtest/gtest.h"
 #include "kernels/gemv_plan.h"
 #include "kernels/sampling.h"
@@ -26,15 +25,9 @@ namespace {
 
 using ::layerskip::cuda::testing::Down;
 using ::layerskip::cuda::testing::GpuLogits;
+using ::layerskip::cuda::testing::RandomIds;
 using ::layerskip::cuda::testing::Up;
 using ::layerskip::cuda::testing::Zeros;
-
-std::vector<int> RandomIds(int n, int vocab, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<int> ids(n);
-  for (int& id : ids) id = static_cast<int>(rng.Next() % vocab);
-  return ids;
-}
 
 std::unique_ptr<CudaModel> NewModel(const ModelWeights& w, const CudaModelOptions& o) {
   auto m = CudaModel::Create(w, o);

@@ -10,7 +10,6 @@
 #include "engine/runtime/cuda/cuda_decode.h"
 #include "engine/runtime/cuda/cuda_model.h"
 #include "engine/runtime/loaded_model.h"
-#include "engine/util/rng.h"
 #include "gtest/gtest.h"
 #include "tests/gpu/cpu_reference.h"
 #include "tests/gpu/cuda_model_util.h"
@@ -22,14 +21,8 @@ namespace {
 
 using ::layerskip::cuda::testing::Down;
 using ::layerskip::cuda::testing::GpuLogits;
+using ::layerskip::cuda::testing::RandomIds;
 using ::layerskip::cuda::testing::Zeros;
-
-std::vector<int> RandomIds(int n, int vocab, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<int> ids(n);
-  for (int& id : ids) id = static_cast<int>(rng.Next() % vocab);
-  return ids;
-}
 
 // Prefill of `ids` then `decode` more tokens one at a time (the ids themselves, teacher-forced); returns
 // every row of logits. CPU side.

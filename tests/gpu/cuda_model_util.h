@@ -18,6 +18,14 @@ inline std::vector<float> RandomVector(size_t n, uint64_t seed, float scale = 1.
   return v;
 }
 
+// n token ids uniform in [0, vocab) from a fixed seed.
+inline std::vector<int> RandomIds(int n, int vocab, uint64_t seed) {
+  Rng rng(seed);
+  std::vector<int> ids(n);
+  for (int& id : ids) id = static_cast<int>(rng.Next() % vocab);
+  return ids;
+}
+
 // logits[ids.size(), V] of one sequence in slot 0 of a fresh cache (K/V of type kv): the first `prefill`
 // ids in one call, then one id per call.
 inline std::vector<float> GpuLogits(CudaModel& m, const std::vector<int>& ids, int prefill, DType kv = DType::kF32) {

@@ -99,6 +99,18 @@ run_to() {
   return $rc
 }
 
+# cbench LOGNAME MAXSECONDS LINES PATTERN ARGS...: runs cuda_bench ARGS (run_to), fails on "ids DIFFER", and
+# copies its first LINES lines matching PATTERN (grep -E) to figures.md.
+cbench() {
+  local name="$1" max="$2" lines="$3" pattern="$4"; shift 4
+  run_to "$name" "$max" "$BIN/cuda_bench" "$@" || fail "cuda_bench $*"
+  [ "$DRY" = 1 ] && return
+  grep -q "ids DIFFER" "$LOG/$name" && fail "cuda_bench $*: ids DIFFER"
+  { echo; echo "### cuda_bench $*"; echo
+    grep -E "$pattern" "$LOG/$name" | head -"$lines" | sed 's/^/    /'; } >> "$OUTDIR/figures.md"
+  save_logs
+}
+
 # ---- binaries
 if [ "$BUILD" = 1 ]; then
   step "build (sm_$ARCH)"
@@ -294,14 +306,7 @@ step "cuda_bench (issue 17)"
 if ! gpu; then warn "no GPU (nvidia-smi -L): cuda_bench (issue 17) skipped"
 elif have cuda_bench; then
   kbench() {  # kbench LOGNAME MAXSECONDS ARGS...
-    local name="$1" max="$2"; shift 2
-    run_to "$name" "$max" "$BIN/cuda_bench" "$@" || fail "cuda_bench $*"
-    [ "$DRY" = 1 ] && return
-    grep -q "ids DIFFER" "$LOG/$name" && fail "cuda_bench $*: ids DIFFER"
-    { echo; echo "### cuda_bench $*"; echo
-      grep -E "% of measured|step / batch 1 step|tokens/s|ids (equal|DIFFER)|^step:|launch overhead|gaps between" "$LOG/$name" |
-        head -60 | sed 's/^/    /'; } >> "$OUTDIR/figures.md"
-    save_logs
+    cbench "$1" "$2" 60 "% of measured|step / batch 1 step|tokens/s|ids (equal|DIFFER)|^step:|launch overhead|gaps between" "${@:3}"
   }
   fig ""; fig "## Decode kernels (issue 17, cuda_bench)"
   kbench cuda_bench_profile.txt 150 --profile --shapes 1b,8b --batches 1,16 --steps 64 --skip-demo
@@ -352,14 +357,7 @@ step "issue 17 new kernels: cuda_bench old vs new"
 if ! gpu; then warn "no GPU (nvidia-smi -L): cuda_bench old vs new skipped"
 elif have cuda_bench; then
   nbench() {  # nbench LOGNAME MAXSECONDS ARGS...: as kbench, the step lines only
-    local name="$1" max="$2"; shift 2
-    run_to "$name" "$max" "$BIN/cuda_bench" "$@" || fail "cuda_bench $*"
-    [ "$DRY" = 1 ] && return
-    grep -q "ids DIFFER" "$LOG/$name" && fail "cuda_bench $*: ids DIFFER"
-    { echo; echo "### cuda_bench $*"; echo
-      grep -E "^device|% of measured|step / batch 1 step|tokens/s|ids (equal|DIFFER)|^    step:|gaps between" "$LOG/$name" |
-        head -40 | sed 's/^/    /'; } >> "$OUTDIR/figures.md"
-    save_logs
+    cbench "$1" "$2" 40 "^device|% of measured|step / batch 1 step|tokens/s|ids (equal|DIFFER)|^    step:|gaps between" "${@:3}"
   }
   fig ""; fig "## Issue 17 new kernels vs the default (cuda_bench; paired runs: old, new, old, new)"
   K17=(--shapes 1b,8b --batches 1,16 --steps 64 --skip-demo)
