@@ -275,8 +275,7 @@ template <typename Each>
 absl::Status CudaBackend::HeadChunks(const float* h, int n, Each each) {
   for (int begin = 0; begin < n; begin += kHeadChunk) {
     const int m = std::min(kHeadChunk, n - begin);
-    LS_RETURN_IF_ERROR(model_->ExitHead(h + static_cast<size_t>(begin) * hidden_size(), m, logits_.get()));
-    LS_RETURN_IF_ERROR(each(begin, m));
+    LS_RETURN_IF_ERROR(each(h + static_cast<size_t>(begin) * hidden_size(), begin, m));
   }
   return model_->Synchronize();
 }
@@ -286,7 +285,8 @@ absl::Status CudaBackend::ExitHead(const Activations& h, absl::Span<const int> r
   std::unique_ptr<Activations> scratch;
   LS_ASSIGN_OR_RETURN(const float* x, RowsOf(h, rows, &scratch));
   const size_t V = vocab_size();
-  return HeadChunks(x, static_cast<int>(rows.size()), [&](int begin, int m) {
+  return HeadChunks(x, static_cast<int>(rows.size()), [&](const float* rows_x, int begin, int m) -> absl::Status {
+    LS_RETURN_IF_ERROR(model_->ExitHead(rows_x, m, logits_.get()));
     // Synchronous for pageable host memory: logits_ is free again when this returns.
     return CudaStatus(cudaMemcpyAsync(logits + begin * V, logits_.get(), sizeof(float) * m * V,
                                       cudaMemcpyDeviceToHost, model_->stream()),
@@ -298,16 +298,11 @@ absl::Status CudaBackend::ExitArgmax(const Activations& h, absl::Span<const int>
   LS_RETURN_IF_ERROR(Select());
   std::unique_ptr<Activations> scratch;
   LS_ASSIGN_OR_RETURN(const float* x, RowsOf(h, rows, &scratch));
-  const int n = static_cast<int>(rows.size());
-  for (int begin = 0; begin < n; begin += kHeadChunk) {
-    const int m = std::min(kHeadChunk, n - begin);
-    const float* rows_x = x + static_cast<size_t>(begin) * hidden_size();
+  return HeadChunks(x, static_cast<int>(rows.size()), [&](const float* rows_x, int begin, int m) -> absl::Status {
     LS_RETURN_IF_ERROR(model_->ExitArgmax(rows_x, m, logits_.get(), ids_.get()));
-    LS_RETURN_IF_ERROR(CudaStatus(
-        cudaMemcpyAsync(ids + begin, ids_.get(), sizeof(int) * m, cudaMemcpyDeviceToHost, model_->stream()),
-        "ids to the host"));
-  }
-  return model_->Synchronize();
+    return CudaStatus(cudaMemcpyAsync(ids + begin, ids_.get(), sizeof(int) * m, cudaMemcpyDeviceToHost, model_->stream()),
+                      "ids to the host");
+  });
 }
 
 // The draft vocabulary's rows of the LM head give the same values as the full head's rows, so the draft

@@ -99,8 +99,8 @@ class CudaBackend : public Backend {
   // a gather into *scratch.
   absl::StatusOr<const float*> RowsOf(const Activations& h, absl::Span<const int> rows,
                                       std::unique_ptr<Activations>* scratch);
-  // logits of the exit head on rows (device pointer to [n, D]) in chunks of kHeadChunk rows: each chunk's
-  // logits land in logits_ and `each(begin, m)` consumes them.
+  // Rows h (device pointer to [n, D]) in chunks of kHeadChunk, the size of logits_ and ids_:
+  // `each(chunk rows, begin, m)` runs the head on each chunk and copies out its result; then a sync.
   template <typename Each>
   absl::Status HeadChunks(const float* h, int n, Each each);
   void Recycle(DeviceBuffer<float> buffer);

@@ -71,7 +71,7 @@ struct RoundBuffers {
 // [0, E), one verification pass over [E, L) for the d + 1 exit-cache rows, and their argmax. Only device
 // pointers and fixed shapes: capturable as a CUDA graph.
 absl::Status EnqueueRound(CudaModel& model, CudaKvCache* cache, int E, RoundBuffers& b) {
-  const int D = model.hidden_size(), V = model.vocab_size(), d = b.d;
+  const int D = model.hidden_size(), d = b.d;
   for (int j = 0; j <= d; ++j) {
     float* row = b.exit_cache.get() + static_cast<size_t>(j) * D;
     LS_RETURN_IF_ERROR(model.EmbedDevice(b.ids.get() + j, 1, row));
@@ -82,7 +82,6 @@ absl::Status EnqueueRound(CudaModel& model, CudaKvCache* cache, int E, RoundBuff
   }
   LS_RETURN_IF_ERROR(model.ForwardDevice(E, model.num_layers(), d + 1, b.slots.get(), b.positions.get(),
                                          b.exit_cache.get(), cache));
-  (void)V;
   return model.ExitArgmax(b.exit_cache.get(), d + 1, b.logits.get(), b.verified.get());
 }
 
