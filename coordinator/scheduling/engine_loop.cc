@@ -328,8 +328,10 @@ void EngineLoop::StepFailed(const absl::Status& s) {
     Degrade(s);
     return;
   }
-  // A fatal engine error: every cache is suspect. Fail everything, stop, and let the server exit.
+  // A fatal engine error: every cache is suspect. Health turns NOT_SERVING first (so a client that sees its
+  // stream fail then sees the probe fail too), then everything fails and the server exits.
   failed_ = true;
+  if (on_fatal_) on_fatal_(s);
   const absl::Status err = absl::InternalError(absl::StrCat("engine error: ", s.message()));
   {
     std::lock_guard<std::mutex> l(mu_);
@@ -342,7 +344,6 @@ void EngineLoop::StepFailed(const absl::Status& s) {
     UpdateGauges();
   }
   cv_.notify_all();
-  if (on_fatal_) on_fatal_(s);
 }
 
 void EngineLoop::ApplyPolicy(StepGroup& g) {
