@@ -446,7 +446,7 @@ TEST(CoordinatorLifecycleTest, SigtermCancelsWhatOutlivesTheDrainTimeout) {
 }
 
 TEST(CoordinatorLifecycleTest, FatalEngineErrorReportsNotServingAndExitsNonZero) {
-  CoordinatorProcess server({"--model", kModel, "--threads", "1", "--fail-after-steps", "3", "--fatal-linger", "3"},
+  CoordinatorProcess server({"--model", kModel, "--threads", "1", "--fail-after-steps", "3", "--fatal-linger", "6"},
                             "layerskip-coordinator-failing");
   ASSERT_TRUE(server.ok()) << server.stderr_text();
   auto stub = server.Stub();
