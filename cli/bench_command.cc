@@ -112,7 +112,7 @@ absl::Status Bench(const Flags& flags) {
     return absl::InvalidArgumentError(absl::StrCat("--mode: unknown bench mode '", mode, "'"));
   std::printf("model: %s (%d layers, hidden %d, vocab %d, %s weights), threads %d, batch %lld, cpu kernels %s\n",
               name.c_str(), L, c.hidden_size, c.vocab_size, m->weights->weights_name(), m->pool->num_threads(),
-              static_cast<long long>(batch), cpu::CpuKernelsName(cpu::ActiveCpuKernels()));
+              static_cast<long long>(batch), cpu::CpuKernelPairName(cpu::ActiveCpuKernelPair()).c_str());
   DecodeOptions ar;
   // The machine's bandwidth is probed before and after decoding; the higher of the two counts, so a noisy
   // moment during one probe cannot flatter the fraction.

@@ -44,7 +44,7 @@ absl::Status TimedLoad(const Flags& flags, const std::string& dir) {
   LS_ASSIGN_OR_RETURN(ModelWeights w, LoadModelWeights(dir, o));
   ChooseCpuKernelsFor(w);
   std::printf("weights: %s (layers), embedding and head %s; cpu kernels for this model: %s", w.weights_name(),
-              WeightTypeName(w.type), cpu::CpuKernelsName(cpu::ActiveCpuKernels()));
+              WeightTypeName(w.type), cpu::CpuKernelPairName(cpu::ActiveCpuKernelPair()).c_str());
   if (w.int8_layers) std::printf("; int8 kernels: %s", cpu::Int8PathName(cpu::BestInt8Path()));
   std::printf("\n");
   std::printf("load: %.3f s, peak RSS %.1f MiB, weights in memory %.1f MiB (in place from the map %.1f MiB, "
@@ -107,10 +107,11 @@ absl::Status Inspect(const Flags& flags) {
               "%lld positions for running sequences\n",
               static_cast<long long>(kv.bytes_per_position), c.num_hidden_layers, b.num_slots, b.positions_per_slot,
               b.bytes / 1048576.0, static_cast<long long>(b.total_positions));
-  LS_ASSIGN_OR_RETURN(cpu::CpuKernels kernels, cpu::SelectedCpuKernels());
-  std::printf("cpu: %s\ncpu kernels: %s (LAYERSKIP_CPU_KERNELS=avx2|avx512|avx512-bf16|amx forces one; unforced, "
-              "bf16 weights larger than the last-level cache, %lld MiB, run on amx where the host has it)\n",
-              cpu::HostCpuFeatures().Describe().c_str(), cpu::CpuKernelsName(kernels),
+  LS_ASSIGN_OR_RETURN(cpu::CpuKernelPair kernels, cpu::SelectedCpuKernels());
+  std::printf("cpu: %s\ncpu kernels: %s (LAYERSKIP_CPU_KERNELS=avx2|avx512|avx512-bf16|amx forces one for every "
+              "token, PROMPT/GENERATED such as amx/avx512-bf16 a pair; unforced, prompts of bf16 weights run on amx "
+              "where the host has it, generated tokens too when the weights exceed the last-level cache, %lld MiB)\n",
+              cpu::HostCpuFeatures().Describe().c_str(), cpu::CpuKernelPairName(kernels).c_str(),
               static_cast<long long>(cpu::LastLevelCacheBytes() >> 20));
   const auto quota = CgroupCpuLimit();
   std::printf("default threads: %d (affinity mask and cgroup CPU quota: %s)\n", DefaultThreadCount(),

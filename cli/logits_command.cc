@@ -36,7 +36,7 @@ absl::Status Logits(const Flags& flags) {
   TokenBatch batch;
   std::vector<int> rows;
   for (size_t i = 0; i < ids.size(); ++i) {
-    batch.Add(0, static_cast<int>(i));
+    batch.Add(0, static_cast<int>(i), TokenRole::kPrompt);  // the whole input is a prompt
     rows.push_back(static_cast<int>(i));
   }
   const int n = static_cast<int>(ids.size());

@@ -176,7 +176,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& o) {
   LS_ASSIGN_OR_RETURN(KvBudget kv_budget, PlanKvBudget(kv));
   info.set_kv_cache_positions(kv_budget.total_positions);
   info.set_kv_cache_bytes(kv_budget.bytes);
-  info.set_cpu_kernels(cpu::CpuKernelsName(cpu::ActiveCpuKernels()));
+  info.set_cpu_kernels(cpu::CpuKernelPairName(cpu::ActiveCpuKernelPair()));
   s->service_ = std::make_unique<InferenceService>(s->loop_.get(), &s->defaults_, s->auth_.get(), std::move(info));
 
   std::shared_ptr<grpc::ServerCredentials> creds;

@@ -62,8 +62,12 @@ CpuFeatures Detect() {
 
 bool HasAvx512(const CpuFeatures& f) { return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq; }
 
+// A pair packed in one int, so that it is fixed by one compare-and-swap: prompt * 4 + generated; -1: none.
+int Pack(CpuKernelPair p) { return static_cast<int>(p.prompt) * 4 + static_cast<int>(p.generated); }
+CpuKernelPair Unpack(int v) { return {static_cast<CpuKernels>(v / 4), static_cast<CpuKernels>(v % 4)}; }
+
 std::atomic<int> g_override{-1};
-std::atomic<int> g_chosen{-1};  // the process's path once fixed (ActiveCpuKernels, ChooseCpuKernelsForModel)
+std::atomic<int> g_chosen{-1};  // the process's pair once fixed (ActiveCpuKernelPair, ChooseCpuKernelsForModel)
 
 }  // namespace
 
@@ -92,6 +96,11 @@ const char* CpuKernelsName(CpuKernels k) {
     case CpuKernels::kAmx: return "amx";
   }
   return "?";
+}
+
+std::string CpuKernelPairName(CpuKernelPair p) {
+  if (p.prompt == p.generated) return CpuKernelsName(p.prompt);
+  return absl::StrCat(CpuKernelsName(p.prompt), "/", CpuKernelsName(p.generated));
 }
 
 bool CpuKernelsSupported(CpuKernels k, const CpuFeatures& f) {
@@ -140,7 +149,8 @@ absl::StatusOr<CpuKernels> ParseCpuKernels(std::string_view name_view, const Cpu
   else if (name == "amx") k = CpuKernels::kAmx;
   else
     return absl::InvalidArgumentError(absl::StrCat("LAYERSKIP_CPU_KERNELS='", name,
-                                                   "' is not a CPU kernel path (avx2, avx512, avx512-bf16, amx)"));
+                                                   "' is not a CPU kernel path (avx2, avx512, avx512-bf16, amx; a pair "
+                                                   "prompt/generated such as amx/avx512-bf16)"));
   if (!CpuKernelsSupported(k, f)) {
     const char* needs = k == CpuKernels::kAvx2     ? "AVX2, FMA and F16C"
                         : k == CpuKernels::kAvx512 ? "AVX-512 F/BW/VL/DQ"
@@ -160,11 +170,28 @@ absl::StatusOr<CpuKernels> ParseCpuKernels(std::string_view name_view, const Cpu
   return k;
 }
 
-absl::StatusOr<CpuKernels> SelectedCpuKernels() {
-  static const absl::StatusOr<CpuKernels> selected = [] {
+absl::StatusOr<CpuKernelPair> ParseCpuKernelPair(std::string_view value, const CpuFeatures& f) {
+  const size_t slash = value.find('/');
+  if (slash == std::string_view::npos) {
+    auto k = ParseCpuKernels(value, f);
+    if (!k.ok()) return k.status();
+    return CpuKernelPair{*k, *k};
+  }
+  auto prompt = ParseCpuKernels(value.substr(0, slash), f);
+  if (!prompt.ok()) return prompt.status();
+  auto generated = ParseCpuKernels(value.substr(slash + 1), f);
+  if (!generated.ok()) return generated.status();
+  return CpuKernelPair{*prompt, *generated};
+}
+
+absl::StatusOr<CpuKernelPair> SelectedCpuKernels() {
+  static const absl::StatusOr<CpuKernelPair> selected = [] {
     const char* env = std::getenv("LAYERSKIP_CPU_KERNELS");
-    if (env == nullptr || *env == '\0') return absl::StatusOr<CpuKernels>(BestCpuKernels(HostCpuFeatures()));
-    return ParseCpuKernels(env, HostCpuFeatures());
+    if (env == nullptr || *env == '\0') {
+      const CpuKernels best = BestCpuKernels(HostCpuFeatures());
+      return absl::StatusOr<CpuKernelPair>(CpuKernelPair{best, best});
+    }
+    return ParseCpuKernelPair(env, HostCpuFeatures());
   }();
   return selected;
 }
@@ -176,9 +203,11 @@ absl::Status CheckCpuKernels() {
   return SelectedCpuKernels().status();
 }
 
-CpuKernels DefaultCpuKernelsForModel(const CpuFeatures& f, bool amx_permitted, int64_t bf16_bytes, int64_t llc_bytes) {
-  if (amx_permitted && CpuKernelsSupported(CpuKernels::kAmx, f) && bf16_bytes > llc_bytes) return CpuKernels::kAmx;
-  return BestCpuKernels(f);
+CpuKernelPair DefaultCpuKernelsForModel(const CpuFeatures& f, bool amx_permitted, int64_t bf16_bytes,
+                                        int64_t llc_bytes) {
+  const CpuKernels best = BestCpuKernels(f);
+  if (!amx_permitted || !CpuKernelsSupported(CpuKernels::kAmx, f) || bf16_bytes <= 0) return {best, best};
+  return {CpuKernels::kAmx, bf16_bytes > llc_bytes ? CpuKernels::kAmx : best};
 }
 
 int64_t LastLevelCacheBytes() {
@@ -195,25 +224,29 @@ void ChooseCpuKernelsForModel(int64_t bf16_bytes) {
   if (g_chosen.load(std::memory_order_acquire) >= 0) return;
   const CpuFeatures& f = HostCpuFeatures();
   const int64_t llc = LastLevelCacheBytes();
-  // Ask Linux for the tiles only when the size rule would pick them.
-  const bool amx = bf16_bytes > llc && CpuKernelsSupported(CpuKernels::kAmx, f) && AmxPermission().ok();
+  // Ask Linux for the tiles only when the rule would pick them (a model with bf16 matmuls).
+  const bool amx = bf16_bytes > 0 && CpuKernelsSupported(CpuKernels::kAmx, f) && AmxPermission().ok();
   int unset = -1;
-  g_chosen.compare_exchange_strong(unset, static_cast<int>(DefaultCpuKernelsForModel(f, amx, bf16_bytes, llc)),
+  g_chosen.compare_exchange_strong(unset, Pack(DefaultCpuKernelsForModel(f, amx, bf16_bytes, llc)),
                                    std::memory_order_acq_rel);
 }
 
-CpuKernels ActiveCpuKernels() {
+CpuKernelPair ActiveCpuKernelPair() {
   const int o = g_override.load(std::memory_order_relaxed);
-  if (o >= 0) return static_cast<CpuKernels>(o);
+  if (o >= 0) return Unpack(o);
   int chosen = g_chosen.load(std::memory_order_acquire);
-  if (chosen >= 0) return static_cast<CpuKernels>(chosen);
-  // First use before any model chose: fix the variable's (or the best) path.
-  g_chosen.compare_exchange_strong(chosen, static_cast<int>(SelectedCpuKernels().value_or(CpuKernels::kAvx2)),
+  if (chosen >= 0) return Unpack(chosen);
+  // First use before any model chose: fix the variable's (or the best) pair.
+  g_chosen.compare_exchange_strong(chosen, Pack(SelectedCpuKernels().value_or(CpuKernelPair{})),
                                    std::memory_order_acq_rel);
-  return static_cast<CpuKernels>(g_chosen.load(std::memory_order_acquire));
+  return Unpack(g_chosen.load(std::memory_order_acquire));
 }
 
-void SetCpuKernelsForTesting(CpuKernels k) { g_override.store(static_cast<int>(k)); }
+CpuKernels ActiveCpuKernels() { return ActiveCpuKernelPair().generated; }
+CpuKernels PromptCpuKernels() { return ActiveCpuKernelPair().prompt; }
+
+void SetCpuKernelsForTesting(CpuKernels k) { g_override.store(Pack({k, k})); }
+void SetCpuKernelPairForTesting(CpuKernelPair p) { g_override.store(Pack(p)); }
 void ResetCpuKernelsForTesting() { g_override.store(-1); }
 
 }  // namespace layerskip::cpu

@@ -1,6 +1,7 @@
 #pragma once
-// The x86-64 instruction sets this host has (CPUID + XGETBV) and the CPU kernel path chosen from them
-// once per process: the best the host has, or the one LAYERSKIP_CPU_KERNELS forces.
+// The x86-64 instruction sets this host has (CPUID + XGETBV) and the CPU kernel paths chosen from them
+// once per process: a pair, one path for prompt tokens and one for generated tokens (docs/engine.md,
+// "Choosing the kernel paths"), the best the host has for the model, or what LAYERSKIP_CPU_KERNELS forces.
 #include <string>
 #include <string_view>
 
@@ -33,23 +34,38 @@ bool CpuKernelsSupported(CpuKernels k, const CpuFeatures& f);
 // Whether path k rounds a bf16-weight matmul's input x to bf16 (avx512-bf16 and amx).
 bool RoundsInputsToBf16(CpuKernels k);
 
+// The process's pair of paths: `prompt` computes the rows of prompt tokens (a sequence's positions below
+// its prompt length), `generated` every other row (decode steps, drafts, verification) and the exit and
+// draft heads. Each token is always computed on its role's path, whichever call computes it, so each
+// path's batch invariance keeps self-speculation lossless (engine/runtime/token_batch.h TokenRole).
+struct CpuKernelPair {
+  CpuKernels prompt = CpuKernels::kAvx2;
+  CpuKernels generated = CpuKernels::kAvx2;
+  bool operator==(const CpuKernelPair& o) const { return prompt == o.prompt && generated == o.generated; }
+};
+// "amx/avx512-bf16" (prompt/generated), or one name when both are the same path.
+std::string CpuKernelPairName(CpuKernelPair p);
+
 // The best path for `f` regardless of the model (AVX2 + FMA + F16C is the baseline this binary is built
 // for): at most kAvx512Bf16; AMX is chosen per model (DefaultCpuKernelsForModel).
 CpuKernels BestCpuKernels(const CpuFeatures& f);
 
-// The default path for a model whose bf16 matmul weights are `bf16_bytes`: kAmx when the host has it
-// (amx_permitted: AmxPermission() is ok) and the weights exceed `llc_bytes`, the last-level cache (decode
-// then streams them from memory, where AMX decodes as fast as AVX512-BF16 and prefills ~4x faster); else
-// BestCpuKernels(f) (cache-resident weights decode faster on AVX512-BF16). docs/engine.md, "AMX".
-CpuKernels DefaultCpuKernelsForModel(const CpuFeatures& f, bool amx_permitted, int64_t bf16_bytes, int64_t llc_bytes);
+// The default pair for a model whose bf16 matmul weights are `bf16_bytes` (0: none, e.g. f32 or int8
+// weights): where the host has AMX (amx_permitted: AmxPermission() is ok) and bf16_bytes > 0, prompts
+// run on kAmx (prefill is matrix-matrix work, ~2.5-4x faster on the tiles); generated tokens on kAmx too
+// when the weights exceed `llc_bytes`, the last-level cache (decode then streams them from memory, where
+// AMX decodes as fast as AVX512-BF16), else on BestCpuKernels(f) (cache-resident weights decode faster on
+// AVX512-BF16). Without AMX both are BestCpuKernels(f). docs/engine.md, "Choosing the kernel paths".
+CpuKernelPair DefaultCpuKernelsForModel(const CpuFeatures& f, bool amx_permitted, int64_t bf16_bytes,
+                                        int64_t llc_bytes);
 
 // This host's last-level cache in bytes (sysconf; 32 MiB when unknown).
 int64_t LastLevelCacheBytes();
 
-// Model loading calls this once the weights are known: without LAYERSKIP_CPU_KERNELS, the process's path
-// becomes DefaultCpuKernelsForModel(host, ...) unless a path is already fixed (by an earlier model or by
+// Model loading calls this once the weights are known: without LAYERSKIP_CPU_KERNELS, the process's pair
+// becomes DefaultCpuKernelsForModel(host, ...) unless a pair is already fixed (by an earlier model or by
 // a kernel run before any model: the first choice holds for the life of the process, so every token of a
-// process is computed on one path and batch invariance holds).
+// role is computed on one path and batch invariance holds).
 void ChooseCpuKernelsForModel(int64_t bf16_bytes);
 
 // Asks Linux once per process for the AMX tile data state (arch_prctl ARCH_REQ_XCOMP_PERM,
@@ -60,17 +76,24 @@ absl::Status AmxPermission();
 // Parses a path name; an error names the valid ones. A path `f` does not support is an error naming
 // the missing instructions; for "amx" also one where Linux refuses this process the tiles (AmxPermission).
 absl::StatusOr<CpuKernels> ParseCpuKernels(std::string_view name, const CpuFeatures& f);
+// LAYERSKIP_CPU_KERNELS's syntax: "<path>" forces both roles onto one path, "<prompt>/<generated>" (e.g.
+// "amx/avx512-bf16") forces the pair; each name as ParseCpuKernels.
+absl::StatusOr<CpuKernelPair> ParseCpuKernelPair(std::string_view value, const CpuFeatures& f);
 
-// LAYERSKIP_CPU_KERNELS if set (validated by ParseCpuKernels), else BestCpuKernels. An invalid variable is
-// reported by CheckCpuKernels (model loading calls it) and meanwhile the kernels use AVX2.
-// ActiveCpuKernels: the process's path, fixed on first use or by ChooseCpuKernelsForModel, whichever is
-// first (a test override aside).
-absl::StatusOr<CpuKernels> SelectedCpuKernels();
+// LAYERSKIP_CPU_KERNELS if set (validated by ParseCpuKernelPair), else BestCpuKernels for both roles. An
+// invalid variable is reported by CheckCpuKernels (model loading calls it) and meanwhile the kernels use
+// AVX2. ActiveCpuKernelPair: the process's pair, fixed on first use or by ChooseCpuKernelsForModel,
+// whichever is first (a test override aside); ActiveCpuKernels is its generated path (the heads' and any
+// caller's that does not name a role), PromptCpuKernels its prompt path.
+absl::StatusOr<CpuKernelPair> SelectedCpuKernels();
 absl::Status CheckCpuKernels();
+CpuKernelPair ActiveCpuKernelPair();
 CpuKernels ActiveCpuKernels();
+CpuKernels PromptCpuKernels();
 
-// Tests: run the kernels on another path (one the host supports) until reset.
+// Tests: run the kernels on another path or pair (that the host supports) until reset.
 void SetCpuKernelsForTesting(CpuKernels k);
+void SetCpuKernelPairForTesting(CpuKernelPair p);
 void ResetCpuKernelsForTesting();
 
 }  // namespace layerskip::cpu

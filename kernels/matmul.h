@@ -9,19 +9,28 @@
 
 namespace layerskip::cpu {
 
+enum class CpuKernels;  // kernels/cpu_features.h (not included: this header is also nvcc's)
+
 // x: [n, K] f32 (row stride K), W: [M, K] bf16, f32 or int8 (kernels/matmul_int8_cpu.h), y: [n, M] f32 (row stride M).
 // Batch-invariant: y[i, j] is the same bits for any n and any thread count (each dot product has one
-// fixed accumulation order on the process's kernel path, kernels/cpu_features.h; threads split the rows
-// of W).
+// fixed accumulation order on a kernel path, kernels/cpu_features.h; threads split the rows of W).
+// `path`: the float kernels' path (one the host supports; int8 weights have their own kernels and
+// ignore it); without it, the process's generated-token path (ActiveCpuKernels). Each function below
+// takes it the same way.
+void Matmul(const float* x, int64_t n, const Matrix& w, float* y, ThreadPool* pool, CpuKernels path);
 void Matmul(const float* x, int64_t n, const Matrix& w, float* y, ThreadPool* pool);
 
 // Several products of the same x in one parallel loop (one wait for the threads instead of one per
 // product): for each (W_i [M_i, K], y_i [n, M_i]), y_i = x @ W_i^T. The same bits as separate Matmul calls.
 void MatmulMany(const float* x, int64_t n, std::initializer_list<std::pair<const Matrix*, float*>> products,
+                ThreadPool* pool, CpuKernels path);
+void MatmulMany(const float* x, int64_t n, std::initializer_list<std::pair<const Matrix*, float*>> products,
                 ThreadPool* pool);
 
 // The Llama MLP's first half in one parallel loop: out[n, F] = silu(x @ W_gate^T) * (x @ W_up^T), with
 // up [n, F] as scratch. The same bits as Matmul, Matmul and SwiGlu (kernels/swiglu.h) one after another.
+void MatmulSwiGlu(const float* x, int64_t n, const Matrix& w_gate, const Matrix& w_up, float* out, float* up,
+                  ThreadPool* pool, CpuKernels path);
 void MatmulSwiGlu(const float* x, int64_t n, const Matrix& w_gate, const Matrix& w_up, float* out, float* up,
                   ThreadPool* pool);
 

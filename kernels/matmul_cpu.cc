@@ -1,5 +1,5 @@
-// The CPU matmul's entry points: pick the instruction set's kernel (kernels/cpu_features.h, chosen once
-// per process) and the weight type's. The kernels themselves: kernels/matmul_tiles.h, compiled per
+// The CPU matmul's entry points: pick the instruction set's kernel (the caller's path, or the process's
+// generated-token path, kernels/cpu_features.h) and the weight type's. The kernels themselves: kernels/matmul_tiles.h, compiled per
 // instruction set in matmul_avx2_cpu.cc, matmul_avx512_cpu.cc and matmul_avx512bf16_cpu.cc; the AMX
 // tiles in matmul_amx_cpu.cc.
 #include <vector>
@@ -28,8 +28,8 @@ bool Groupable(const MatmulJob* jobs, int num_jobs) {
   return true;
 }
 
-void RunGroup(const float* x, int64_t n, const MatmulJob* jobs, int num_jobs, ThreadPool* pool) {
-  switch (ActiveCpuKernels()) {
+void RunGroup(const float* x, int64_t n, const MatmulJob* jobs, int num_jobs, ThreadPool* pool, CpuKernels path) {
+  switch (path) {
     case CpuKernels::kAmx: return MatmulGroupAmx(x, n, jobs, num_jobs, pool);
     case CpuKernels::kAvx512Bf16: return MatmulGroupAvx512Bf16(x, n, jobs, num_jobs, pool);
     case CpuKernels::kAvx512: return MatmulGroupAvx512(x, n, jobs, num_jobs, pool);
@@ -39,38 +39,52 @@ void RunGroup(const float* x, int64_t n, const MatmulJob* jobs, int num_jobs, Th
 
 }  // namespace
 
-void Matmul(const float* x, int64_t n, const Matrix& w, float* y, ThreadPool* pool) {
+void Matmul(const float* x, int64_t n, const Matrix& w, float* y, ThreadPool* pool, CpuKernels path) {
   if (n <= 0 || w.rows() <= 0) return;
   if (w.type() == WeightType::kInt8) return MatmulInt8(x, n, w, y, pool);  // kernels/matmul_int8_cpu.cc
   const MatmulJob job{&w, y};
-  RunGroup(x, n, &job, 1, pool);
+  RunGroup(x, n, &job, 1, pool, path);
+}
+
+void Matmul(const float* x, int64_t n, const Matrix& w, float* y, ThreadPool* pool) {
+  Matmul(x, n, w, y, pool, ActiveCpuKernels());
 }
 
 void MatmulMany(const float* x, int64_t n, std::initializer_list<std::pair<const Matrix*, float*>> products,
                 ThreadPool* pool) {
+  MatmulMany(x, n, products, pool, ActiveCpuKernels());
+}
+
+void MatmulMany(const float* x, int64_t n, std::initializer_list<std::pair<const Matrix*, float*>> products,
+                ThreadPool* pool, CpuKernels path) {
   if (n <= 0) return;
   std::vector<MatmulJob> jobs;
   for (const auto& [w, y] : products)
     if (w->rows() > 0) jobs.push_back(MatmulJob{w, y});
   if (jobs.empty()) return;
   if (!Groupable(jobs.data(), static_cast<int>(jobs.size()))) {
-    for (const MatmulJob& j : jobs) Matmul(x, n, *j.w, j.y, pool);
+    for (const MatmulJob& j : jobs) Matmul(x, n, *j.w, j.y, pool, path);
     return;
   }
-  RunGroup(x, n, jobs.data(), static_cast<int>(jobs.size()), pool);
+  RunGroup(x, n, jobs.data(), static_cast<int>(jobs.size()), pool, path);
 }
 
 void MatmulSwiGlu(const float* x, int64_t n, const Matrix& w_gate, const Matrix& w_up, float* out, float* up,
                   ThreadPool* pool) {
+  MatmulSwiGlu(x, n, w_gate, w_up, out, up, pool, ActiveCpuKernels());
+}
+
+void MatmulSwiGlu(const float* x, int64_t n, const Matrix& w_gate, const Matrix& w_up, float* out, float* up,
+                  ThreadPool* pool, CpuKernels path) {
   if (n <= 0 || w_gate.rows() <= 0) return;
   const MatmulJob job{&w_gate, out, &w_up, up};
   if (!Groupable(&job, 1)) {
-    Matmul(x, n, w_gate, out, pool);
-    Matmul(x, n, w_up, up, pool);
+    Matmul(x, n, w_gate, out, pool, path);
+    Matmul(x, n, w_up, up, pool, path);
     SwiGlu(out, up, out, n * w_gate.rows(), pool);
     return;
   }
-  RunGroup(x, n, &job, 1, pool);
+  RunGroup(x, n, &job, 1, pool, path);
 }
 
 }  // namespace layerskip::cpu

@@ -149,6 +149,7 @@ absl::Status Shard::Draft(const v1::DraftRequest& req, v1::DraftResponse* resp, 
       return absl::OutOfRangeError(absl::StrCat("slot ", in.slot(), ": the step does not fit the context"));
     DraftState& d = drafts[j];
     d.slot = in.slot();
+    d.prompt_tokens = in.prompt_tokens();
     d.max_drafts = in.max_drafts();
     d.sampling.temperature = in.sampling().temperature();
     d.sampling.top_k = in.sampling().top_k();
@@ -191,7 +192,7 @@ absl::Status Shard::EarlyExit(const v1::DraftRequest& req, v1::DraftResponse* re
     LS_RETURN_IF_ERROR(Settle(in.slot(), in.cached(), 0, e));
     if (in.pending().empty()) return absl::InvalidArgumentError("no pending tokens");
     for (int i = 0; i < in.pending_size(); ++i) {
-      batch.Add(in.slot(), in.cached() + i);
+      batch.AddToken(in.slot(), in.cached() + i, in.prompt_tokens());
       ids.push_back(in.pending(i));
     }
     (in.sampling().temperature() > 0.0f ? sampling_rows : greedy_rows).push_back(batch.size() - 1);
@@ -223,7 +224,7 @@ absl::Status Shard::Verify(const v1::VerifyRequest& req, std::vector<float>& x, 
   std::vector<VerifySpan> spans;
   for (const v1::VerifySequence& s : req.seqs()) {
     LS_RETURN_IF_ERROR(Settle(s.slot(), s.cached(), spec_.first_layer, spec_.end_layer));
-    spans.push_back({s.slot(), s.cached(), s.rows(), s.drafts_size()});
+    spans.push_back({s.slot(), s.cached(), s.rows(), s.drafts_size(), s.prompt_tokens()});
   }
   LS_ASSIGN_OR_RETURN(VerifyLayout layout, LayoutVerification(spans));
   if (x.size() != static_cast<size_t>(layout.batch.size()) * D)

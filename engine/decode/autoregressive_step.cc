@@ -22,7 +22,7 @@ absl::Status AutoregressiveStep(Backend& backend, const std::vector<Sequence*>& 
   for (Sequence* s : seqs) {
     if (s->finished()) continue;
     for (size_t i = 0; i < s->pending().size(); ++i) {
-      batch.Add(s->slot(), s->cached() + static_cast<int>(i));
+      batch.AddToken(s->slot(), s->cached() + static_cast<int>(i), static_cast<int>(s->prompt().size()));
       ids.push_back(s->pending()[i]);
     }
     const bool g = s->params().sampling.greedy();

@@ -83,9 +83,11 @@ absl::StatusOr<CostModel> CalibrateCostModel(Backend& backend, const Calibration
     for (int i = 0; i < n; ++i) v[i] = o.probe_tokens[(first + i) % o.probe_tokens.size()];
     return v;
   };
-  auto batch_at = [](int n, int first) {
+  // Timed rows stand for decode and verification rows (kGenerated); the context before them and the
+  // acceptance probe are prompts (kPrompt), as decoding would compute them.
+  auto batch_at = [](int n, int first, TokenRole role = TokenRole::kGenerated) {
     TokenBatch b;
-    for (int i = 0; i < n; ++i) b.Add(0, first + i);
+    for (int i = 0; i < n; ++i) b.Add(0, first + i, role);
     return b;
   };
   auto rows = [](int n) {
@@ -101,7 +103,7 @@ absl::StatusOr<CostModel> CalibrateCostModel(Backend& backend, const Calibration
   LS_ASSIGN_OR_RETURN(std::unique_ptr<Activations> x, backend.NewActivations(std::max(ctx, R)));
   LS_ASSIGN_OR_RETURN(std::unique_ptr<Activations> prefix, backend.NewActivations(ctx));
   LS_RETURN_IF_ERROR(backend.Embed(ids(ctx, 0), *prefix));
-  LS_RETURN_IF_ERROR(backend.Forward(0, L, batch_at(ctx, 0), *prefix));
+  LS_RETURN_IF_ERROR(backend.Forward(0, L, batch_at(ctx, 0, TokenRole::kPrompt), *prefix));
   LS_ASSIGN_OR_RETURN(std::unique_ptr<Activations> hidden, backend.NewActivations(R));
   for (int i = 0; i < R; ++i) LS_RETURN_IF_ERROR(backend.CopyRows(*prefix, i % ctx, 1, *hidden, i));
   LS_ASSIGN_OR_RETURN(std::unique_ptr<Activations> x0, backend.NewActivations(R));
@@ -142,7 +144,7 @@ absl::StatusOr<CostModel> CalibrateCostModel(Backend& backend, const Calibration
   LS_ASSIGN_OR_RETURN(std::unique_ptr<Activations> h, backend.NewActivations(T));
   LS_RETURN_IF_ERROR(backend.Embed(ids(T, 0), *h));
   std::vector<std::vector<int>> guess(L + 1, std::vector<int>(T));
-  const TokenBatch all = batch_at(T, 0);
+  const TokenBatch all = batch_at(T, 0, TokenRole::kPrompt);
   for (int l = 0; l < L; ++l) {
     LS_RETURN_IF_ERROR(backend.Forward(l, l + 1, all, *h));
     if (l + 1 < L) LS_RETURN_IF_ERROR(backend.DraftArgmax(*h, rows(T), guess[l + 1].data()));

@@ -40,6 +40,7 @@ absl::Status SelfSpeculativeRound(Backend& backend, const std::vector<Sequence*>
       return absl::FailedPreconditionError(absl::StrCat("slot ", s->slot(), ": KV cache lengths disagree with the sequence"));
     DraftState d;
     d.slot = s->slot();
+    d.prompt_tokens = static_cast<int>(s->prompt().size());
     d.max_drafts = MaxDrafts(*s, cfg, context);
     d.sampling = s->params().sampling;
     d.eos_ids = s->params().eos_ids;
@@ -60,7 +61,8 @@ absl::Status SelfSpeculativeRound(Backend& backend, const std::vector<Sequence*>
   std::vector<VerifySpan> spans;
   std::vector<bool> greedy;
   for (size_t j = 0; j < drafts.size(); ++j) {
-    spans.push_back({drafts[j].slot, active[j]->cached(), drafts[j].rows, static_cast<int>(drafts[j].tokens.size())});
+    spans.push_back({drafts[j].slot, active[j]->cached(), drafts[j].rows, static_cast<int>(drafts[j].tokens.size()),
+                     drafts[j].prompt_tokens});
     greedy.push_back(drafts[j].sampling.greedy());
   }
   LS_ASSIGN_OR_RETURN(VerifyLayout layout, LayoutVerification(spans));

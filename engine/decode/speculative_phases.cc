@@ -39,7 +39,7 @@ absl::Status DraftAll(Backend& backend, std::vector<DraftState>& drafts, int E, 
       if (d.input.empty()) continue;
       const int first = backend.length(0, d.slot);
       for (size_t i = 0; i < d.input.size(); ++i) {
-        batch.Add(d.slot, first + static_cast<int>(i));
+        batch.AddToken(d.slot, first + static_cast<int>(i), d.prompt_tokens);
         ids.push_back(d.input[i]);
       }
       fed.push_back(j);
@@ -124,7 +124,7 @@ absl::StatusOr<VerifyLayout> LayoutVerification(const std::vector<VerifySpan>& s
   for (const VerifySpan& s : spans) {
     if (s.drafts < 0 || s.rows < s.drafts + 1)
       return absl::InvalidArgumentError(absl::StrCat("slot ", s.slot, ": ", s.rows, " rows for ", s.drafts, " drafts"));
-    for (int i = 0; i < s.rows; ++i) layout.batch.Add(s.slot, s.cached + i);
+    for (int i = 0; i < s.rows; ++i) layout.batch.AddToken(s.slot, s.cached + i, s.prompt_tokens);
     layout.head_first.push_back(static_cast<int>(layout.head_rows.size()));
     for (int i = s.rows - s.drafts - 1; i < s.rows; ++i) layout.head_rows.push_back(row + i);
     row += s.rows;

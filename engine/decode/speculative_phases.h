@@ -22,6 +22,7 @@ namespace layerskip {
 // only the slot, the pending tokens and the sampling parameters, can draft too.
 struct DraftState {
   int slot = 0;
+  int prompt_tokens = 0;              // the sequence's prompt length: the role of each row (TokenRole)
   int max_drafts = 0;                 // k_max for this round
   SamplingParams sampling;       // greedy when temperature <= 0
   std::vector<int> eos_ids;           // drafting stops after drafting one of these
@@ -48,6 +49,7 @@ struct VerifySpan {
   int cached = 0;
   int rows = 0;
   int drafts = 0;
+  int prompt_tokens = 0;  // the sequence's prompt length: the role of each row (TokenRole)
 };
 
 // The verification batch of a round: the spans' tokens in order, and the verifier's head rows.

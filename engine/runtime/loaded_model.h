@@ -44,8 +44,9 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModelConfigAndTokenizer(const s
 // Wraps weights already in memory (random models for benchmarks and tests).
 std::unique_ptr<LoadedModel> WrapWeights(std::shared_ptr<const ModelWeights> weights, const ModelLoadOptions& options);
 
-// Fixes the process's CPU kernel path for these weights (kernels/cpu_features.h ChooseCpuKernelsForModel:
-// AMX when their bf16 matrices exceed the last-level cache) unless a path is already fixed. WrapWeights and
+// Fixes the process's CPU kernel paths for these weights (kernels/cpu_features.h ChooseCpuKernelsForModel:
+// on an AMX host, AMX for prompt tokens of bf16 weights, and for generated tokens too when their bf16
+// matrices exceed the last-level cache) unless a pair is already fixed. WrapWeights and
 // the worker's shard loading call it before any matmul runs.
 void ChooseCpuKernelsFor(const ModelWeights& weights);
 

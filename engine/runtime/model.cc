@@ -8,11 +8,37 @@
 #include "absl/strings/str_cat.h"
 #include "engine/util/status.h"
 #include "kernels/attention.h"
+#include "kernels/cpu_features.h"
 #include "kernels/embedding.h"
 #include "kernels/matmul.h"
 #include "kernels/rms_norm.h"
 
 namespace layerskip {
+namespace {
+
+// Rows [begin, begin + count) of a batch whose roles run on one kernel path.
+struct RowRun {
+  int begin, count;
+  cpu::CpuKernels path;
+};
+
+// The batch's maximal runs of rows on one path (kernels/cpu_features.h CpuKernelPair: prompt rows on the
+// prompt path, the others on the generated path); one run when both roles share a path. The kernels are
+// row-independent, so splitting a matmul at a run's edge changes no bits.
+std::vector<RowRun> PathRuns(const TokenBatch& batch) {
+  const cpu::CpuKernelPair pair = cpu::ActiveCpuKernelPair();
+  auto path = [&](int i) { return batch.role(i) == TokenRole::kPrompt ? pair.prompt : pair.generated; };
+  std::vector<RowRun> runs;
+  for (int i = 0, n = batch.size(); i < n;) {
+    int j = i + 1;
+    while (j < n && path(j) == path(i)) ++j;
+    runs.push_back({i, j - i, path(i)});
+    i = j;
+  }
+  return runs;
+}
+
+}  // namespace
 
 Model::Model(std::shared_ptr<const ModelWeights> weights, int max_positions, ThreadPool* pool)
     : weights_(std::move(weights)), rope_(weights_->config.rope(), max_positions), pool_(pool) {}
@@ -49,9 +75,15 @@ void Model::Layer(int l, const TokenBatch& batch, float* x, KvCache* cache) cons
   std::vector<float> h(static_cast<size_t>(n) * D), q(static_cast<size_t>(n) * H * hd),
       k(static_cast<size_t>(n) * KV * hd), v(static_cast<size_t>(n) * KV * hd), att(static_cast<size_t>(n) * H * hd);
 
+  const std::vector<RowRun> runs = PathRuns(batch);
+  auto at = [](std::vector<float>& m, const RowRun& r, int width) { return m.data() + static_cast<size_t>(r.begin) * width; };
+
   cpu::RmsNorm(x, w.attn_norm.data(), h.data(), n, D, c.rms_norm_eps);
-  // q: [n, H*hd], k and v: [n, KV*hd], in one parallel loop.
-  cpu::MatmulMany(h.data(), n, {{w.wq.get(), q.data()}, {w.wk.get(), k.data()}, {w.wv.get(), v.data()}}, pool_);
+  // q: [n, H*hd], k and v: [n, KV*hd], in one parallel loop per run of rows.
+  for (const RowRun& r : runs)
+    cpu::MatmulMany(at(h, r, D), r.count,
+                    {{w.wq.get(), at(q, r, H * hd)}, {w.wk.get(), at(k, r, KV * hd)}, {w.wv.get(), at(v, r, KV * hd)}},
+                    pool_, r.path);
   for (int i = 0; i < n; ++i) {
     cpu::ApplyRope(q.data() + static_cast<size_t>(i) * H * hd, H, hd, rope_, batch.positions[i]);
     cpu::ApplyRope(k.data() + static_cast<size_t>(i) * KV * hd, KV, hd, rope_, batch.positions[i]);
@@ -61,14 +93,15 @@ void Model::Layer(int l, const TokenBatch& batch, float* x, KvCache* cache) cons
                 sizeof(float) * KV * hd);
   }
   cpu::Attention(q.data(), n, batch.slots.data(), batch.positions.data(), H, cache->LayerView(l), att.data(), pool_);
-  cpu::Matmul(att.data(), n, *w.wo, h.data(), pool_);  // h: [n, D]
+  for (const RowRun& r : runs) cpu::Matmul(at(att, r, H * hd), r.count, *w.wo, at(h, r, D), pool_, r.path);  // h: [n, D]
   for (size_t i = 0; i < h.size(); ++i) x[i] += h[i];
 
   std::vector<float> gate(static_cast<size_t>(n) * F), up(static_cast<size_t>(n) * F);
   cpu::RmsNorm(x, w.mlp_norm.data(), h.data(), n, D, c.rms_norm_eps);
-  // gate = silu(gate_proj(h)) * up_proj(h): [n, F], in one parallel loop (up: scratch).
-  cpu::MatmulSwiGlu(h.data(), n, *w.w_gate, *w.w_up, gate.data(), up.data(), pool_);
-  cpu::Matmul(gate.data(), n, *w.w_down, h.data(), pool_);  // [n, D]
+  // gate = silu(gate_proj(h)) * up_proj(h): [n, F], in one parallel loop per run (up: scratch).
+  for (const RowRun& r : runs)
+    cpu::MatmulSwiGlu(at(h, r, D), r.count, *w.w_gate, *w.w_up, at(gate, r, F), at(up, r, F), pool_, r.path);
+  for (const RowRun& r : runs) cpu::Matmul(at(gate, r, F), r.count, *w.w_down, at(h, r, D), pool_, r.path);  // [n, D]
   for (size_t i = 0; i < h.size(); ++i) x[i] += h[i];
 }
 

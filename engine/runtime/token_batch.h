@@ -1,6 +1,7 @@
 #pragma once
 // The tokens of one forward call and the checks every backend runs on them before touching memory.
 #include <algorithm>
+#include <cstdint>
 #include <map>
 #include <vector>
 
@@ -9,16 +10,35 @@
 
 namespace layerskip {
 
-// Token i belongs to KV-cache slot slots[i] at position positions[i]. The tokens of a slot must be
-// consecutive positions, in order, starting at that slot's cache length.
+// A token's role, a property of the token and never of the call that computes it: kPrompt for a position
+// inside its sequence's prompt, kGenerated for any other (decode steps, drafts, verification rows, and
+// generated tokens recomputed after the cache was lost). The CPU backend computes each role's rows on its
+// own kernel path (kernels/cpu_features.h CpuKernelPair; docs/engine.md, "Choosing the kernel paths"), so
+// every call that computes a token must give it the same role: use RoleOf. The CUDA backend ignores it.
+enum class TokenRole : uint8_t { kGenerated = 0, kPrompt = 1 };
+
+// The role of `position` in a sequence whose prompt has `prompt_tokens` tokens.
+inline TokenRole RoleOf(int position, int prompt_tokens) {
+  return position < prompt_tokens ? TokenRole::kPrompt : TokenRole::kGenerated;
+}
+
+// Token i belongs to KV-cache slot slots[i] at position positions[i], with role role(i) (kGenerated
+// unless given: a caller that knows no prompt computes as before roles existed). The tokens of a slot must
+// be consecutive positions, in order, starting at that slot's cache length.
 struct TokenBatch {
   std::vector<int> slots;
   std::vector<int> positions;
+  std::vector<TokenRole> roles;  // may be shorter than slots: the missing ones are kGenerated
   int size() const { return static_cast<int>(slots.size()); }
-  void Add(int slot, int position) {
+  TokenRole role(int i) const { return i < static_cast<int>(roles.size()) ? roles[i] : TokenRole::kGenerated; }
+  void Add(int slot, int position, TokenRole r = TokenRole::kGenerated) {
+    roles.resize(slots.size(), TokenRole::kGenerated);
     slots.push_back(slot);
     positions.push_back(position);
+    roles.push_back(r);
   }
+  // Adds a token of a sequence whose prompt has `prompt_tokens` tokens (its role from RoleOf).
+  void AddToken(int slot, int position, int prompt_tokens) { Add(slot, position, RoleOf(position, prompt_tokens)); }
 };
 
 // Checks a forward over layers [a, b) of a model with num_layers layers, of which [loaded_first,

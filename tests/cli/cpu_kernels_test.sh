@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The CPU kernel path: `layerskip inspect` and `bench` name it; LAYERSKIP_CPU_KERNELS forces one the host
-# has, and an unknown one or one above the host is a one-line error with a non-zero exit.
+# The CPU kernel paths: `layerskip inspect` and `bench` name them (one path, or PROMPT/GENERATED);
+# LAYERSKIP_CPU_KERNELS forces a path or a pair the host has, and an unknown one or one above the host is a
+# one-line error with a non-zero exit.
 #   tests/cli/cpu_kernels_test.sh BIN_DIR SOURCE_DIR
 set -uo pipefail
 bin="$1"
@@ -12,9 +13,12 @@ fail() { echo "FAIL: $*"; failures=$((failures + 1)); }
 out=$("$bin/layerskip" inspect --model "$model") || fail "inspect exits $?"
 grep -Eq '^cpu kernels: (avx2|avx512|avx512-bf16|amx) ' <<<"$out" || fail "inspect names no kernel path: $out"
 grep -Eq '^default threads: [1-9]' <<<"$out" || fail "inspect names no default thread count: $out"
-# The demo model (19 MiB) fits any last-level cache: its path is the host's best, never amx.
+# The demo model (19 MiB) fits any last-level cache: its generated tokens run on the host's best path, never
+# amx; its prompts on amx where the host has it (the pair amx/BEST), else on the best path too.
 best=$(sed -n 's/^cpu kernels: \([a-z0-9-]*\) .*/\1/p' <<<"$out")
-grep -q "cpu kernels for this model: $best\$" <<<"$out" || fail "inspect's per-model path is not $best: $out"
+want=$best
+grep -qw amx_bf16 /proc/cpuinfo && want="amx/$best"
+grep -q "cpu kernels for this model: $want\$" <<<"$out" || fail "inspect's per-model paths are not $want: $out"
 
 out=$(LAYERSKIP_CPU_KERNELS=avx2 "$bin/layerskip" inspect --model "$model") || fail "forced avx2 exits $?"
 grep -q '^cpu kernels: avx2 ' <<<"$out" || fail "forced avx2 not reported: $out"
@@ -28,7 +32,20 @@ rc=$?
 
 # bench names the path it runs (the host's best).
 out=$("$bin/layerskip" bench --model "$model" --prompt-tokens 4 --decode-tokens 2) || fail "bench exits $?"
-grep -Eq "cpu kernels (avx2|avx512|avx512-bf16|amx)$" <<<"$out" || fail "bench names no kernel path: $out"
+grep -q "cpu kernels $want\$" <<<"$out" || fail "bench names not the paths $want: $out"
+
+# A pair PROMPT/GENERATED is forced as one; a bad half is a one-line error naming it.
+out=$(LAYERSKIP_CPU_KERNELS=avx2/avx2 "$bin/layerskip" inspect --model "$model") || fail "forced avx2/avx2 exits $?"
+grep -q 'cpu kernels for this model: avx2$' <<<"$out" || fail "forced avx2/avx2 not used for the model: $out"
+err=$(LAYERSKIP_CPU_KERNELS=avx2/sse9 "$bin/layerskip" inspect --model "$model" 2>&1 >/dev/null)
+rc=$?
+[ $rc -ne 0 ] && [ "$(wc -l <<<"$err")" -eq 1 ] && grep -q "LAYERSKIP_CPU_KERNELS='sse9' is not a CPU kernel path" <<<"$err" ||
+  fail "a pair with an unknown half: want one line naming it, got: $err"
+if grep -qw amx_bf16 /proc/cpuinfo; then
+  out=$(LAYERSKIP_CPU_KERNELS=amx/avx2 "$bin/layerskip" bench --model "$model" --prompt-tokens 4 --decode-tokens 2) ||
+    fail "bench with amx/avx2 exits $?"
+  grep -q "cpu kernels amx/avx2\$" <<<"$out" || fail "forced amx/avx2 not reported by bench: $out"
+fi
 
 for path in avx512 avx512-bf16 amx; do
   flag=avx512bw

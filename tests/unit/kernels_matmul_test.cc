@@ -173,6 +173,33 @@ TEST(CpuFeaturesTest, BestPathAndForcedPaths) {
   EXPECT_FALSE(cpu::RoundsInputsToBf16(CpuKernels::kAvx512));
 }
 
+// LAYERSKIP_CPU_KERNELS's syntax: one path for both roles, or PROMPT/GENERATED; each half validated.
+TEST(CpuFeaturesTest, ParsesAPairOfPaths) {
+  cpu::CpuFeatures bf16;
+  bf16.avx2 = bf16.fma = bf16.f16c = true;
+  bf16.avx512f = bf16.avx512bw = bf16.avx512vl = bf16.avx512dq = bf16.avx512_bf16 = true;
+  const auto one = cpu::ParseCpuKernelPair("avx512", bf16);
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_EQ(one->prompt, CpuKernels::kAvx512);
+  EXPECT_EQ(one->generated, CpuKernels::kAvx512);
+  const auto two = cpu::ParseCpuKernelPair("avx2/avx512-bf16", bf16);
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_EQ(two->prompt, CpuKernels::kAvx2);
+  EXPECT_EQ(two->generated, CpuKernels::kAvx512Bf16);
+  EXPECT_EQ(cpu::CpuKernelPairName(*two), "avx2/avx512-bf16");
+  EXPECT_EQ(cpu::CpuKernelPairName(*one), "avx512");
+  for (const char* bad : {"avx2/", "/avx2", "avx2/sse2", "avx2/avx2/avx2", ""}) {
+    const auto parsed = cpu::ParseCpuKernelPair(bad, bf16);
+    EXPECT_FALSE(parsed.ok()) << bad;
+    if (!parsed.ok()) EXPECT_NE(parsed.status().message().find("not a CPU kernel path"), std::string::npos) << parsed.status();
+  }
+  cpu::CpuFeatures avx2;
+  avx2.avx2 = avx2.fma = avx2.f16c = true;
+  const auto unsupported = cpu::ParseCpuKernelPair("avx2/avx512", avx2);
+  ASSERT_FALSE(unsupported.ok());
+  EXPECT_NE(unsupported.status().message().find("AVX-512"), std::string::npos) << unsupported.status();
+}
+
 // On a host with AMX the permission request either succeeds or says why; ParseCpuKernels agrees with it.
 TEST(CpuFeaturesTest, AmxPermissionMatchesParse) {
   const cpu::CpuFeatures& f = cpu::HostCpuFeatures();
@@ -184,41 +211,56 @@ TEST(CpuFeaturesTest, AmxPermissionMatchesParse) {
   else EXPECT_NE(parsed.status().message().find("unavailable"), std::string::npos) << parsed.status();
 }
 
-// The per-model default: AMX only for bf16 weights beyond the last-level cache, on a host that has the tiles
-// and Linux's permission; otherwise the best path.
-TEST(CpuFeaturesTest, ModelDefaultTakesAmxForWeightsBeyondTheCache) {
+// The per-model default pair (prompt/generated): on a host with the tiles and Linux's permission, prompts of
+// bf16 weights on AMX, generated tokens too when the weights exceed the last-level cache; otherwise the best
+// path for both.
+TEST(CpuFeaturesTest, ModelDefaultTakesAmxForPromptsAndForWeightsBeyondTheCache) {
   cpu::CpuFeatures bf16;
   bf16.avx2 = bf16.fma = bf16.f16c = true;
   bf16.avx512f = bf16.avx512bw = bf16.avx512vl = bf16.avx512dq = bf16.avx512_bf16 = true;
   cpu::CpuFeatures amx = bf16;
   amx.amx_tile = amx.amx_bf16 = true;
   const int64_t llc = int64_t{32} << 20;
-  EXPECT_EQ(cpu::DefaultCpuKernelsForModel(amx, true, 2 * llc, llc), CpuKernels::kAmx);
-  EXPECT_EQ(cpu::DefaultCpuKernelsForModel(amx, true, llc, llc), CpuKernels::kAvx512Bf16);       // fits the cache
-  EXPECT_EQ(cpu::DefaultCpuKernelsForModel(amx, true, 0, llc), CpuKernels::kAvx512Bf16);         // int8 / f32
-  EXPECT_EQ(cpu::DefaultCpuKernelsForModel(amx, false, 2 * llc, llc), CpuKernels::kAvx512Bf16);  // refused
-  EXPECT_EQ(cpu::DefaultCpuKernelsForModel(bf16, true, 2 * llc, llc), CpuKernels::kAvx512Bf16);  // no tiles
+  auto name = [&](const cpu::CpuFeatures& f, bool permitted, int64_t bytes) {
+    return cpu::CpuKernelPairName(cpu::DefaultCpuKernelsForModel(f, permitted, bytes, llc));
+  };
+  EXPECT_EQ(name(amx, true, 2 * llc), "amx");
+  EXPECT_EQ(name(amx, true, llc), "amx/avx512-bf16");  // fits the cache: decode on avx512-bf16
+  EXPECT_EQ(name(amx, true, 1), "amx/avx512-bf16");
+  EXPECT_EQ(name(amx, true, 0), "avx512-bf16");         // no bf16 matmuls (int8 / f32)
+  EXPECT_EQ(name(amx, false, 2 * llc), "avx512-bf16");  // refused
+  EXPECT_EQ(name(amx, false, llc), "avx512-bf16");
+  EXPECT_EQ(name(bf16, true, 2 * llc), "avx512-bf16");  // no tiles
+  EXPECT_EQ(name(bf16, true, llc), "avx512-bf16");
   cpu::CpuFeatures avx2;
   avx2.avx2 = avx2.fma = avx2.f16c = true;
-  EXPECT_EQ(cpu::DefaultCpuKernelsForModel(avx2, false, 2 * llc, llc), CpuKernels::kAvx2);
+  EXPECT_EQ(name(avx2, false, 2 * llc), "avx2");
+  EXPECT_EQ(name(avx2, true, llc), "avx2");
+  const cpu::CpuKernelPair split = cpu::DefaultCpuKernelsForModel(amx, true, llc, llc);
+  EXPECT_EQ(split.prompt, CpuKernels::kAmx);
+  EXPECT_EQ(split.generated, CpuKernels::kAvx512Bf16);
   EXPECT_GT(cpu::LastLevelCacheBytes(), 0);
 }
 
-// Once a process's path is fixed (here by the kernels run before), a model's choice never changes it: every
-// token of the process is computed on one path.
+// Once a process's pair is fixed (here by the kernels run before), a model's choice never changes it: every
+// token of a role is computed on one path for the life of the process.
 TEST(CpuFeaturesTest, FirstChoiceHoldsForTheProcess) {
-  const CpuKernels before = cpu::ActiveCpuKernels();
+  const cpu::CpuKernelPair before = cpu::ActiveCpuKernelPair();
   cpu::ChooseCpuKernelsForModel(int64_t{1} << 50);  // a model far beyond any cache
-  EXPECT_EQ(cpu::ActiveCpuKernels(), before);
+  EXPECT_TRUE(cpu::ActiveCpuKernelPair() == before);
+  cpu::ChooseCpuKernelsForModel(1);  // a model within it
+  EXPECT_TRUE(cpu::ActiveCpuKernelPair() == before);
   cpu::ChooseCpuKernelsForModel(0);
-  EXPECT_EQ(cpu::ActiveCpuKernels(), before);
+  EXPECT_TRUE(cpu::ActiveCpuKernelPair() == before);
+  EXPECT_EQ(cpu::ActiveCpuKernels(), before.generated);
+  EXPECT_EQ(cpu::PromptCpuKernels(), before.prompt);
 }
 
 TEST(CpuFeaturesTest, HostHasTheBaselineAndAPath) {
   const cpu::CpuFeatures& f = cpu::HostCpuFeatures();
   EXPECT_TRUE(f.avx2 && f.fma && f.f16c) << f.Describe();
   EXPECT_TRUE(cpu::CheckCpuKernels().ok()) << cpu::CheckCpuKernels();
-  std::printf("host: %s; kernels: %s\n", f.Describe().c_str(), cpu::CpuKernelsName(cpu::ActiveCpuKernels()));
+  std::printf("host: %s; kernels: %s\n", f.Describe().c_str(), cpu::CpuKernelPairName(cpu::ActiveCpuKernelPair()).c_str());
 }
 
 }  // namespace

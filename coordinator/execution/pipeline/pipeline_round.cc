@@ -117,6 +117,7 @@ absl::Status PipelineExecutor::StartEarlyExit(StepInFlight& r, int exit_layer) {
     v1::DraftSequence* d = req.add_seqs();
     d->set_slot(s->slot());
     d->set_cached(s->cached());
+    d->set_prompt_tokens(static_cast<int>(s->prompt().size()));
     d->mutable_pending()->Add(s->pending().begin(), s->pending().end());
     d->mutable_sampling()->set_temperature(s->params().sampling.temperature);
   }
@@ -149,6 +150,7 @@ absl::Status PipelineExecutor::StartSpeculative(StepInFlight& r, const DecodeOpt
     v1::DraftSequence* d = req.add_seqs();
     d->set_slot(s->slot());
     d->set_cached(s->cached());
+    d->set_prompt_tokens(static_cast<int>(s->prompt().size()));
     d->mutable_pending()->Add(s->pending().begin(), s->pending().end());
     d->set_max_drafts(MaxDrafts(*s, cfg, context_));
     d->mutable_eos_ids()->Add(s->params().eos_ids.begin(), s->params().eos_ids.end());
@@ -163,6 +165,7 @@ absl::Status PipelineExecutor::StartSpeculative(StepInFlight& r, const DecodeOpt
     v1::VerifySequence* v = r.verify.add_seqs();
     v->set_slot(s->slot());
     v->set_cached(s->cached());
+    v->set_prompt_tokens(static_cast<int>(s->prompt().size()));
     v->set_want_logits(!sp.greedy());
     r.rows += static_cast<int>(s->pending().size()) + d->max_drafts() + 1;
   }
