@@ -2,7 +2,9 @@
 // random weights, so a step streams them from memory as the engine does), for n tokens at once:
 //   build/bin/layerskip-matmul-bench [--shape llama3.2-1b|llama3-8b|tiny] [--n 16] [--steps 3]
 //                                     [--threads 2] [--dtype bf16|f32|int8] [--layers L] [--check] [--hot ROWS]
-// Prints GFLOP/s per matrix kind and for the whole step (best of --steps). --check also verifies batch
+//                                     [--no-head]
+// --no-head leaves out the LM head (a prefill computes it for the last token only, so without it the
+// step is the layers' matrices as a prefill runs them). Prints GFLOP/s per matrix kind and for the whole step (best of --steps). --check also verifies batch
 // invariance: every row of the n-token product must equal, bitwise, the 1-token product of that row.
 #include <algorithm>
 #include <chrono>
@@ -91,7 +93,7 @@ int Main(int argc, char** argv) {
   std::string shape_name = "llama3.2-1b";
   int64_t n = 16, steps = 3, threads = 2, layers = -1, hot_rows = 0;
   WeightType type = WeightType::kBF16;
-  bool check = false;
+  bool check = false, head = true;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -101,7 +103,7 @@ int Main(int argc, char** argv) {
     if (a == "--help" || a == "-h") {
       std::printf(
           "usage: layerskip-matmul-bench [--shape llama3.2-1b|llama3-8b|tiny] [--n 16] [--steps 3] [--threads 2]\n"
-          "                              [--dtype bf16|f32|int8] [--layers L] [--check] [--hot ROWS]\n"
+          "                              [--dtype bf16|f32|int8] [--layers L] [--check] [--hot ROWS] [--no-head]\n"
           "  cpu::Matmul on one decode step's matrices for n tokens: GFLOP/s per matrix kind and per step\n"
           "  (best of --steps); --check verifies batch invariance row by row\n");
       return 0;
@@ -117,6 +119,7 @@ int Main(int argc, char** argv) {
     }
     else if (a == "--check") check = true;
     else if (a == "--hot") hot_rows = std::atoll(next().c_str());
+    else if (a == "--no-head") head = false;
     else {
       std::fprintf(stderr, "unknown flag %s (see the header of bench/matmul_bench.cc)\n", a.c_str());
       return 2;
@@ -151,11 +154,12 @@ int Main(int argc, char** argv) {
   const Shape s = GetShape(shape_name);
   const int64_t L = layers > 0 ? layers : s.L;
   const char* names[8] = {"q", "k", "v", "o", "gate", "up", "down", "lm_head"};
-  std::vector<Kind> kinds(8);
-  for (int k = 0; k < 8; ++k) kinds[k].name = names[k];
+  const int num_kinds = head ? 8 : 7;
+  std::vector<Kind> kinds(num_kinds);
+  for (int k = 0; k < num_kinds; ++k) kinds[k].name = names[k];
   const int64_t dims[8][2] = {{s.Q, s.D}, {s.KV, s.D}, {s.KV, s.D}, {s.D, s.Q}, {s.F, s.D}, {s.F, s.D}, {s.D, s.F}, {s.V, s.D}};
   std::fprintf(stderr, "generating weights...\n");
-  for (int k = 0; k < 8; ++k)
+  for (int k = 0; k < num_kinds; ++k)
     for (int64_t l = 0; l < (k == 7 ? 1 : L); ++l) kinds[k].mats.push_back(RandomMatrix(type, dims[k][0], dims[k][1], k * 1000 + l + 1));
   std::vector<float> x(n * std::max(s.F, s.D)), y(n * std::max(s.V, s.F));
   for (size_t i = 0; i < x.size(); ++i) x[i] = Uniform(99 + i);
@@ -175,9 +179,9 @@ int Main(int argc, char** argv) {
       }
     }
     const auto a = std::chrono::steady_clock::now();
-    cpu::Matmul(x.data(), n, *kinds[7].mats[0], y.data(), &pool);
+    if (head) cpu::Matmul(x.data(), n, *kinds[7].mats[0], y.data(), &pool);
     const auto t1 = std::chrono::steady_clock::now();
-    seconds[7] = std::chrono::duration<double>(t1 - a).count();
+    if (head) seconds[7] = std::chrono::duration<double>(t1 - a).count();
     best_step = std::min(best_step, std::chrono::duration<double>(t1 - t0).count());
     best_cpu = std::min(best_cpu, CpuSeconds() - c0);
     for (size_t k = 0; k < kinds.size(); ++k) kinds[k].best_seconds = std::min(kinds[k].best_seconds, seconds[k]);
