@@ -2,9 +2,11 @@
 // random weights, so a step streams them from memory as the engine does), for n tokens at once:
 //   build/bin/layerskip-matmul-bench [--shape llama3.2-1b|llama3-8b|tiny] [--n 16] [--steps 3]
 //                                     [--threads 2] [--dtype bf16|f32|int8] [--layers L] [--check] [--hot ROWS]
-//                                     [--no-head]
+//                                     [--no-head] [--mapped]
 // --no-head leaves out the LM head (a prefill computes it for the last token only, so without it the
-// step is the layers' matrices as a prefill runs them). Prints GFLOP/s per matrix kind and for the whole step (best of --steps). --check also verifies batch
+// step is the layers' matrices as a prefill runs them). --mapped reads bf16/f32 weights from a read-only
+// file mapping of 4 KiB pages, as the engine reads a checkpoint in place (else 2 MiB pages where offered).
+// Prints GFLOP/s per matrix kind and for the whole step (best of --steps). --check also verifies batch
 // invariance: every row of the n-token product must equal, bitwise, the 1-token product of that row.
 #include <algorithm>
 #include <chrono>
@@ -15,6 +17,9 @@
 #include <string>
 #include <ctime>
 #include <vector>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "engine/model/quantize_int8.h"
 #include "engine/model/weights.h"
@@ -60,6 +65,26 @@ std::unique_ptr<Matrix> RandomMatrix(WeightType type, int64_t rows, int64_t cols
   return m;
 }
 
+// The same matrix read in place from a private read-only mapping of a memfd (4 KiB pages, like a checkpoint's
+// page-cache mapping); exits on failure.
+std::unique_ptr<Matrix> Mapped(std::unique_ptr<Matrix> m) {
+  if (m->type() == WeightType::kInt8) return m;
+  const size_t bytes = m->bytes();
+  const int fd = memfd_create("matmul-bench", 0);
+  if (fd < 0 || ::write(fd, m->data(), bytes) != static_cast<ssize_t>(bytes)) {
+    std::perror("memfd");
+    std::exit(1);
+  }
+  void* p = ::mmap(nullptr, bytes, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (p == MAP_FAILED) {
+    std::perror("mmap");
+    std::exit(1);
+  }
+  std::shared_ptr<const void> owner(p, [bytes](const void* q) { ::munmap(const_cast<void*>(q), bytes); });
+  return std::make_unique<Matrix>(m->type(), m->rows(), m->cols(), p, std::move(owner));
+}
+
 double CpuSeconds() {
   timespec ts;
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
@@ -93,7 +118,7 @@ int Main(int argc, char** argv) {
   std::string shape_name = "llama3.2-1b";
   int64_t n = 16, steps = 3, threads = 2, layers = -1, hot_rows = 0;
   WeightType type = WeightType::kBF16;
-  bool check = false, head = true;
+  bool check = false, head = true, mapped = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -103,7 +128,7 @@ int Main(int argc, char** argv) {
     if (a == "--help" || a == "-h") {
       std::printf(
           "usage: layerskip-matmul-bench [--shape llama3.2-1b|llama3-8b|tiny] [--n 16] [--steps 3] [--threads 2]\n"
-          "                              [--dtype bf16|f32|int8] [--layers L] [--check] [--hot ROWS] [--no-head]\n"
+          "                              [--dtype bf16|f32|int8] [--layers L] [--check] [--hot ROWS] [--no-head] [--mapped]\n"
           "  cpu::Matmul on one decode step's matrices for n tokens: GFLOP/s per matrix kind and per step\n"
           "  (best of --steps); --check verifies batch invariance row by row\n");
       return 0;
@@ -120,6 +145,7 @@ int Main(int argc, char** argv) {
     else if (a == "--check") check = true;
     else if (a == "--hot") hot_rows = std::atoll(next().c_str());
     else if (a == "--no-head") head = false;
+    else if (a == "--mapped") mapped = true;
     else {
       std::fprintf(stderr, "unknown flag %s (see the header of bench/matmul_bench.cc)\n", a.c_str());
       return 2;
@@ -160,7 +186,10 @@ int Main(int argc, char** argv) {
   const int64_t dims[8][2] = {{s.Q, s.D}, {s.KV, s.D}, {s.KV, s.D}, {s.D, s.Q}, {s.F, s.D}, {s.F, s.D}, {s.D, s.F}, {s.V, s.D}};
   std::fprintf(stderr, "generating weights...\n");
   for (int k = 0; k < num_kinds; ++k)
-    for (int64_t l = 0; l < (k == 7 ? 1 : L); ++l) kinds[k].mats.push_back(RandomMatrix(type, dims[k][0], dims[k][1], k * 1000 + l + 1));
+    for (int64_t l = 0; l < (k == 7 ? 1 : L); ++l) {
+      auto m = RandomMatrix(type, dims[k][0], dims[k][1], k * 1000 + l + 1);
+      kinds[k].mats.push_back(mapped ? Mapped(std::move(m)) : std::move(m));
+    }
   std::vector<float> x(n * std::max(s.F, s.D)), y(n * std::max(s.V, s.F));
   for (size_t i = 0; i < x.size(); ++i) x[i] = Uniform(99 + i);
 
