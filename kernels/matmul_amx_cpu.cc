@@ -18,9 +18,11 @@
 // Schedule: row blocks (kBlockRows, fewer with several threads; a multiple of 32) are claimed by the
 // threads from a shared counter. In a block, per K chunk (x of the chunk about 1 MiB, in L2 for all
 // the block's rows; decode: the whole width), each pair of row tiles (A: 32 rows of the chunk, in L2)
-// meets every pair of token tiles (B from L2): 2 x 2 C tiles, 8 tile registers in all. Decode is a stream
-// of W from memory, 32 rows at once; the hardware prefetchers follow it (software prefetch ahead in each
-// row, as the AVX-512 decode tiles do, measured slower here).
+// meets every pair of token tiles (B from L2): 2 x 2 C tiles, 8 tile registers in all; after the last K
+// chunk the 4 C tiles are transposed into y at once, while they are in L1. Prefill (3+ token tiles)
+// prefetches the next panel's W rows into L2 during the current panel's calls. Decode is a stream of W
+// from memory, 32 rows at once; the hardware prefetchers follow it (software prefetch ahead in each row,
+// as the AVX-512 decode tiles do, measured slower here).
 #include <immintrin.h>
 
 #include <algorithm>
