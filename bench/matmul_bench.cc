@@ -2,6 +2,10 @@
 // random weights, so a step streams them from memory as the engine does), for n tokens at once:
 //   build/bin/layerskip-matmul-bench [--shape llama3.2-1b|llama3-8b|tiny] [--n 16] [--steps 3]
 //                                     [--threads 2] [--dtype bf16|f32|int8] [--layers L] [--check] [--hot ROWS]
+//                                     [--no-head] [--mapped]
+// --no-head leaves out the LM head (a prefill computes it for the last token only, so without it the
+// step is the layers' matrices as a prefill runs them). --mapped reads bf16/f32 weights from a read-only
+// file mapping of 4 KiB pages, as the engine reads a checkpoint in place (else 2 MiB pages where offered).
 // Prints GFLOP/s per matrix kind and for the whole step (best of --steps). --check also verifies batch
 // invariance: every row of the n-token product must equal, bitwise, the 1-token product of that row.
 #include <algorithm>
@@ -13,6 +17,9 @@
 #include <string>
 #include <ctime>
 #include <vector>
+
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "engine/model/quantize_int8.h"
 #include "engine/model/weights.h"
@@ -58,6 +65,26 @@ std::unique_ptr<Matrix> RandomMatrix(WeightType type, int64_t rows, int64_t cols
   return m;
 }
 
+// The same matrix read in place from a private read-only mapping of a memfd (4 KiB pages, like a checkpoint's
+// page-cache mapping); exits on failure.
+std::unique_ptr<Matrix> Mapped(std::unique_ptr<Matrix> m) {
+  if (m->type() == WeightType::kInt8) return m;
+  const size_t bytes = m->bytes();
+  const int fd = memfd_create("matmul-bench", 0);
+  if (fd < 0 || ::write(fd, m->data(), bytes) != static_cast<ssize_t>(bytes)) {
+    std::perror("memfd");
+    std::exit(1);
+  }
+  void* p = ::mmap(nullptr, bytes, PROT_READ, MAP_PRIVATE, fd, 0);
+  ::close(fd);
+  if (p == MAP_FAILED) {
+    std::perror("mmap");
+    std::exit(1);
+  }
+  std::shared_ptr<const void> owner(p, [bytes](const void* q) { ::munmap(const_cast<void*>(q), bytes); });
+  return std::make_unique<Matrix>(m->type(), m->rows(), m->cols(), p, std::move(owner));
+}
+
 double CpuSeconds() {
   timespec ts;
   clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
@@ -91,7 +118,7 @@ int Main(int argc, char** argv) {
   std::string shape_name = "llama3.2-1b";
   int64_t n = 16, steps = 3, threads = 2, layers = -1, hot_rows = 0;
   WeightType type = WeightType::kBF16;
-  bool check = false;
+  bool check = false, head = true, mapped = false;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string {
@@ -101,7 +128,7 @@ int Main(int argc, char** argv) {
     if (a == "--help" || a == "-h") {
       std::printf(
           "usage: layerskip-matmul-bench [--shape llama3.2-1b|llama3-8b|tiny] [--n 16] [--steps 3] [--threads 2]\n"
-          "                              [--dtype bf16|f32|int8] [--layers L] [--check] [--hot ROWS]\n"
+          "                              [--dtype bf16|f32|int8] [--layers L] [--check] [--hot ROWS] [--no-head] [--mapped]\n"
           "  cpu::Matmul on one decode step's matrices for n tokens: GFLOP/s per matrix kind and per step\n"
           "  (best of --steps); --check verifies batch invariance row by row\n");
       return 0;
@@ -117,6 +144,8 @@ int Main(int argc, char** argv) {
     }
     else if (a == "--check") check = true;
     else if (a == "--hot") hot_rows = std::atoll(next().c_str());
+    else if (a == "--no-head") head = false;
+    else if (a == "--mapped") mapped = true;
     else {
       std::fprintf(stderr, "unknown flag %s (see the header of bench/matmul_bench.cc)\n", a.c_str());
       return 2;
@@ -138,25 +167,33 @@ int Main(int argc, char** argv) {
     auto m = RandomMatrix(type, hot_rows, 2048, 5);
     std::vector<float> x(n * 2048), y(n * hot_rows);
     for (size_t i = 0; i < x.size(); ++i) x[i] = Uniform(99 + i);
-    double best = 1e30;
+    double best = 1e30, best_cpu = 1e30;
     for (int64_t step = 0; step < steps; ++step) {
+      const double c0 = CpuSeconds();
       const auto t0 = std::chrono::steady_clock::now();
       for (int rep = 0; rep < 200; ++rep) cpu::Matmul(x.data(), n, *m, y.data(), &pool);
       best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / 200);
+      best_cpu = std::min(best_cpu, (CpuSeconds() - c0) / 200);
     }
-    std::printf("hot [%lld x 2048] n=%lld: %.1f us, %.1f GFLOP/s\n", static_cast<long long>(hot_rows),
-                static_cast<long long>(n), best * 1e6, 2.0 * hot_rows * 2048 * n / best / 1e9);
+    const double flop = 2.0 * hot_rows * 2048 * n;
+    std::printf("hot [%lld x 2048] n=%lld: %.1f us, %.1f GFLOP/s; %.1f GFLOP per CPU-second\n",
+                static_cast<long long>(hot_rows), static_cast<long long>(n), best * 1e6, flop / best / 1e9,
+                flop / best_cpu / 1e9);
     return 0;
   }
   const Shape s = GetShape(shape_name);
   const int64_t L = layers > 0 ? layers : s.L;
   const char* names[8] = {"q", "k", "v", "o", "gate", "up", "down", "lm_head"};
-  std::vector<Kind> kinds(8);
-  for (int k = 0; k < 8; ++k) kinds[k].name = names[k];
+  const int num_kinds = head ? 8 : 7;
+  std::vector<Kind> kinds(num_kinds);
+  for (int k = 0; k < num_kinds; ++k) kinds[k].name = names[k];
   const int64_t dims[8][2] = {{s.Q, s.D}, {s.KV, s.D}, {s.KV, s.D}, {s.D, s.Q}, {s.F, s.D}, {s.F, s.D}, {s.D, s.F}, {s.V, s.D}};
   std::fprintf(stderr, "generating weights...\n");
-  for (int k = 0; k < 8; ++k)
-    for (int64_t l = 0; l < (k == 7 ? 1 : L); ++l) kinds[k].mats.push_back(RandomMatrix(type, dims[k][0], dims[k][1], k * 1000 + l + 1));
+  for (int k = 0; k < num_kinds; ++k)
+    for (int64_t l = 0; l < (k == 7 ? 1 : L); ++l) {
+      auto m = RandomMatrix(type, dims[k][0], dims[k][1], k * 1000 + l + 1);
+      kinds[k].mats.push_back(mapped ? Mapped(std::move(m)) : std::move(m));
+    }
   std::vector<float> x(n * std::max(s.F, s.D)), y(n * std::max(s.V, s.F));
   for (size_t i = 0; i < x.size(); ++i) x[i] = Uniform(99 + i);
 
@@ -175,9 +212,9 @@ int Main(int argc, char** argv) {
       }
     }
     const auto a = std::chrono::steady_clock::now();
-    cpu::Matmul(x.data(), n, *kinds[7].mats[0], y.data(), &pool);
+    if (head) cpu::Matmul(x.data(), n, *kinds[7].mats[0], y.data(), &pool);
     const auto t1 = std::chrono::steady_clock::now();
-    seconds[7] = std::chrono::duration<double>(t1 - a).count();
+    if (head) seconds[7] = std::chrono::duration<double>(t1 - a).count();
     best_step = std::min(best_step, std::chrono::duration<double>(t1 - t0).count());
     best_cpu = std::min(best_cpu, CpuSeconds() - c0);
     for (size_t k = 0; k < kinds.size(); ++k) kinds[k].best_seconds = std::min(kinds[k].best_seconds, seconds[k]);

@@ -18,9 +18,11 @@
 // Schedule: row blocks (kBlockRows, fewer with several threads; a multiple of 32) are claimed by the
 // threads from a shared counter. In a block, per K chunk (x of the chunk about 1 MiB, in L2 for all
 // the block's rows; decode: the whole width), each pair of row tiles (A: 32 rows of the chunk, in L2)
-// meets every pair of token tiles (B from L2): 2 x 2 C tiles, 8 tile registers in all. Decode is a stream
-// of W from memory, 32 rows at once; the hardware prefetchers follow it (software prefetch ahead in each
-// row, as the AVX-512 decode tiles do, measured slower here).
+// meets every pair of token tiles (B from L2): 2 x 2 C tiles, 8 tile registers in all; after the last K
+// chunk the 4 C tiles are transposed into y at once, while they are in L1. Prefill (3+ token tiles)
+// prefetches the next panel's W rows into L2 during the current panel's calls. Decode is a stream of W
+// from memory, 32 rows at once; the hardware prefetchers follow it (software prefetch ahead in each row,
+// as the AVX-512 decode tiles do, measured slower here).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -56,6 +58,7 @@ constexpr int64_t kBlockRows = 256;   // rows per row block (the x chunk in L2 s
 constexpr int64_t kChunkBlocks = 64;
 constexpr int64_t kChunkXBytes = 1 << 20;
 
+constexpr int64_t kPrefetchTokenTiles = 3;  // software prefetch of the next W panel from this many token tiles
 constexpr int64_t kMinParallelMacs = int64_t{1} << 15;
 constexpr int64_t kTileElems = 512;  // bf16 per A or B tile (16 rows x 64 bytes)
 
@@ -156,9 +159,17 @@ struct ATile {
 // C tiles of row tiles a[0..NA) x token tiles b[0..NB) over column blocks [kb0, kb1) (kfull: the number of
 // full blocks; block kfull, if in range, is the tail). c[a][b]: the tiles' f32 storage (16 x 16, 64-byte
 // rows); first: start from zero, else reload.
+// Prefetch into L2 of part of the next panel (the W rows a later Micro call reads), spread over a call's
+// steps: step i touches row[r] + 32 i for each r, while i < blocks (one 64-byte line per row and step).
+struct Prefetch {
+  const uint16_t* row[32];
+  int rows = 0;
+  int64_t blocks = 0;
+};
+
 template <int NA, int NB>
 void Micro(const ATile* a, const uint16_t* const* b, float* const (*c)[2], int64_t kb0, int64_t kb1, int64_t kfull,
-           bool first) {
+           bool first, const Prefetch& pf) {
   // GCC's tileloadd asm does not say it reads memory: make the packed x and scratch tiles visible first.
   __asm__ volatile("" ::: "memory");
   if (first) {
@@ -189,6 +200,9 @@ void Micro(const ATile* a, const uint16_t* const* b, float* const (*c)[2], int64
     const uint16_t* p0 = a[0].base + kb * 32;
     const uint16_t* p1 = a1base + kb * 32;
     step(p0, a[0].stride, p1, a1stride, kb);
+    const int64_t i = kb - kb0;
+    if (i < pf.blocks)
+      for (int r = 0; r < pf.rows; ++r) _mm_prefetch(reinterpret_cast<const char*>(pf.row[r] + i * 32), _MM_HINT_T1);
   }
   if (kb1 > kfull)
     step(a[0].tail, a[0].tail_stride, NA == 2 ? a[1].tail : a[0].tail, NA == 2 ? a[1].tail_stride : a[0].tail_stride,
@@ -258,30 +272,56 @@ void RowBlock(const Problem& p, const uint16_t* w, float* y, int64_t M, int64_t 
   // K chunks: the x of a chunk (TT x chunk B tiles) at most kChunkXBytes, so it stays in L2 for all the
   // block's rows; at least kChunkBlocks blocks.
   const int64_t chunk = std::max<int64_t>(kChunkBlocks, kChunkXBytes / (TT * 1024));
+  // Prefill (3+ token tiles): while a row pair's panel meets the token tiles, the next panel's full
+  // column blocks (the next row pair's in this chunk, else the first pair's in the next chunk) are
+  // prefetched into L2, a share of its rows in each of the Q calls, so that W's first pass from memory
+  // overlaps compute instead of stalling the first call on each panel.
+  const int64_t Q = (TT + 1) / 2;
+  const bool prefetch = TT >= kPrefetchTokenTiles;
   for (int64_t kb0 = 0; kb0 < KB; kb0 += chunk) {
     const int64_t kb1 = std::min(KB, kb0 + chunk);
     for (int64_t rt = 0; rt < R; rt += 2) {
       const int na = R - rt >= 2 ? 2 : 1;
+      const uint16_t* next[32];
+      int next_rows = 0;
+      int64_t next_kb0 = 0, next_kb1 = 0;
+      if (prefetch) {
+        const int64_t nrt = rt + 2 < R ? rt + 2 : 0;
+        next_kb0 = rt + 2 < R ? kb0 : kb1;
+        next_kb1 = std::min(std::min(KB, next_kb0 + chunk), kfull);
+        if (next_kb0 < next_kb1)
+          for (int64_t t = nrt; t < std::min(R, nrt + 2); ++t)
+            for (int r = 0; r < 16; ++r) next[next_rows++] = a[t].base + r * (a[t].stride / 2) + next_kb0 * 32;
+      }
       for (int64_t tt = 0; tt < TT; tt += 2) {
+        Prefetch pf;
+        if (next_rows > 0) {
+          const int64_t q = tt / 2, r0 = q * next_rows / Q, r1 = (q + 1) * next_rows / Q;
+          for (int64_t r = r0; r < r1; ++r) pf.row[pf.rows++] = next[r];
+          pf.blocks = next_kb1 - next_kb0;
+        }
         const int nb = TT - tt >= 2 ? 2 : 1;
         const uint16_t* b[2] = {reinterpret_cast<const uint16_t*>(p.xb + tt * KB * 256),
                                 reinterpret_cast<const uint16_t*>(p.xb + (tt + nb - 1) * KB * 256)};
         float* const ct[2][2] = {{ctile(rt, tt), ctile(rt, tt + nb - 1)},
                                  {ctile(rt + na - 1, tt), ctile(rt + na - 1, tt + nb - 1)}};
         const bool first = kb0 == 0;
-        if (na == 2 && nb == 2) Micro<2, 2>(a + rt, b, ct, kb0, kb1, kfull, first);
-        else if (na == 2) Micro<2, 1>(a + rt, b, ct, kb0, kb1, kfull, first);
-        else if (nb == 2) Micro<1, 2>(a + rt, b, ct, kb0, kb1, kfull, first);
-        else Micro<1, 1>(a + rt, b, ct, kb0, kb1, kfull, first);
+        if (na == 2 && nb == 2) Micro<2, 2>(a + rt, b, ct, kb0, kb1, kfull, first, pf);
+        else if (na == 2) Micro<2, 1>(a + rt, b, ct, kb0, kb1, kfull, first, pf);
+        else if (nb == 2) Micro<1, 2>(a + rt, b, ct, kb0, kb1, kfull, first, pf);
+        else Micro<1, 1>(a + rt, b, ct, kb0, kb1, kfull, first, pf);
+        if (kb1 < KB) continue;
+        // Last chunk: the C^T tiles just stored (in L1) -> y[t, j] now, so that the stores' misses on y
+        // drain while the next tiles compute (a separate pass after the block measured ~10% of prefill).
+        for (int i = 0; i < na; ++i) {
+          const int64_t j = jb + (rt + i) * 16;
+          const __mmask16 rows = ColumnMask16(j1 - j);
+          for (int u = 0; u < nb; ++u)
+            StoreTransposed(ctile(rt + i, tt + u), rows, std::min<int64_t>(16, p.n - (tt + u) * 16),
+                            y + (tt + u) * 16 * M + j, M);
+        }
       }
     }
-  }
-  // C^T tiles -> y[t, j].
-  for (int64_t rt = 0; rt < R; ++rt) {
-    const int64_t j = jb + rt * 16;
-    const __mmask16 rows = ColumnMask16(j1 - j);
-    for (int64_t tt = 0; tt < TT; ++tt) StoreTransposed(ctile(rt, tt), rows, std::min<int64_t>(16, p.n - tt * 16),
-                                                         y + tt * 16 * M + j, M);
   }
 }
 
