@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "kernels/attention.h"
+#include "kernels/exp_simd.h"
 #include "kernels/simd.h"
 
 namespace layerskip::cpu {
@@ -59,7 +60,7 @@ inline void WeightedSumV(const float* w, int p0, int p1, const float* vbase, int
   for (int p = p0; p < p1; ++p) {
     const __m256 wv = _mm256_set1_ps(w[p]);
     const float* vp = vbase + p * stride;
-    for (int i = 0; i < HD / 8; ++i) acc[i] = _mm256_add_ps(acc[i], _mm256_mul_ps(wv, _mm256_loadu_ps(vp + 8 * i)));
+    for (int i = 0; i < HD / 8; ++i) acc[i] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(vp + 8 * i), acc[i]);
   }
   for (int i = 0; i < HD / 8; ++i) _mm256_storeu_ps(o + 8 * i, acc[i]);
 }
@@ -75,8 +76,8 @@ inline void WeightedSumVAny(const float* w, int p0, int p1, const float* vbase, 
     const __m256 wv = _mm256_set1_ps(wp);
     int d = 0;
     for (; d + 8 <= hd; d += 8)
-      _mm256_storeu_ps(o + d, _mm256_add_ps(_mm256_loadu_ps(o + d), _mm256_mul_ps(wv, _mm256_loadu_ps(vp + d))));
-    for (; d < hd; ++d) o[d] += wp * vp[d];
+      _mm256_storeu_ps(o + d, _mm256_fmadd_ps(wv, _mm256_loadu_ps(vp + d), _mm256_loadu_ps(o + d)));
+    for (; d < hd; ++d) o[d] = std::fma(wp, vp[d], o[d]);
   }
 }
 
@@ -95,9 +96,11 @@ inline void ScoreBlock(const float* q, const float* kbase, int64_t stride, int h
   for (int p = p0; p < std::min(p0 + 8, len); ++p) scores[p] = DotF32(q, kbase + p * stride, hd);
 }
 
-// scores[0..len) = exp(score * scale - max) in place; returns 1 / their sum (ascending). The max is taken 8
-// lanes at a time: without NaNs it is the same value in any order (a +0/-0 tie changes no difference below);
-// a NaN score makes every output NaN whichever max is found.
+// scores[0..len) = exp(score * scale - max) in place (kernels/exp_simd.h); returns 1 / their sum. The max
+// is taken 8 lanes at a time: without NaNs it is the same value in any order (a +0/-0 tie changes no
+// difference below); a NaN score makes every output NaN whichever max is found. The sum: 16 lanes, lane i
+// adding the w[p] with p % 16 == i in ascending p (acc0: lanes 0-7, acc1: lanes 8-15; a last partial block
+// of 8 adds zeros past len), then HorizontalSum(acc0 + acc1) -- the order a 16-lane AVX-512 loop has too.
 inline float Softmax(float* scores, int len, float scale) {
   const __m256 sv = _mm256_set1_ps(scale);
   __m256 mv = _mm256_set1_ps(-INFINITY);
@@ -115,12 +118,21 @@ inline float Softmax(float* scores, int len, float scale) {
     scores[p] = scores[p] * scale;
     max_score = std::max(max_score, scores[p]);
   }
-  float sum = 0.0f;
-  for (p = 0; p < len; ++p) {
-    scores[p] = std::exp(scores[p] - max_score);
-    sum += scores[p];
+  const __m256 m = _mm256_set1_ps(max_score);
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  for (p = 0; p + 8 <= len; p += 8) {
+    const __m256 w = Exp8(_mm256_sub_ps(_mm256_loadu_ps(scores + p), m));
+    _mm256_storeu_ps(scores + p, w);
+    acc[(p >> 3) & 1] = _mm256_add_ps(acc[(p >> 3) & 1], w);
   }
-  return 1.0f / sum;
+  if (p < len) {
+    const int left = len - p;
+    const __m256i keep = _mm256_cmpgt_epi32(_mm256_set1_epi32(left), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    const __m256 w = _mm256_and_ps(Exp8(_mm256_sub_ps(LoadPartial8(scores + p, left), m)), _mm256_castsi256_ps(keep));
+    StorePartial8(scores + p, left, w);
+    acc[(p >> 3) & 1] = _mm256_add_ps(acc[(p >> 3) & 1], w);
+  }
+  return 1.0f / HorizontalSum(_mm256_add_ps(acc[0], acc[1]));
 }
 
 inline void Scale(float* o, int hd, float inv) {
