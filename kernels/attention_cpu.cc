@@ -22,6 +22,8 @@
 #include <vector>
 
 #include "kernels/attention.h"
+#include "kernels/attention_tile.h"
+#include "kernels/cpu_features.h"
 #include "kernels/exp_simd.h"
 #include "kernels/simd.h"
 
@@ -176,12 +178,39 @@ void AttentionPerQuery(const float* q, int64_t n, const int* slots, const int* p
   else body(0, n * heads);
 }
 
+namespace {
+
+// The tile on AVX2 (the loop the header comment describes).
+void TileAvx2(const AttentionTile& t) {
+  const int hd = t.hd, queries = t.Queries();
+  int max_len = 0;
+  for (int j = 0; j < queries; j += t.group) max_len = std::max(max_len, t.Len(j));
+  const int64_t row = max_len + 8;  // scores per query (Dot8 writes whole blocks)
+  thread_local std::vector<float> scores, inv;
+  scores.resize(static_cast<size_t>(queries * row));
+  inv.resize(static_cast<size_t>(queries));
+  for (int p0 = 0; p0 < max_len; p0 += 8)
+    for (int j = 0; j < queries; ++j) {
+      const int len = t.Len(j);
+      if (p0 < len) ScoreBlock(t.q + t.Row(j), t.kbase, t.pos_stride, hd, p0, len, scores.data() + j * row);
+    }
+  for (int j = 0; j < queries; ++j) inv[j] = Softmax(scores.data() + j * row, t.Len(j), t.scale);
+  for (int p0 = 0; p0 < max_len; p0 += kVBlock)
+    for (int j = 0; j < queries; ++j) {
+      const int len = t.Len(j);
+      if (p0 < len)
+        WeightedSumBlock(scores.data() + j * row, p0, std::min(p0 + kVBlock, len), t.vbase, t.pos_stride, hd,
+                         t.out + t.Row(j), p0 == 0);
+    }
+  for (int j = 0; j < queries; ++j) Scale(t.out + t.Row(j), hd, inv[j]);
+}
+
+}  // namespace
+
 void Attention(const float* q, int64_t n, const int* slots, const int* positions, int heads,
                const KvLayerView& kv, float* out, ThreadPool* pool) {
   const int hd = kv.head_dim, kvh_count = kv.kv_heads;
   const int group = heads / kv.kv_heads;
-  const int64_t pos_stride = static_cast<int64_t>(kv.kv_heads) * hd;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   // Tiles: runs of consecutive tokens of one slot, cut every tile_tokens tokens. first[t] .. first[t + 1].
   const int tile_tokens = std::max(1, kTileQueries / group);
   std::vector<int64_t> first;
@@ -189,51 +218,28 @@ void Attention(const float* q, int64_t n, const int* slots, const int* positions
     if (i == 0 || slots[i] != slots[i - 1] || i - first.back() == tile_tokens) first.push_back(i);
   first.push_back(n);
   const int64_t tiles = static_cast<int64_t>(first.size()) - 1;
+  const bool wide = ActiveCpuKernels() != CpuKernels::kAvx2 && avx512::AttentionTileSupports(hd);
 
   // One task: a tile and a KV head. Queries of the tile: token-major, then the group's heads.
   auto task = [&](int64_t item) {
     // The latest tiles of a prompt have the most keys: they go first, so the small ones fill in at the end.
     const int64_t tile = tiles - 1 - item / kvh_count;
-    const int kvh = static_cast<int>(item % kvh_count);
-    const int64_t i0 = first[tile], i1 = first[tile + 1];
-    const int queries = static_cast<int>(i1 - i0) * group;
-    const int slot = slots[i0];
-    const float* kbase = kv.k + slot * kv.slot_stride + kvh * hd;
-    const float* vbase = kv.v + slot * kv.slot_stride + kvh * hd;
-    int max_len = 0;
-    for (int64_t i = i0; i < i1; ++i) max_len = std::max(max_len, positions[i] + 1);
-    const int64_t row = max_len + 8;  // scores per query (Dot8 writes whole blocks)
-    thread_local std::vector<float> scores, inv;
-    scores.resize(static_cast<size_t>(queries * row));
-    inv.resize(static_cast<size_t>(queries));
-    auto query = [&](int j, int* len) {  // query j's q row (and its number of keys)
-      const int64_t i = i0 + j / group;
-      *len = positions[i] + 1;
-      return (i * heads + kvh * group + j % group) * hd;
-    };
-    for (int p0 = 0; p0 < max_len; p0 += 8)
-      for (int j = 0; j < queries; ++j) {
-        int len;
-        const int64_t at = query(j, &len);
-        if (p0 < len) ScoreBlock(q + at, kbase, pos_stride, hd, p0, len, scores.data() + j * row);
-      }
-    for (int j = 0; j < queries; ++j) {
-      int len;
-      query(j, &len);
-      inv[j] = Softmax(scores.data() + j * row, len, scale);
-    }
-    for (int p0 = 0; p0 < max_len; p0 += kVBlock)
-      for (int j = 0; j < queries; ++j) {
-        int len;
-        const int64_t at = query(j, &len);
-        if (p0 < len)
-          WeightedSumBlock(scores.data() + j * row, p0, std::min(p0 + kVBlock, len), vbase, pos_stride, hd, out + at,
-                           p0 == 0);
-      }
-    for (int j = 0; j < queries; ++j) {
-      int len;
-      Scale(out + query(j, &len), hd, inv[j]);
-    }
+    AttentionTile t;
+    t.q = q;
+    t.out = out;
+    t.positions = positions;
+    t.pos_stride = static_cast<int64_t>(kv.kv_heads) * hd;
+    t.i0 = first[tile];
+    t.i1 = first[tile + 1];
+    t.heads = heads;
+    t.group = group;
+    t.kvh = static_cast<int>(item % kvh_count);
+    t.hd = hd;
+    t.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    t.kbase = kv.k + slots[t.i0] * kv.slot_stride + t.kvh * hd;
+    t.vbase = kv.v + slots[t.i0] * kv.slot_stride + t.kvh * hd;
+    if (wide) avx512::RunAttentionTile(t);
+    else TileAvx2(t);
   };
   const int64_t tasks = tiles * kvh_count;
   if (WorthThreads(positions, n, heads, hd, pool)) pool->ParallelTasks(tasks, task);
