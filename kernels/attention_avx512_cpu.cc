@@ -92,23 +92,24 @@ inline void QkBlock(const float* const* qs, const float* kbase, int64_t stride, 
     for (int kk = 0; kk < KK; ++kk) sc[i][p0 + kk] = r[i * KK + kk];
 }
 
-// Scores of tile queries [j, j + QQ): blocks shared by all while every one has the keys, then each alone.
+// Scores of tile queries [j, j + QQ) for keys [b0, b1): blocks shared by all while every one has the keys,
+// then each alone up to its causal end.
 template <int NV, int QQ>
-void QkGroup(const AttentionTile& t, int j, float* scores, int64_t row) {
+void QkGroup(const AttentionTile& t, int j, float* scores, int64_t row, int b0, int b1) {
   const float* qs[QQ];
   float* sc[QQ];
-  int lens[QQ], common = 1 << 30;
+  int ends[QQ], common = b1;
   for (int i = 0; i < QQ; ++i) {
     qs[i] = t.q + t.Row(j + i);
     sc[i] = scores + (j + i) * row;
-    lens[i] = t.Len(j + i);
-    common = std::min(common, lens[i]);
+    ends[i] = std::min(b1, t.Len(j + i));
+    common = std::min(common, ends[i]);
   }
   constexpr int KK = 16 / QQ;
-  int p = 0;
+  int p = b0;
   for (; p + KK <= common; p += KK) QkBlock<NV, QQ>(qs, t.kbase, t.pos_stride, p, sc);
   for (int i = 0; i < QQ; ++i)
-    for (int pi = p; pi < lens[i]; ++pi) sc[i][pi] = Dot1<NV>(qs[i], t.kbase + pi * t.pos_stride);
+    for (int pi = p; pi < ends[i]; ++pi) sc[i][pi] = Dot1<NV>(qs[i], t.kbase + pi * t.pos_stride);
 }
 
 // kernels/attention_cpu.cc's Softmax in 16 lanes: scores[0..len) = exp(score * scale - max); 1 / sum.
@@ -132,20 +133,26 @@ inline float Softmax16(float* scores, int len, float scale) {
   return 1.0f / Sum16(acc);
 }
 
-// out rows of tile queries [j, j + QN) = sum over p < len of w[p] * V[p] (fma, ascending), times inv.
+// Keys [b0, b1) of tile queries [j, j + QN): acc = fma(w[p], V[p], acc) in ascending p, acc starting at 0
+// (b0 == 0) or at the out row where the previous block left it (exact); a query's last block stores
+// acc * inv. Queries whose keys ended before b0 are left alone.
 template <int NV, int QN>
-void PvGroup(const AttentionTile& t, int j, const float* scores, int64_t row, const float* inv) {
+void PvGroup(const AttentionTile& t, int j, const float* scores, int64_t row, const float* inv, int b0, int b1) {
   const float* w[QN];
-  int lens[QN], common = 1 << 30;
+  float* o[QN];
+  int lens[QN], common = b1;
   for (int i = 0; i < QN; ++i) {
     w[i] = scores + (j + i) * row;
+    o[i] = t.out + t.Row(j + i);
     lens[i] = t.Len(j + i);
     common = std::min(common, lens[i]);
   }
   __m512 acc[QN][NV];
   for (int i = 0; i < QN; ++i)
-    for (int s = 0; s < NV; ++s) acc[i][s] = _mm512_setzero_ps();
-  for (int p = 0; p < common; ++p) {
+    for (int s = 0; s < NV; ++s)
+      acc[i][s] = b0 == 0 || lens[i] <= b0 ? _mm512_setzero_ps() : _mm512_loadu_ps(o[i] + 16 * s);
+  int p = b0;
+  for (; p < common; ++p) {
     const float* vp = t.vbase + p * t.pos_stride;
     __m512 vv[NV];
     for (int s = 0; s < NV; ++s) vv[s] = _mm512_loadu_ps(vp + 16 * s);
@@ -155,16 +162,23 @@ void PvGroup(const AttentionTile& t, int j, const float* scores, int64_t row, co
     }
   }
   for (int i = 0; i < QN; ++i) {
-    for (int p = common; p < lens[i]; ++p) {
-      const float* vp = t.vbase + p * t.pos_stride;
-      const __m512 wb = _mm512_set1_ps(w[i][p]);
+    if (lens[i] <= b0) continue;
+    const int end = std::min(b1, lens[i]);
+    for (int pi = p; pi < end; ++pi) {
+      const float* vp = t.vbase + pi * t.pos_stride;
+      const __m512 wb = _mm512_set1_ps(w[i][pi]);
       for (int s = 0; s < NV; ++s) acc[i][s] = _mm512_fmadd_ps(wb, _mm512_loadu_ps(vp + 16 * s), acc[i][s]);
     }
-    float* o = t.out + t.Row(j + i);
-    const __m512 iv = _mm512_set1_ps(inv[j + i]);
-    for (int s = 0; s < NV; ++s) _mm512_storeu_ps(o + 16 * s, _mm512_mul_ps(acc[i][s], iv));
+    if (end == lens[i]) {
+      const __m512 iv = _mm512_set1_ps(inv[j + i]);
+      for (int s = 0; s < NV; ++s) _mm512_storeu_ps(o[i] + 16 * s, _mm512_mul_ps(acc[i][s], iv));
+    } else {
+      for (int s = 0; s < NV; ++s) _mm512_storeu_ps(o[i] + 16 * s, acc[i][s]);
+    }
   }
 }
+
+constexpr int kKeyBlock = 64;  // keys per block: 64 K or V rows of head_dim floats (16-32 KiB)
 
 template <int NV>
 void Tile(const AttentionTile& t) {
@@ -175,16 +189,24 @@ void Tile(const AttentionTile& t) {
   thread_local AlignedBuffer<float> scores_buf, inv_buf;
   float* scores = scores_buf.Get(queries * row);
   float* inv = inv_buf.Get(queries);
-  int j = 0;
-  for (; j + 4 <= queries; j += 4) QkGroup<NV, 4>(t, j, scores, row);
-  for (; j + 2 <= queries; j += 2) QkGroup<NV, 2>(t, j, scores, row);
-  for (; j < queries; ++j) QkGroup<NV, 1>(t, j, scores, row);
-  for (j = 0; j < queries; ++j) inv[j] = Softmax16(scores + j * row, t.Len(j), t.scale);
-  j = 0;
-  if constexpr (NV <= 4)
-    for (; j + 4 <= queries; j += 4) PvGroup<NV, 4>(t, j, scores, row, inv);
-  for (; j + 2 <= queries; j += 2) PvGroup<NV, 2>(t, j, scores, row, inv);
-  for (; j < queries; ++j) PvGroup<NV, 1>(t, j, scores, row, inv);
+  // Keys in blocks of kKeyBlock (their K or V rows stay in L1), every query of the tile on a block before the
+  // next.
+  for (int b0 = 0; b0 < max_len; b0 += kKeyBlock) {
+    const int b1 = std::min(b0 + kKeyBlock, max_len);
+    int j = 0;
+    for (; j + 4 <= queries; j += 4) QkGroup<NV, 4>(t, j, scores, row, b0, b1);
+    for (; j + 2 <= queries; j += 2) QkGroup<NV, 2>(t, j, scores, row, b0, b1);
+    for (; j < queries; ++j) QkGroup<NV, 1>(t, j, scores, row, b0, b1);
+  }
+  for (int j = 0; j < queries; ++j) inv[j] = Softmax16(scores + j * row, t.Len(j), t.scale);
+  for (int b0 = 0; b0 < max_len; b0 += kKeyBlock) {
+    const int b1 = std::min(b0 + kKeyBlock, max_len);
+    int j = 0;
+    if constexpr (NV <= 4)
+      for (; j + 4 <= queries; j += 4) PvGroup<NV, 4>(t, j, scores, row, inv, b0, b1);
+    for (; j + 2 <= queries; j += 2) PvGroup<NV, 2>(t, j, scores, row, inv, b0, b1);
+    for (; j < queries; ++j) PvGroup<NV, 1>(t, j, scores, row, inv, b0, b1);
+  }
 }
 
 }  // namespace
