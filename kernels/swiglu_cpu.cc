@@ -1,7 +1,9 @@
 #include <immintrin.h>
 
+#include "kernels/cpu_features.h"
 #include "kernels/exp_simd.h"
 #include "kernels/swiglu.h"
+#include "kernels/swiglu_isa.h"
 
 namespace layerskip::cpu {
 namespace {
@@ -12,8 +14,10 @@ inline __m256 SwiGlu8(__m256 g, __m256 u) {
   return _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0f), e)), u);
 }
 
-// out[i] = silu(gate[i]) * up[i]; out may alias gate. The tail goes through the same vector code.
+// out[i] = silu(gate[i]) * up[i]; out may alias gate. The tail goes through the same vector code. The
+// AVX-512 paths run the same lane arithmetic 16 wide (kernels/swiglu_avx512_cpu.cc): the same bits.
 void SwiGluRange(const float* gate, const float* up, float* out, int64_t count) {
+  if (ActiveCpuKernels() != CpuKernels::kAvx2) return avx512::SwiGluRange(gate, up, out, count);
   int64_t i = 0;
   for (; i + 8 <= count; i += 8)
     _mm256_storeu_ps(out + i, SwiGlu8(_mm256_loadu_ps(gate + i), _mm256_loadu_ps(up + i)));
