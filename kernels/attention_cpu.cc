@@ -1,18 +1,21 @@
-// Causal GQA attention on the CPU (AVX2). Per query (token, head), in a fixed order whatever the batch:
+// Causal GQA attention on the CPU. Per query (token, head), in a fixed order whatever the batch:
 //   score[p] = DotF32(q, K[p]) * scale for p = 0 .. len-1   (kernels/simd.h's order; keys in blocks of 8
 //              whose 8 sums finish at once with HorizontalSum8, bit for bit DotF32's HorizontalSum; the
 //              last len % 8 keys one at a time)
-//   w[p] = exp(score[p] - max), sum = w[0] + w[1] + ... (ascending)
-//   o = 0; o = o + w[p] * V[p] for p ascending (rounded multiply, then add); o = o * (1 / sum)
+//   w[p] = exp(score[p] - max) (kernels/exp_simd.h), sum = 16 lanes (lane i: the p % 16 == i, ascending),
+//          then HorizontalSum(lanes 0-7 + lanes 8-15)
+//   o = 0; o = fma(w[p], V[p], o) for p ascending; o = o * (1 / sum)
 // So a query's output is the same bits alone or in a batch, on any thread.
 //
-// Two loop nests compute exactly that. AttentionPerQuery runs one query at a time over all its keys (the
+// Three loop nests compute exactly that. AttentionPerQuery runs one query at a time over all its keys (the
 // reference). Attention works on tiles: the queries of up to max(1, kTileQueries / group) tokens of one
 // sequence times the `group` query heads that share one KV head (64 queries, so the scores take 64 rows at
-// most whatever the group). It computes the scores block of 8 keys by block of 8 keys, every query of the
-// tile on a block before the next block (the block's K stays in L1), then each query's softmax, then sums V
-// in blocks of kVBlock keys, every query of the tile on a block before the next (its accumulators stored to
-// `out` between blocks and reloaded: exact). For each query the keys it reads, the Dot8 / DotF32 split, the
+// most whatever the group). On the avx2 path (and head sizes the AVX-512 tile does not take) TileAvx2
+// computes the scores block of 8 keys by block of 8 keys, every query of the tile on a block before the next
+// block (the block's K stays in L1), then each query's softmax, then sums V in blocks of kVBlock keys, every
+// query of the tile on a block before the next (its accumulators stored to `out` between blocks and
+// reloaded: exact). On the AVX-512 paths kernels/attention_avx512_cpu.cc runs the tile with register tiles
+// of queries x keys, the same operations per query. For each query the keys it reads, the dot products, the
 // max, the exp sum and the V additions are the same operations in the same order as in AttentionPerQuery;
 // only which query runs between them changes. A decode step is a tile of one token's group of heads.
 #include <immintrin.h>
