@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/util/status.h"
+#include "kernels/aligned_buffer.h"
 #include "kernels/attention.h"
 #include "kernels/cpu_features.h"
 #include "kernels/embedding.h"
@@ -36,6 +37,18 @@ std::vector<RowRun> PathRuns(const TokenBatch& batch) {
     i = j;
   }
   return runs;
+}
+
+// Scratch of one forward call, per calling thread (a Model may be used from several threads; its pool
+// from one at a time): grow-only and never zero-filled, since every buffer is fully written before it is
+// read. Reused by every layer and call, so a prefill does not map, fault and zero fresh pages per layer.
+struct Workspace {
+  cpu::AlignedBuffer<float> h, q, k, v, att, gate, up, normed, sub;
+};
+
+Workspace& ThreadWorkspace() {
+  thread_local Workspace ws;
+  return ws;
 }
 
 }  // namespace
@@ -72,45 +85,52 @@ void Model::Layer(int l, const TokenBatch& batch, float* x, KvCache* cache) cons
   const LayerWeights& w = weights_->layer(l);
   const int n = batch.size(), D = c.hidden_size, H = c.num_attention_heads, KV = c.num_key_value_heads;
   const int hd = c.head_dim, F = c.intermediate_size;
-  std::vector<float> h(static_cast<size_t>(n) * D), q(static_cast<size_t>(n) * H * hd),
-      k(static_cast<size_t>(n) * KV * hd), v(static_cast<size_t>(n) * KV * hd), att(static_cast<size_t>(n) * H * hd);
+  const int64_t rows = n;
+  Workspace& ws = ThreadWorkspace();
+  float* h = ws.h.Get(rows * D);
+  float* q = ws.q.Get(rows * H * hd);
+  float* k = ws.k.Get(rows * KV * hd);
+  float* v = ws.v.Get(rows * KV * hd);
+  float* att = ws.att.Get(rows * H * hd);
+  float* gate = ws.gate.Get(rows * F);
+  float* up = ws.up.Get(rows * F);
+  const int64_t xs = rows * D;
 
   const std::vector<RowRun> runs = PathRuns(batch);
-  auto at = [](std::vector<float>& m, const RowRun& r, int width) { return m.data() + static_cast<size_t>(r.begin) * width; };
+  auto at = [](float* m, const RowRun& r, int width) { return m + static_cast<size_t>(r.begin) * width; };
 
-  cpu::RmsNorm(x, w.attn_norm.data(), h.data(), n, D, c.rms_norm_eps);
+  cpu::RmsNorm(x, w.attn_norm.data(), h, n, D, c.rms_norm_eps);
   // q: [n, H*hd], k and v: [n, KV*hd], in one parallel loop per run of rows.
   for (const RowRun& r : runs)
     cpu::MatmulMany(at(h, r, D), r.count,
                     {{w.wq.get(), at(q, r, H * hd)}, {w.wk.get(), at(k, r, KV * hd)}, {w.wv.get(), at(v, r, KV * hd)}},
                     pool_, r.path);
   for (int i = 0; i < n; ++i) {
-    cpu::ApplyRope(q.data() + static_cast<size_t>(i) * H * hd, H, hd, rope_, batch.positions[i]);
-    cpu::ApplyRope(k.data() + static_cast<size_t>(i) * KV * hd, KV, hd, rope_, batch.positions[i]);
-    std::memcpy(cache->k(l, batch.slots[i], batch.positions[i]), k.data() + static_cast<size_t>(i) * KV * hd,
+    cpu::ApplyRope(q + static_cast<size_t>(i) * H * hd, H, hd, rope_, batch.positions[i]);
+    cpu::ApplyRope(k + static_cast<size_t>(i) * KV * hd, KV, hd, rope_, batch.positions[i]);
+    std::memcpy(cache->k(l, batch.slots[i], batch.positions[i]), k + static_cast<size_t>(i) * KV * hd,
                 sizeof(float) * KV * hd);
-    std::memcpy(cache->v(l, batch.slots[i], batch.positions[i]), v.data() + static_cast<size_t>(i) * KV * hd,
+    std::memcpy(cache->v(l, batch.slots[i], batch.positions[i]), v + static_cast<size_t>(i) * KV * hd,
                 sizeof(float) * KV * hd);
   }
-  cpu::Attention(q.data(), n, batch.slots.data(), batch.positions.data(), H, cache->LayerView(l), att.data(), pool_);
+  cpu::Attention(q, n, batch.slots.data(), batch.positions.data(), H, cache->LayerView(l), att, pool_);
   for (const RowRun& r : runs) cpu::Matmul(at(att, r, H * hd), r.count, *w.wo, at(h, r, D), pool_, r.path);  // h: [n, D]
-  for (size_t i = 0; i < h.size(); ++i) x[i] += h[i];
+  for (int64_t i = 0; i < xs; ++i) x[i] += h[i];
 
-  std::vector<float> gate(static_cast<size_t>(n) * F), up(static_cast<size_t>(n) * F);
-  cpu::RmsNorm(x, w.mlp_norm.data(), h.data(), n, D, c.rms_norm_eps);
+  cpu::RmsNorm(x, w.mlp_norm.data(), h, n, D, c.rms_norm_eps);
   // gate = silu(gate_proj(h)) * up_proj(h): [n, F], in one parallel loop per run (up: scratch).
   for (const RowRun& r : runs)
     cpu::MatmulSwiGlu(at(h, r, D), r.count, *w.w_gate, *w.w_up, at(gate, r, F), at(up, r, F), pool_, r.path);
   for (const RowRun& r : runs) cpu::Matmul(at(gate, r, F), r.count, *w.w_down, at(h, r, D), pool_, r.path);  // [n, D]
-  for (size_t i = 0; i < h.size(); ++i) x[i] += h[i];
+  for (int64_t i = 0; i < xs; ++i) x[i] += h[i];
 }
 
 absl::Status Model::ExitHead(const float* h, int n, float* logits) const {
   if (!weights_->lm_head || weights_->final_norm.empty())
     return absl::FailedPreconditionError("this model shard has no exit head (final norm + LM head)");
-  std::vector<float> normed(static_cast<size_t>(n) * hidden_size());
-  cpu::RmsNorm(h, weights_->final_norm.data(), normed.data(), n, hidden_size(), config().rms_norm_eps);
-  cpu::Matmul(normed.data(), n, *weights_->lm_head, logits, pool_);
+  float* normed = ThreadWorkspace().normed.Get(static_cast<int64_t>(n) * hidden_size());
+  cpu::RmsNorm(h, weights_->final_norm.data(), normed, n, hidden_size(), config().rms_norm_eps);
+  cpu::Matmul(normed, n, *weights_->lm_head, logits, pool_);
   return absl::OkStatus();
 }
 
@@ -143,9 +163,11 @@ absl::Status Model::DraftHead(const float* h, int n, float* logits) const {
   if (weights_->final_norm.empty()) return absl::FailedPreconditionError("this model shard has no final norm");
   const int D = hidden_size(), K = static_cast<int>(draft_ids_.size());
   const int64_t V = vocab_size();
-  std::vector<float> normed(static_cast<size_t>(n) * D), sub(static_cast<size_t>(n) * K);
-  cpu::RmsNorm(h, weights_->final_norm.data(), normed.data(), n, D, config().rms_norm_eps);
-  cpu::Matmul(normed.data(), n, *draft_head_, sub.data(), pool_);  // sub: [n, K]
+  Workspace& ws = ThreadWorkspace();
+  float* normed = ws.normed.Get(static_cast<int64_t>(n) * D);
+  float* sub = ws.sub.Get(static_cast<int64_t>(n) * K);
+  cpu::RmsNorm(h, weights_->final_norm.data(), normed, n, D, config().rms_norm_eps);
+  cpu::Matmul(normed, n, *draft_head_, sub, pool_);  // sub: [n, K]
   for (int i = 0; i < n; ++i) {
     float* row = logits + static_cast<size_t>(i) * V;
     std::fill(row, row + V, -INFINITY);

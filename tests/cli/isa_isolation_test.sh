@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One binary for every x86-64 host: AVX-512 instructions may appear only in the AVX-512 matmul kernels
+# One binary for every x86-64 host: AVX-512 instructions may appear only in the AVX-512 kernels (matmul,
+# and the attention tile of kernels/attention_avx512_cpu.cc)
 # (namespaces layerskip::cpu::avx512, ::avx512bf16 and ::amx, compiled under their target pragma, and the
 # int8 kernel's VnniPath in kernels/matmul_int8_cpu.cc, compiled under its target attribute), never in a
 # function the AVX2 path runs (an inline helper or library template compiled for AVX-512 in those files

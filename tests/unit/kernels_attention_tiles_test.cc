@@ -9,6 +9,7 @@
 
 #include "gtest/gtest.h"
 #include "kernels/attention.h"
+#include "kernels/cpu_features.h"
 #include "tests/support/random_vector.h"
 
 namespace layerskip {
@@ -106,6 +107,27 @@ TEST(AttentionTilesTest, MixedBatchOfSequences) {
                                   "mixed hd " + std::to_string(hd) + " group " + std::to_string(group) +
                                       " threads " + std::to_string(threads));
       }
+}
+
+// Both tile loops -- AVX2 and, where the host has it, AVX-512 (kernels/attention_avx512_cpu.cc: register
+// tiles of 4, 2 and 1 queries, rows of different lengths in one group) -- against the AVX2 reference.
+TEST(AttentionTilesTest, EveryPathEqualsTheReference) {
+  for (cpu::CpuKernels path : {cpu::CpuKernels::kAvx2, cpu::CpuKernels::kAvx512}) {
+    if (!cpu::CpuKernelsSupported(path, cpu::HostCpuFeatures())) continue;
+    cpu::SetCpuKernelsForTesting(path);
+    for (int hd : {16, 48, 64, 80, 128, 144})
+      for (int group : {1, 2, 3, 4, 8})
+        for (int len : {1, 2, 3, 5, 15, 16, 17, 31, 66, 130}) {
+          const int kv_heads = 2, heads = kv_heads * group;
+          const Cache cache(1, len, kv_heads, hd, {len}, hd * 977 + group * 31 + len);
+          std::vector<int> slots(len, 0), pos(len);
+          for (int i = 0; i < len; ++i) pos[i] = i;
+          ExpectTiledEqualsPerQuery(cache, heads, slots, pos, len % 3, len,
+                                    std::string(cpu::CpuKernelsName(path)) + " hd " + std::to_string(hd) + " group " +
+                                        std::to_string(group) + " len " + std::to_string(len));
+        }
+    cpu::ResetCpuKernelsForTesting();
+  }
 }
 
 }  // namespace
