@@ -1,6 +1,6 @@
 // kernels/exp_simd.h's exp for 16 lanes: the same operations on the same constants, so every lane gets
-// Exp8's bits. No include guard and no namespace of its own: an AVX-512 translation unit includes it
-// inside its ISA namespace, under its target pragma, after kernels/exp_simd.h (whose constants it reads)
+// Exp8's bits. No namespace of its own: an AVX-512 translation unit includes it once, inside its ISA
+// namespace, under its target pragma, after kernels/exp_simd.h (whose constants it reads)
 // has been included above that pragma.
 #pragma once
 
