@@ -233,8 +233,7 @@ struct Problem {
   int64_t n, K, KB, TT;
   const MatmulJob* jobs;
   int num_jobs;
-  int64_t block_rows;
-  std::vector<int64_t> first_block;  // per job, its first index in the flattened block list; then the total
+  RowBlocks blocks;
 };
 
 // Per-thread scratch: zero-padded copies of partial tiles and the C tiles of a row block.
@@ -327,11 +326,9 @@ void RowBlock(const Problem& p, const uint16_t* w, float* y, int64_t M, int64_t 
 
 // Task b of the flattened list: its job and row block; both products and the SwiGLU for a fused job.
 void RunBlock(const Problem& p, int64_t b, Scratch& s) {
-  const int job =
-      static_cast<int>(std::upper_bound(p.first_block.begin(), p.first_block.end(), b) - p.first_block.begin()) - 1;
-  const MatmulJob& jd = p.jobs[job];
+  int64_t jb, j1;
+  const MatmulJob& jd = p.jobs[p.blocks.Locate(p.jobs, b, &jb, &j1)];
   const int64_t M = jd.w->rows();
-  const int64_t jb = (b - p.first_block[job]) * p.block_rows, j1 = std::min(M, jb + p.block_rows);
   RowBlock(p, static_cast<const uint16_t*>(jd.w->data()), jd.y, M, jb, j1, s);
   if (jd.w_up) {
     RowBlock(p, static_cast<const uint16_t*>(jd.w_up->data()), jd.up, M, jb, j1, s);
@@ -356,12 +353,8 @@ void RunGroup(const float* x, int64_t n, const MatmulJob* jobs, int num_jobs, Th
   // about 4 blocks of the group.
   const int threads = pool ? pool->num_threads() : 1;
   const int64_t by_threads = std::max<int64_t>(32, (total_rows / (4 * threads) + 31) / 32 * 32);
-  p.block_rows = threads > 1 ? std::min(kBlockRows, by_threads) : kBlockRows;
-  p.first_block.resize(num_jobs + 1);
-  p.first_block[0] = 0;
-  for (int i = 0; i < num_jobs; ++i)
-    p.first_block[i + 1] = p.first_block[i] + (jobs[i].w->rows() + p.block_rows - 1) / p.block_rows;
-  const int64_t blocks = p.first_block.back();
+  p.blocks.Build(jobs, num_jobs, threads > 1 ? std::min(kBlockRows, by_threads) : kBlockRows);
+  const int64_t blocks = p.blocks.size();
   std::atomic<int64_t> next{0};
   auto worker = [&](int64_t, int64_t) {
     thread_local Scratch scratch;

@@ -162,8 +162,7 @@ struct Problem {
   int64_t n, K, kx;        // kx: x's row stride (K, or K padded to a block for the masked tail)
   const MatmulJob* jobs;
   int num_jobs;
-  int64_t block_rows;
-  std::vector<int64_t> first_block;  // per job, its first index in the flattened block list; then the total
+  RowBlocks blocks;
 };
 
 // Rows [jb, j1) of one matrix against tokens [i, i + T) over one K chunk.
@@ -218,21 +217,14 @@ void RowBlock(const Problem<I, W>& p, const W* w, float* y, int64_t M, int64_t j
 // the SwiGLU for a fused job.
 template <typename I, typename W>
 void RunBlock(const Problem<I, W>& p, int64_t b, int64_t next_b, std::vector<AccSlot<sizeof(typename I::V)>>& slots) {
-  auto locate = [&](int64_t t, int& job, int64_t& jb, int64_t& j1) {
-    job = static_cast<int>(std::upper_bound(p.first_block.begin(), p.first_block.end(), t) - p.first_block.begin()) - 1;
-    jb = (t - p.first_block[job]) * p.block_rows;
-    j1 = std::min(p.jobs[job].w->rows(), jb + p.block_rows);
-  };
-  int job;
   int64_t jb, j1;
-  locate(b, job, jb, j1);
+  const int job = p.blocks.Locate(p.jobs, b, &jb, &j1);
   const W* w = static_cast<const W*>(p.jobs[job].w->data());
   const void* pf_begin = w + jb * p.K;  // no next block: re-touch this one (cached already)
   const void* pf_end = w + j1 * p.K;
-  if (next_b < p.first_block.back()) {
-    int nj;
+  if (next_b < p.blocks.size()) {
     int64_t njb, nj1;
-    locate(next_b, nj, njb, nj1);
+    const int nj = p.blocks.Locate(p.jobs, next_b, &njb, &nj1);
     const W* nw = static_cast<const W*>(p.jobs[nj].w->data());
     pf_begin = nw + njb * p.K;
     pf_end = nw + nj1 * p.K;
@@ -267,12 +259,8 @@ void RunGroup(const float* x, int64_t n, const MatmulJob* jobs, int num_jobs, Th
   const int64_t row_bytes = std::max<int64_t>(1, p.K * static_cast<int64_t>(sizeof(W)));
   const int64_t by_bytes = std::max<int64_t>(12, kBlockBytes / row_bytes / 12 * 12);
   const int64_t by_threads = std::max<int64_t>(12, (total_rows / (4 * threads) + 11) / 12 * 12);
-  p.block_rows = threads > 1 ? std::min(by_bytes, by_threads) : by_bytes;
-  p.first_block.resize(num_jobs + 1);
-  p.first_block[0] = 0;
-  for (int i = 0; i < num_jobs; ++i)
-    p.first_block[i + 1] = p.first_block[i] + (jobs[i].w->rows() + p.block_rows - 1) / p.block_rows;
-  const int64_t blocks = p.first_block.back();
+  p.blocks.Build(jobs, num_jobs, threads > 1 ? std::min(by_bytes, by_threads) : by_bytes);
+  const int64_t blocks = p.blocks.size();
   std::atomic<int64_t> next{0};
   auto worker = [&](int64_t, int64_t) {
     thread_local std::vector<AccSlot<sizeof(V)>> slots;
