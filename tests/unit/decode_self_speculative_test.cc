@@ -10,20 +10,17 @@
 #include "engine/runtime/cpu_backend.h"
 #include "gtest/gtest.h"
 #include "tests/support/decode_runs.h"
+#include "tests/support/random_vector.h"
 #include "tests/support/test_models.h"
 
 namespace layerskip {
 namespace {
 
+using testing::RandomIds;
+
 using testing::RandomModel;
 using testing::SmallConfig;
 
-std::vector<int> Prompt(int len, int vocab, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<int> p;
-  for (int i = 0; i < len; ++i) p.push_back(static_cast<int>(rng.Next() % vocab));
-  return p;
-}
 
 using testing::Decode;
 
@@ -47,7 +44,7 @@ TEST_P(LosslessTest, GreedyIdsEqualAutoregressive) {
   const LlamaConfig c = SmallConfig(8);
   auto m = RandomModel(c, GetParam().type, 7, 8.0f, GetParam().quiet_from);
   std::vector<std::vector<int>> prompts;
-  for (int i = 0; i < 8; ++i) prompts.push_back(Prompt(1 + 5 * i, c.vocab_size, 100 + i));  // mixed lengths
+  for (int i = 0; i < 8; ++i) prompts.push_back(RandomIds(1 + 5 * i, c.vocab_size, 100 + i));  // mixed lengths
   const int max_tokens = 24;
   // Reference: each prompt alone, autoregressive.
   std::vector<std::vector<int>> ref;
@@ -123,7 +120,7 @@ TEST(RollbackTest, CacheEqualsAutoregressiveBitwise) {
   CpuBackend spec_backend(m->model.get(), &spec_cache), ar_backend(m->model.get(), &ar_cache);
   GenerationParams params;
   params.max_tokens = 40;
-  Sequence spec(0, Prompt(9, c.vocab_size, 3), params), ar(0, Prompt(9, c.vocab_size, 3), params);
+  Sequence spec(0, RandomIds(9, c.vocab_size, 3), params), ar(0, RandomIds(9, c.vocab_size, 3), params);
   const int E = 3;
   SpeculationConfig sc;
   sc.speculations = 5;
@@ -165,7 +162,7 @@ TEST(EdgeCaseTest, ExitLayerOutOfRange) {
 TEST(EdgeCaseTest, MaxTokensReachedMidRound) {
   const LlamaConfig c = SmallConfig(6);
   auto m = RandomModel(c, WeightType::kF32, 2, 8.0f, 1);  // nearly everything accepted
-  const auto p = Prompt(6, c.vocab_size, 5);
+  const auto p = RandomIds(6, c.vocab_size, 5);
   for (int max_tokens : {1, 2, 3, 5, 7}) {
     std::vector<SpecStats> stats;
     const auto ss = Decode(*m, {p}, SelfSpec(1, 8), max_tokens, &stats)[0];
@@ -177,7 +174,7 @@ TEST(EdgeCaseTest, MaxTokensReachedMidRound) {
 TEST(EdgeCaseTest, EosDraftedFirstAndInsideRound) {
   const LlamaConfig c = SmallConfig(6);
   auto m = RandomModel(c, WeightType::kF32, 3, 8.0f, 1);
-  const auto p = Prompt(4, c.vocab_size, 6);
+  const auto p = RandomIds(4, c.vocab_size, 6);
   const auto free_run = Decode(*m, {p}, DecodeOptions{}, 12)[0];
   for (size_t at : {size_t{0}, size_t{3}}) {
     const std::vector<int> eos = {free_run[at]};
@@ -191,7 +188,7 @@ TEST(EdgeCaseTest, EosDraftedFirstAndInsideRound) {
 TEST(EdgeCaseTest, StopCheckInsideRound) {
   const LlamaConfig c = SmallConfig(6);
   auto m = RandomModel(c, WeightType::kF32, 3, 8.0f, 1);
-  const auto p = Prompt(4, c.vocab_size, 6);
+  const auto p = RandomIds(4, c.vocab_size, 6);
   const auto free_run = Decode(*m, {p}, DecodeOptions{}, 16)[0];
   for (size_t at : {size_t{0}, size_t{2}, size_t{5}}) {
     const int target = free_run[at];
@@ -219,7 +216,7 @@ TEST(EdgeCaseTest, OneTokenPromptAndContextLimit) {
   const std::vector<int> one = {5};
   EXPECT_EQ(Decode(*m, {one}, SelfSpec(2, 4), 10)[0], Decode(*m, {one}, DecodeOptions{}, 10)[0]);
   // The sequence runs into the last position: both stop with the context full.
-  const auto p = Prompt(15, c.vocab_size, 8);
+  const auto p = RandomIds(15, c.vocab_size, 8);
   const auto ar = Decode(*m, {p}, DecodeOptions{}, 100)[0];
   EXPECT_EQ(static_cast<int>(p.size() + ar.size()), 24);
   for (int d : {1, 3, 8}) EXPECT_EQ(Decode(*m, {p}, SelfSpec(3, d), 100)[0], ar) << "d=" << d;
@@ -231,7 +228,7 @@ TEST(EdgeCaseTest, EarlyExitUsesOnlyFirstLayers) {
   DecodeOptions ee;
   ee.mode = DecodeMode::kEarlyExit;
   ee.exit_layer = 2;
-  const auto p = Prompt(5, c.vocab_size, 1);
+  const auto p = RandomIds(5, c.vocab_size, 1);
   const auto ids = Decode(*m, {p}, ee, 6)[0];
   // The early-exit tokens are the drafts that self-speculation with E=2 proposes at the first position.
   KvCache cache(c, 0, 6, 1, m->context);

@@ -191,7 +191,9 @@ TEST(CpuFeaturesTest, ParsesAPairOfPaths) {
   for (const char* bad : {"avx2/", "/avx2", "avx2/sse2", "avx2/avx2/avx2", ""}) {
     const auto parsed = cpu::ParseCpuKernelPair(bad, bf16);
     EXPECT_FALSE(parsed.ok()) << bad;
-    if (!parsed.ok()) EXPECT_NE(parsed.status().message().find("not a CPU kernel path"), std::string::npos) << parsed.status();
+    if (!parsed.ok()) {
+      EXPECT_NE(parsed.status().message().find("not a CPU kernel path"), std::string::npos) << parsed.status();
+    }
   }
   cpu::CpuFeatures avx2;
   avx2.avx2 = avx2.fma = avx2.f16c = true;

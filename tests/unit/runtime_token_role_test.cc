@@ -14,10 +14,13 @@
 #include "gtest/gtest.h"
 #include "kernels/cpu_features.h"
 #include "tests/support/decode_runs.h"
+#include "tests/support/random_vector.h"
 #include "tests/support/test_models.h"
 
 namespace layerskip {
 namespace {
+
+using testing::RandomIds;
 
 using cpu::CpuKernelPair;
 using cpu::CpuKernels;
@@ -37,12 +40,6 @@ class TokenRoleTest : public ::testing::Test {
   void TearDown() override { cpu::ResetCpuKernelsForTesting(); }
 };
 
-std::vector<int> Ids(int n, int vocab, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<int> v;
-  for (int i = 0; i < n; ++i) v.push_back(static_cast<int>(rng.Next() % vocab));
-  return v;
-}
 
 // One sequence's rows [first, first + ids.size()) in slot `slot` of `cache`, roles from `prompt_tokens`,
 // under `pair`: returns the final hidden states [n, D] followed by the logits [n, V].
@@ -69,7 +66,7 @@ bool Same(const std::vector<float>& a, const std::vector<float>& b) {
 TEST_F(TokenRoleTest, EachRoleRunsOnItsPath) {
   const LlamaConfig c = testing::SmallConfig(3, 211);
   auto m = testing::RandomModel(c, WeightType::kBF16, 5, 4.0f);
-  const std::vector<int> prompt = Ids(24, c.vocab_size, 9);
+  const std::vector<int> prompt = RandomIds(24, c.vocab_size, 9);
   auto fresh = [&](CpuKernelPair pair, int prompt_tokens) {
     KvCache cache(c, 0, c.num_hidden_layers, 1, m->context);
     return RunRows(*m, cache, pair, 0, 0, prompt, prompt_tokens);
@@ -126,7 +123,7 @@ TEST_F(TokenRoleTest, MixedBatchEqualsEachRunAlone) {
   // slot 2: prompt rows 0..3 only; slot 3: prompt rows 2..4 (prompt of 5, 2 cached) then generated 5.
   const std::vector<Part> parts = {{0, 7, 0, 10}, {1, 5, 5, 3}, {2, 4, 0, 4}, {3, 5, 2, 4}};
   std::vector<std::vector<int>> ids;
-  for (size_t p = 0; p < parts.size(); ++p) ids.push_back(Ids(parts[p].cached + parts[p].rows, c.vocab_size, 40 + p));
+  for (size_t p = 0; p < parts.size(); ++p) ids.push_back(RandomIds(parts[p].cached + parts[p].rows, c.vocab_size, 40 + p));
   // Reference: per slot, the cached prefix on the prompt path, then each run of one role alone on its path.
   KvCache ref_cache(c, 0, c.num_hidden_layers, 4, m->context);
   std::vector<std::vector<float>> ref(parts.size());
@@ -196,7 +193,7 @@ TEST_F(TokenRoleTest, DecodingIsLosslessUnderTheSplitPair) {
   const LlamaConfig c = testing::SmallConfig(6);
   auto m = testing::RandomModel(c, WeightType::kBF16, 7, 8.0f, 2);
   std::vector<std::vector<int>> prompts;
-  for (int i = 0; i < 5; ++i) prompts.push_back(Ids(1 + 6 * i, c.vocab_size, 200 + i));
+  for (int i = 0; i < 5; ++i) prompts.push_back(RandomIds(1 + 6 * i, c.vocab_size, 200 + i));
   const int max_tokens = 16;
   std::vector<std::vector<int>> ref;
   for (const auto& p : prompts) ref.push_back(testing::Decode(*m, {p}, DecodeOptions{}, max_tokens)[0]);
